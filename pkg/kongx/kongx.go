@@ -1,0 +1,183 @@
+// Package kongx is the thin layer between the Kong PDK and subgate's decision
+// code: it starts a plugin instance from Kong's config, runs a phase under a
+// panic guard, answers denials in the one error shape, writes the audit line
+// and metrics, and moves the shared claims and upstream headers in as few PDK
+// calls as possible. Every PDK call is a round trip to Kong; the comments say
+// how many each helper costs.
+package kongx
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/Kong/go-pdk"
+
+	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/metrics"
+)
+
+// Meta is what Kong adds to every plugin config it sends
+// (kong/runloop/plugins_iterator.lua: get_plugin_config).
+type Meta struct {
+	RouteID      string `json:"route_id"`
+	ServiceID    string `json:"service_id"`
+	PluginID     string `json:"__plugin_id"`
+	InstanceName string `json:"plugin_instance_name"`
+}
+
+// Gate is the per-instance runtime a plugin config carries: the decider built
+// from the config, or the reason it could not be built. go-pdk keeps one
+// config value per plugin instance for its lifetime, so the decider's caches
+// live as long as the route's configuration does.
+type Gate[D any] struct {
+	plugin  string
+	meta    Meta
+	decider D
+	err     error
+}
+
+// Unstarted is the gate a plugin's New() returns: until Kong's config has
+// been decoded into it, every request is denied as misconfigured.
+func Unstarted[D any](plugin string) *Gate[D] {
+	return &Gate[D]{plugin: plugin, err: fmt.Errorf("%s: configuration was never decoded", plugin)}
+}
+
+// Start is called from a config's UnmarshalJSON with the raw config Kong sent,
+// the error (if any) from decoding the plugin's own fields, and the function
+// that validates the fields and builds the decider. A bad config is logged
+// now, at instance start, and denied with 500 plugin_misconfigured on every
+// request, never let through.
+func Start[D any](plugin string, raw []byte, decodeErr error, build func() (D, error)) *Gate[D] {
+	g := &Gate[D]{plugin: plugin}
+	_ = json.Unmarshal(raw, &g.meta) // metadata is optional; a test may send none
+	if decodeErr != nil {
+		g.err = fmt.Errorf("decoding config: %w", decodeErr)
+	} else {
+		g.decider, g.err = build()
+	}
+	if g.err != nil {
+		audit.Logger().Error("plugin misconfigured: every request on this route will be denied",
+			slog.String("plugin", plugin), slog.String("route_id", g.meta.RouteID),
+			slog.String("instance", g.meta.InstanceName), slog.String("error", g.err.Error()))
+	}
+	return g
+}
+
+// Err is the configuration error, nil when the instance is usable.
+func (g *Gate[D]) Err() error { return g.err }
+
+// Decider returns the built decider (for tests and benchmarks).
+func (g *Gate[D]) Decider() D { return g.decider }
+
+// Run runs one phase. decide does the plugin's PDK reads, asks its decider,
+// and returns nil to let the request through or a denial. Run answers the
+// denial (one PDK call, see Deny), recovers a panic
+// into a 500 (a panic would otherwise kill the plugin server and every request
+// on it), and writes the audit line and metrics for every outcome.
+func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *audit.Record) *denial.Denial) {
+	start := time.Now()
+	rec := &audit.Record{Plugin: g.plugin, RouteID: g.meta.RouteID, ServiceID: g.meta.ServiceID, Instance: g.meta.InstanceName}
+	defer func() {
+		if p := recover(); p != nil {
+			audit.Logger().Error("panic in plugin handler; request denied",
+				slog.String("plugin", g.plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			g.deny(kong, rec, denial.New(denial.InternalError, ""))
+		}
+		rec.Latency = time.Since(start)
+		audit.Log(rec)
+		decision := "allow"
+		if !rec.Allowed {
+			decision = "deny"
+		}
+		metrics.Decisions.Inc(g.plugin, decision, string(rec.Code))
+		metrics.Latency.Observe(rec.Latency, g.plugin)
+	}()
+	if g.err != nil {
+		g.deny(kong, rec, denial.New(denial.PluginMisconfigured, ""))
+		return
+	}
+	if d := decide(g.decider, rec); d != nil {
+		g.deny(kong, rec, d)
+		return
+	}
+	rec.Allowed = true
+}
+
+func (g *Gate[D]) deny(kong *pdk.PDK, rec *audit.Record, d *denial.Denial) {
+	rec.Allowed = false
+	rec.Code, rec.Status = d.Code, d.Status
+	rec.RequestID = Deny(kong, d)
+}
+
+// Deny answers d through kong.response.exit (one PDK call) and returns the
+// request id it put in the body. The id is generated here rather than read
+// from Kong (that would be another round trip on every denial); the audit
+// line carries the same id, which is what an operator searches for.
+// Kong records the exit and skips the rest of the chain; the caller must
+// return right after.
+func Deny(kong *pdk.PDK, d *denial.Denial) string {
+	id := NewRequestID()
+	kong.Response.Exit(d.Status, d.Body(id), d.Headers())
+	return id
+}
+
+// NewRequestID returns 16 random bytes in hex.
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
+	return hex.EncodeToString(b[:])
+}
+
+// SetUpstream sets the gateway-owned upstream headers in one PDK call
+// (kong.service.request.set_headers). Every name in owned is overwritten:
+// with its value where values has a non-empty one, otherwise removed (an
+// empty list clears a header in Kong), so a client's copy of an owned header
+// never reaches the upstream.
+func SetUpstream(kong *pdk.PDK, owned []string, values map[string]string) error {
+	if len(owned) == 0 {
+		return nil
+	}
+	h := make(map[string][]string, len(owned))
+	for _, name := range owned {
+		if v := values[name]; v != "" {
+			h[name] = []string{v}
+		} else {
+			h[name] = []string{}
+		}
+	}
+	return kong.ServiceRequest.SetHeaders(h)
+}
+
+// StoreClaims puts the verified claims in kong.ctx.shared (one PDK call).
+// Only jwt-claims calls it.
+func StoreClaims(kong *pdk.PDK, v *claims.Verified) error {
+	s, err := claims.Encode(v)
+	if err != nil {
+		return err
+	}
+	return kong.Ctx.SetShared(claims.SharedKey, s)
+}
+
+// LoadClaims reads the verified claims (one PDK call). When there are none
+// it returns a claims_missing denial and logs that the route is
+// misconfigured: a plugin that needs claims never falls back to headers.
+func LoadClaims(kong *pdk.PDK, plugin string) (*claims.Verified, *denial.Denial) {
+	raw, err := kong.Ctx.GetSharedAny(claims.SharedKey)
+	s, _ := raw.(string)
+	if err == nil {
+		var v *claims.Verified
+		if v, err = claims.Decode(s); err == nil {
+			return v, nil
+		}
+	}
+	audit.Logger().Error("route misconfigured: no verified claims from jwt-claims",
+		slog.String("plugin", plugin), slog.String("error", err.Error()))
+	return nil, denial.New(denial.ClaimsMissing, "")
+}
