@@ -1,0 +1,320 @@
+// Package jwtverify verifies JWTs against keys whose algorithm is fixed by
+// configuration (static keys) or by their JWK (a JWKS URL), never by the
+// token, and checks the registered claims. Verified tokens are cached by the
+// hash of the token, so a repeated token does not pay the signature again;
+// an entry never outlives the token's exp. jwt-claims and payment-token both
+// verify through this package.
+package jwtverify
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/subgate/subgate/pkg/jwks"
+)
+
+// Options configure a Verifier. Zero values take the documented defaults.
+type Options struct {
+	Keys            []Key
+	JWKSURL         string        // optional: keys from a JWKS endpoint
+	JWKSRefresh     time.Duration // background refresh interval (default 5m)
+	JWKSMinInterval time.Duration // at most one unknown-kid refetch per interval (default 30s)
+	JWKSMaxStale    time.Duration // last good keys serve this long when the endpoint fails (default 1h)
+	JWKSTimeout     time.Duration // per fetch (default 5s)
+	JWKSClient      *http.Client  // optional
+	Issuers         []string      // accepted iss values; empty accepts any
+	Audiences       []string      // accepted aud values (any one suffices); empty accepts any
+	Leeway          time.Duration // clock skew allowed for exp, nbf and iat
+	RequiredClaims  []string      // claims that must be present (exp always is)
+	MaxTokenBytes   int           // default 8192
+	CacheSize       int           // verified-token cache entries; 0 turns the cache off
+	Now             func() time.Time
+}
+
+// DefaultMaxTokenBytes bounds a token before any parsing.
+const DefaultMaxTokenBytes = 8192
+
+// Verified is a token that passed every check. Claims is shared with the
+// cache: treat it as read-only.
+type Verified struct {
+	Claims                         map[string]any
+	Kid, Algorithm                 string
+	IssuedAt, ExpiresAt, NotBefore time.Time // zero when absent
+	FromCache                      bool
+}
+
+// Kind classifies why a token was refused.
+type Kind int
+
+// The kinds, each mapped to one client-facing code by the plugins.
+const (
+	Malformed Kind = iota + 1
+	TooLarge
+	InvalidSignature
+	UnknownKey
+	Expired
+	NotYetValid
+	IssuerInvalid
+	AudienceInvalid
+	ClaimMissing
+	KeysUnavailable
+)
+
+// Error is a refusal. Detail is safe to show a client: it never contains
+// the token or anything copied from it.
+type Error struct {
+	Kind   Kind
+	Detail string
+}
+
+func (e *Error) Error() string { return e.Detail }
+
+// KindOf returns the Kind of an error from Verify, Malformed for others.
+func KindOf(err error) Kind {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind
+	}
+	return Malformed
+}
+
+func refuse(k Kind, format string, args ...any) *Error {
+	return &Error{Kind: k, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Verifier checks tokens. It is safe for concurrent use.
+type Verifier struct {
+	opts   Options
+	static map[string]resolved
+	set    *jwks.Set // nil without a JWKS URL
+	parser *jwt.Parser
+	cache  *lru.Cache[[32]byte, cached]
+}
+
+type cached struct {
+	v   *Verified
+	gen uint64 // JWKS generation the signature was checked under
+}
+
+// New validates the options and builds a Verifier. Its error says what is
+// wrong in terms of the configuration.
+func New(o Options) (*Verifier, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxTokenBytes <= 0 {
+		o.MaxTokenBytes = DefaultMaxTokenBytes
+	}
+	if o.Leeway < 0 {
+		return nil, errors.New("leeway must not be negative")
+	}
+	if len(o.Keys) == 0 && o.JWKSURL == "" {
+		return nil, errors.New("no keys: configure keys, a JWKS URL, or both")
+	}
+	v := &Verifier{opts: o, static: map[string]resolved{}}
+	methods := map[string]bool{}
+	for _, k := range o.Keys {
+		r, err := k.resolve()
+		if err != nil {
+			return nil, err
+		}
+		if _, dup := v.static[k.Kid]; dup {
+			return nil, fmt.Errorf("key %q is configured twice", k.Kid)
+		}
+		v.static[k.Kid] = r
+		methods[r.alg] = true
+	}
+	if o.JWKSURL != "" {
+		v.set = jwks.Shared(o.JWKSURL, jwks.Options{
+			Refresh: o.JWKSRefresh, MinInterval: o.JWKSMinInterval, MaxStale: o.JWKSMaxStale,
+			Timeout: o.JWKSTimeout, Client: o.JWKSClient, Now: o.Now,
+		})
+		for _, a := range Algorithms {
+			if _, hmac := minSecret[a]; !hmac { // a JWKS never supplies HMAC keys
+				methods[a] = true
+			}
+		}
+	}
+	valid := make([]string, 0, len(methods))
+	for m := range methods {
+		valid = append(valid, m)
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(valid), // belt and braces: the keyfunc pins the exact alg per key
+		jwt.WithLeeway(o.Leeway),
+		jwt.WithTimeFunc(o.Now),
+		jwt.WithIssuedAt(),
+		jwt.WithExpirationRequired(), // a token that never expires is refused
+		jwt.WithStrictDecoding(),
+	)
+	if o.CacheSize > 0 {
+		c, err := lru.New[[32]byte, cached](o.CacheSize)
+		if err != nil {
+			return nil, err
+		}
+		v.cache = c
+	}
+	return v, nil
+}
+
+// Close drops the cache. The JWKS key set is shared per URL and lives on.
+func (v *Verifier) Close() {
+	if v.cache != nil {
+		v.cache.Purge()
+	}
+}
+
+// Verify checks token and returns its claims, or an *Error.
+func (v *Verifier) Verify(token string) (*Verified, error) {
+	if len(token) > v.opts.MaxTokenBytes {
+		return nil, refuse(TooLarge, "token has %d bytes; the limit is %d", len(token), v.opts.MaxTokenBytes)
+	}
+	if token == "" {
+		return nil, refuse(Malformed, "empty token")
+	}
+	var sum [32]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(token))
+		if hit, ok := v.fromCache(sum); ok {
+			return hit, nil
+		}
+	}
+	var gen uint64 // the JWKS generation the key came from, for the cache entry
+	mc := jwt.MapClaims{}
+	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) { return v.keyFor(t, &gen) })
+	if err != nil {
+		return nil, classify(err)
+	}
+	out := &Verified{Claims: mc, Algorithm: tok.Method.Alg()}
+	out.Kid, _ = tok.Header["kid"].(string)
+	if err := v.checkClaims(mc, out); err != nil {
+		return nil, err
+	}
+	if v.cache != nil {
+		v.cache.Add(sum, cached{v: out, gen: gen})
+	}
+	return out, nil
+}
+
+func (v *Verifier) fromCache(sum [32]byte) (*Verified, bool) {
+	c, ok := v.cache.Get(sum)
+	if !ok {
+		return nil, false
+	}
+	if v.set != nil && v.set.Generation() != c.gen {
+		v.cache.Remove(sum) // the key set changed: verify against the current keys
+		return nil, false
+	}
+	if !v.opts.Now().Before(c.v.ExpiresAt.Add(v.opts.Leeway)) {
+		v.cache.Remove(sum) // never serve an entry past the token's exp
+		return nil, false
+	}
+	hit := *c.v
+	hit.FromCache = true
+	return &hit, true
+}
+
+// keyFor is golang-jwt's keyfunc: it picks the key by kid and refuses the
+// token unless its alg header is exactly the algorithm fixed for that key.
+// This is what defeats algorithm confusion (an HS256 token "signed" with an
+// RSA public key's bytes) and alg "none".
+func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
+	kid := ""
+	if raw, present := t.Header["kid"]; present {
+		s, ok := raw.(string)
+		if !ok {
+			return nil, refuse(Malformed, "kid header is not a string")
+		}
+		kid = s
+	}
+	alg := t.Method.Alg()
+	if r, ok := v.static[kid]; ok {
+		if alg != r.alg {
+			return nil, refuse(InvalidSignature, "algorithm %s is not the one configured for this key", safeAlg(alg))
+		}
+		return r.key, nil
+	}
+	if v.set == nil {
+		return nil, refuse(UnknownKey, "unknown key id")
+	}
+	k, g, err := v.set.Lookup(kid)
+	*gen = g
+	switch {
+	case errors.Is(err, jwks.ErrUnavailable):
+		return nil, refuse(KeysUnavailable, "verification keys are unavailable; retry later")
+	case err != nil:
+		return nil, refuse(UnknownKey, "unknown key id")
+	case alg != k.Algorithm:
+		return nil, refuse(InvalidSignature, "algorithm %s is not the one published for this key", safeAlg(alg))
+	}
+	return k.Public, nil
+}
+
+// safeAlg echoes an alg only when it is one we know, so that nothing a
+// client wrote is reflected back verbatim.
+func safeAlg(a string) string {
+	if supported[a] {
+		return a
+	}
+	return "(unsupported)"
+}
+
+func classify(err error) error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return refuse(Malformed, "token is not a well-formed JWT")
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return refuse(InvalidSignature, "signature is invalid")
+	case errors.Is(err, jwt.ErrTokenUnverifiable): // no alg, or one golang-jwt does not know
+		return refuse(Malformed, "token names no usable algorithm")
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return refuse(Expired, "token has expired")
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return refuse(NotYetValid, "token is not valid yet")
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return refuse(ClaimMissing, "token has no exp claim")
+	}
+	return refuse(Malformed, "token claims are invalid")
+}
+
+func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
+	// golang-jwt has validated the types and times of exp, nbf and iat.
+	if t, _ := mc.GetExpirationTime(); t != nil {
+		out.ExpiresAt = t.Time
+	}
+	if t, _ := mc.GetNotBefore(); t != nil {
+		out.NotBefore = t.Time
+	}
+	if t, _ := mc.GetIssuedAt(); t != nil {
+		out.IssuedAt = t.Time
+	}
+	if len(v.opts.Issuers) > 0 {
+		iss, err := mc.GetIssuer()
+		if err != nil || !slices.Contains(v.opts.Issuers, iss) {
+			return refuse(IssuerInvalid, "issuer is not accepted")
+		}
+	}
+	if len(v.opts.Audiences) > 0 {
+		aud, err := mc.GetAudience()
+		if err != nil || !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(v.opts.Audiences, a) }) {
+			return refuse(AudienceInvalid, "audience is not accepted")
+		}
+	}
+	for _, name := range v.opts.RequiredClaims {
+		if val, ok := mc[name]; !ok || val == nil {
+			return refuse(ClaimMissing, "required claim %q is missing", name)
+		}
+	}
+	return nil
+}

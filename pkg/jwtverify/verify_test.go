@@ -1,0 +1,299 @@
+package jwtverify
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+func mustVerifier(t testing.TB, o Options) *Verifier {
+	t.Helper()
+	v, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func wantKind(t *testing.T, err error, k Kind) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("verified; want refusal of kind %d", k)
+	}
+	if got := KindOf(err); got != k {
+		t.Fatalf("kind = %d (%v), want %d", got, err, k)
+	}
+}
+
+func TestEveryAlgorithmRoundTrips(t *testing.T) {
+	for _, alg := range Algorithms {
+		t.Run(alg, func(t *testing.T) {
+			s := newSigner(t, alg)
+			v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+			got, err := v.Verify(s.sign(t, "k1", claimsAt(t0)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Algorithm != alg || got.Kid != "k1" || got.Claims["sub"] != "c0ffee00-0000-4000-8000-000000000001" {
+				t.Fatalf("unexpected result %+v", got)
+			}
+			if !got.ExpiresAt.Equal(t0.Add(10*time.Minute)) || !got.IssuedAt.Equal(t0) {
+				t.Fatalf("times not extracted: %+v", got)
+			}
+		})
+	}
+}
+
+func TestAlgNoneIsRefused(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	tok := jwt.NewWithClaims(jwt.SigningMethodNone, claimsAt(t0))
+	tok.Header["kid"] = "k1"
+	raw, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(raw)
+	wantKind(t, err, InvalidSignature)
+}
+
+// The classic confusion: the attacker signs HS256 with the RSA public key's
+// PEM bytes as the HMAC secret, hoping the verifier feeds its public key to
+// HMAC. The key's algorithm is fixed to RS256, so the token is refused.
+func TestAlgorithmConfusionIsRefused(t *testing.T) {
+	s := newSigner(t, "RS256")
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claimsAt(t0))
+	tok.Header["kid"] = "k1"
+	raw, err := tok.SignedString([]byte(s.pubPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = v.Verify(raw)
+	wantKind(t, err, InvalidSignature)
+
+	// Same with an HS key configured next to it under another kid: the kid
+	// decides the key, the key decides the algorithm.
+	h := newSigner(t, "HS256")
+	v2 := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1"), h.key(t, "h1")}, Now: fixedNow(t0)})
+	_, err = v2.Verify(raw)
+	wantKind(t, err, InvalidSignature)
+}
+
+func TestOtherKeysSignatureIsRefused(t *testing.T) {
+	good, evil := newSigner(t, "ES256"), newSigner(t, "ES256")
+	v := mustVerifier(t, Options{Keys: []Key{good.key(t, "k1")}, Now: fixedNow(t0)})
+	_, err := v.Verify(evil.sign(t, "k1", claimsAt(t0)))
+	wantKind(t, err, InvalidSignature)
+}
+
+func TestTamperedPayloadIsRefused(t *testing.T) {
+	s := newSigner(t, "EdDSA")
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	parts := strings.Split(s.sign(t, "k1", claimsAt(t0)), ".")
+	c := claimsAt(t0)
+	c["sub"] = "someone-else"
+	other := strings.Split(s.sign(t, "k1", c), ".")
+	_, err := v.Verify(parts[0] + "." + other[1] + "." + parts[2])
+	wantKind(t, err, InvalidSignature)
+}
+
+func TestUnknownAndOddKids(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	_, err := v.Verify(s.sign(t, "k2", claimsAt(t0)))
+	wantKind(t, err, UnknownKey)
+	_, err = v.Verify(s.sign(t, "", claimsAt(t0))) // no kid, and no kid-less key configured
+	wantKind(t, err, UnknownKey)
+
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, claimsAt(t0))
+	tok.Header["kid"] = 42
+	raw, _ := tok.SignedString(s.priv)
+	_, err = v.Verify(raw)
+	wantKind(t, err, Malformed)
+}
+
+func TestTimes(t *testing.T) {
+	s := newSigner(t, "ES256")
+	key := s.key(t, "k1")
+	c := claimsAt(t0)
+	c["exp"] = t0.Unix()
+	c["nbf"] = t0.Add(-time.Hour).Unix()
+	c["iat"] = t0.Add(-time.Hour).Unix()
+	tok := s.sign(t, "k1", c)
+	tests := []struct {
+		name   string
+		now    time.Time
+		leeway time.Duration
+		want   Kind
+	}{
+		{"before exp", t0.Add(-time.Second), 0, 0},
+		{"at exp", t0, 0, Expired},
+		{"expired, within leeway", t0.Add(20 * time.Second), 30 * time.Second, 0},
+		{"expired, beyond leeway", t0.Add(31 * time.Second), 30 * time.Second, Expired},
+		{"nbf and iat in the future", t0.Add(-2 * time.Hour), 0, NotYetValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := mustVerifier(t, Options{Keys: []Key{key}, Leeway: tt.leeway, Now: fixedNow(tt.now)})
+			_, err := v.Verify(tok)
+			if tt.want == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantKind(t, err, tt.want)
+		})
+	}
+
+	iat := claimsAt(t0)
+	iat["iat"] = t0.Add(time.Minute).Unix()
+	v0 := mustVerifier(t, Options{Keys: []Key{key}, Now: fixedNow(t0)})
+	_, err0 := v0.Verify(s.sign(t, "k1", iat))
+	wantKind(t, err0, NotYetValid)
+
+	nbf := claimsAt(t0)
+	nbf["nbf"] = t0.Add(time.Minute).Unix()
+	v := mustVerifier(t, Options{Keys: []Key{key}, Now: fixedNow(t0)})
+	_, err := v.Verify(s.sign(t, "k1", nbf))
+	wantKind(t, err, NotYetValid)
+
+	noExp := claimsAt(t0)
+	delete(noExp, "exp")
+	_, err = v.Verify(s.sign(t, "k1", noExp))
+	wantKind(t, err, ClaimMissing)
+
+	badExp := claimsAt(t0)
+	badExp["exp"] = "tomorrow"
+	_, err = v.Verify(s.sign(t, "k1", badExp))
+	wantKind(t, err, Malformed)
+}
+
+func TestIssuerAudienceAndRequiredClaims(t *testing.T) {
+	s := newSigner(t, "ES256")
+	key := s.key(t, "k1")
+	tok := s.sign(t, "k1", claimsAt(t0))
+	multiAud := claimsAt(t0)
+	multiAud["aud"] = []string{"other", "subgate"}
+	tests := []struct {
+		name string
+		o    Options
+		tok  string
+		want Kind
+	}{
+		{"issuer in list", Options{Issuers: []string{"https://a", "https://id.example"}}, tok, 0},
+		{"issuer not in list", Options{Issuers: []string{"https://a"}}, tok, IssuerInvalid},
+		{"audience in list", Options{Audiences: []string{"x", "subgate"}}, tok, 0},
+		{"audience not in list", Options{Audiences: []string{"x"}}, tok, AudienceInvalid},
+		{"one of several audiences", Options{Audiences: []string{"subgate"}}, s.sign(t, "k1", multiAud), 0},
+		{"required claim present", Options{RequiredClaims: []string{"country"}}, tok, 0},
+		{"required claim missing", Options{RequiredClaims: []string{"plan"}}, tok, ClaimMissing},
+		{"too large", Options{MaxTokenBytes: 64}, tok, TooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.o.Keys, tt.o.Now = []Key{key}, fixedNow(t0)
+			_, err := mustVerifier(t, tt.o).Verify(tt.tok)
+			if tt.want == 0 {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			wantKind(t, err, tt.want)
+		})
+	}
+}
+
+func TestMalformedInputs(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	good := s.sign(t, "k1", claimsAt(t0))
+	for _, in := range []string{"", "abc", "a.b", "a.b.c", "....", good + ".x", "e30.e30.", strings.Repeat("a", 100)} {
+		_, err := v.Verify(in)
+		wantKind(t, err, Malformed)
+	}
+	// Signature bytes altered in their encoding only (non-canonical base64)
+	// must not verify either.
+	parts := strings.Split(good, ".")
+	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
+	_, err := v.Verify(parts[0] + "." + parts[1] + "." + base64.URLEncoding.EncodeToString(sig))
+	if err == nil {
+		t.Fatal("padded signature accepted")
+	}
+}
+
+func TestCacheServesRepeatsButNeverPastExp(t *testing.T) {
+	s := newSigner(t, "ES256")
+	now := t0
+	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, CacheSize: 8, Now: func() time.Time { return now }})
+	tok := s.sign(t, "k1", claimsAt(t0))
+	first, err := v.Verify(tok)
+	if err != nil || first.FromCache {
+		t.Fatalf("first: %v %+v", err, first)
+	}
+	second, err := v.Verify(tok)
+	if err != nil || !second.FromCache {
+		t.Fatalf("second should be a cache hit: %v %+v", err, second)
+	}
+	now = t0.Add(10 * time.Minute) // exactly exp
+	_, err = v.Verify(tok)
+	wantKind(t, err, Expired)
+	if v.cache.Len() != 0 {
+		t.Fatal("expired entry still cached")
+	}
+	// A failed verification is not cached as a success.
+	now = t0
+	evil := newSigner(t, "ES256").sign(t, "k1", claimsAt(t0))
+	for range 2 {
+		_, err = v.Verify(evil)
+		wantKind(t, err, InvalidSignature)
+	}
+}
+
+func TestBadConfigurations(t *testing.T) {
+	rs := newSigner(t, "RS256")
+	es := newSigner(t, "ES256")
+	t.Setenv("SUBGATE_SHORT", "too-short")
+	t.Setenv("SUBGATE_LONG", strings.Repeat("s", 64))
+	privDER, _ := x509.MarshalPKCS8PrivateKey(rsaKey)
+	privPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
+	tests := []struct {
+		name string
+		keys []Key
+		want string
+	}{
+		{"no keys", nil, "no keys"},
+		{"no algorithm", []Key{{Kid: "a", PublicKey: rs.pubPEM}}, "algorithm is required"},
+		{"alg none", []Key{{Kid: "a", Algorithm: "none", PublicKey: rs.pubPEM}}, "unsupported algorithm"},
+		{"unknown alg", []Key{{Kid: "a", Algorithm: "RS1", PublicKey: rs.pubPEM}}, "unsupported algorithm"},
+		{"unparsable PEM", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}}, "a"},
+		{"not PEM", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: "hello"}}, "not PEM"},
+		{"private key", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: privPEM}}, "never a private key"},
+		{"alg does not fit key", []Key{{Kid: "a", Algorithm: "ES256", PublicKey: rs.pubPEM}}, "does not fit"},
+		{"ES384 on P-256", []Key{{Kid: "a", Algorithm: "ES384", PublicKey: es.pubPEM}}, "does not fit"},
+		{"missing secret env", []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_NOPE_UNSET"}}, "unset or empty"},
+		{"no secret_env", []Key{{Kid: "a", Algorithm: "HS256"}}, "needs secret_env"},
+		{"short secret", []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_SHORT"}}, "at least 32"},
+		{"HS with public key", []Key{{Kid: "a", Algorithm: "HS256", PublicKey: rs.pubPEM}}, "not public_key"},
+		{"RS with secret", []Key{{Kid: "a", Algorithm: "RS256", SecretEnv: "SUBGATE_LONG"}}, "not secret_env"},
+		{"duplicate kid", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}, {Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}}, "twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(Options{Keys: tt.keys})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := New(Options{Keys: []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_LONG"}}}); err != nil {
+		t.Fatalf("valid HS256 config refused: %v", err)
+	}
+}
