@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Kong/go-pdk/test"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/claims"
+)
+
+var (
+	ecKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+)
+
+func pubPEM(pub any) string {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		panic(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+}
+
+// kongConfig builds the JSON Kong sends: every field of the schema, null
+// where kong.yml sets nothing, overridden by set.
+func kongConfig(t *testing.T, set map[string]any) *Config {
+	t.Helper()
+	full := map[string]any{}
+	for _, f := range []string{"token_header", "token_cookie", "keys", "jwks_url", "jwks_refresh_seconds",
+		"jwks_min_refetch_seconds", "jwks_max_stale_seconds", "jwks_timeout_ms", "issuers", "audiences",
+		"leeway_seconds", "required_claims", "max_token_bytes", "customer_id_claim", "country_claim",
+		"upstream_headers", "hide_credentials", "cache_size"} {
+		full[f] = nil
+	}
+	full["route_id"], full["__plugin_id"], full["__seq__"] = "route-1", "plugin-1", 1
+	for k, v := range set {
+		full[k] = v
+	}
+	b, _ := json.Marshal(full)
+	c := New().(*Config)
+	if err := json.Unmarshal(b, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func esKeys() map[string]any {
+	return map[string]any{"keys": []map[string]any{{"kid": "k1", "algorithm": "ES256", "public_key": pubPEM(&ecKey.PublicKey)}}}
+}
+
+func withKeys(extra map[string]any) map[string]any {
+	m := esKeys()
+	for k, v := range extra {
+		m[k] = v
+	}
+	return m
+}
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, kid string, c jwt.MapClaims) string {
+	t.Helper()
+	tok := jwt.NewWithClaims(method, c)
+	if kid != "" {
+		tok.Header["kid"] = kid
+	}
+	s, err := tok.SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func goodClaims() jwt.MapClaims {
+	now := time.Now()
+	return jwt.MapClaims{"sub": "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001", "country": "DE", "iss": "https://id.example",
+		"aud": "subgate", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(), "plan": "premium"}
+}
+
+// run sends one request through the plugin as Kong would and returns the
+// test environment for assertions.
+func run(t *testing.T, c *Config, headers http.Header) *test.TestEnv {
+	t.Helper()
+	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example/subscriptions/1/deliveries", Headers: headers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoHttps(c)
+	return env
+}
+
+type errBody struct {
+	Code, Message, RequestID string
+}
+
+func denied(t *testing.T, env *test.TestEnv, status int, code string) errBody {
+	t.Helper()
+	if env.ClientRes.Status != status {
+		t.Fatalf("status = %d, want %d (body %s)", env.ClientRes.Status, status, env.ClientRes.Body)
+	}
+	var b struct {
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+		RequestID string `json:"request_id"`
+	}
+	if err := json.Unmarshal(env.ClientRes.Body, &b); err != nil {
+		t.Fatalf("body is not JSON: %q", env.ClientRes.Body)
+	}
+	if b.Code != code {
+		t.Fatalf("code = %q, want %q (%s)", b.Code, code, b.Message)
+	}
+	if len(b.RequestID) != 32 {
+		t.Fatalf("request_id %q", b.RequestID)
+	}
+	if status == 401 && !strings.HasPrefix(env.ClientRes.Headers.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
+		t.Fatalf("401 without WWW-Authenticate: %v", env.ClientRes.Headers)
+	}
+	if _, stored := env.Ctx.Store[claims.SharedKey]; stored {
+		t.Fatal("claims stored on a denied request")
+	}
+	return errBody{b.Code, b.Message, b.RequestID}
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+func TestAllowStoresClaimsAndOwnsUpstreamHeaders(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"issuers": []string{"https://id.example"}, "audiences": []string{"subgate"}}))
+	h := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims()))
+	h.Set("X-Customer-Id", "spoofed-customer")
+	h.Set("X-Country", "FR")
+	env := run(t, c, h)
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("status %d: %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if got := env.ServiceReq.Headers.Values("X-Customer-Id"); len(got) != 1 || got[0] != "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001" {
+		t.Fatalf("upstream X-Customer-Id = %v", got)
+	}
+	if got := env.ServiceReq.Headers.Values("X-Country"); len(got) != 1 || got[0] != "DE" {
+		t.Fatalf("upstream X-Country = %v", got)
+	}
+	raw, _ := env.Ctx.Store[claims.SharedKey].(string)
+	v, err := claims.Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.CustomerID != "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001" || v.Country != "DE" || v.Claims["plan"] != "premium" {
+		t.Fatalf("shared claims %+v", v)
+	}
+}
+
+func TestSpoofedHeaderRemovedWhenClaimAbsent(t *testing.T) {
+	c := kongConfig(t, esKeys())
+	cl := goodClaims()
+	delete(cl, "country")
+	h := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", cl))
+	h.Set("X-Country", "FR")
+	env := run(t, c, h)
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("status %d", env.ClientRes.Status)
+	}
+	if got := env.ServiceReq.Headers.Values("X-Country"); len(got) != 0 {
+		t.Fatalf("client's X-Country reached the upstream: %v", got)
+	}
+}
+
+func TestCustomUpstreamHeadersAndClaimNames(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"customer_id_claim": "cid", "upstream_headers": map[string]string{"X-Plan": "plan", "X-Cust": "cid"}, "hide_credentials": true}))
+	cl := goodClaims()
+	cl["cid"] = "cust-42"
+	h := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", cl))
+	h.Set("X-Customer-Id", "not-owned-here")
+	env := run(t, c, h)
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("status %d: %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if env.ServiceReq.Headers.Get("X-Plan") != "premium" || env.ServiceReq.Headers.Get("X-Cust") != "cust-42" {
+		t.Fatalf("upstream headers %v", env.ServiceReq.Headers)
+	}
+	if env.ServiceReq.Headers.Get("Authorization") != "" {
+		t.Fatal("hide_credentials left the token upstream")
+	}
+	// A header the route does not own is left alone (it is not ours to strip).
+	if env.ServiceReq.Headers.Get("X-Customer-Id") != "not-owned-here" {
+		t.Fatal("a header this route does not own was changed")
+	}
+}
+
+func TestDenials(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"issuers": []string{"https://id.example"}, "audiences": []string{"subgate"}, "leeway_seconds": 30, "max_token_bytes": 2048}))
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	mod := func(f func(jwt.MapClaims)) jwt.MapClaims { c := goodClaims(); f(c); return c }
+	es := func(cl jwt.MapClaims) string { return sign(t, jwt.SigningMethodES256, ecKey, "k1", cl) }
+	none := sign(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, "k1", goodClaims())
+	confused := sign(t, jwt.SigningMethodHS256, []byte(pubPEM(&ecKey.PublicKey)), "k1", goodClaims())
+	now := time.Now()
+	tests := []struct {
+		name   string
+		header http.Header
+		status int
+		code   string
+	}{
+		{"no header", http.Header{}, 401, "token_missing"},
+		{"basic scheme", http.Header{"Authorization": {"Basic dXNlcjpwYXNz"}}, 401, "token_missing"},
+		{"empty bearer", http.Header{"Authorization": {"Bearer "}}, 401, "token_missing"},
+		{"garbage", bearer("not-a-jwt"), 401, "token_malformed"},
+		{"too large", bearer(strings.Repeat("a", 3000)), 401, "token_too_large"},
+		{"alg none", bearer(none), 401, "token_invalid_signature"},
+		{"algorithm confusion", bearer(confused), 401, "token_invalid_signature"},
+		{"wrong key", bearer(sign(t, jwt.SigningMethodES256, other, "k1", goodClaims())), 401, "token_invalid_signature"},
+		{"unknown kid", bearer(sign(t, jwt.SigningMethodES256, ecKey, "k9", goodClaims())), 401, "token_unknown_key"},
+		{"expired beyond leeway", bearer(es(mod(func(c jwt.MapClaims) { c["exp"] = now.Add(-time.Minute).Unix() }))), 401, "token_expired"},
+		{"not yet valid", bearer(es(mod(func(c jwt.MapClaims) { c["nbf"] = now.Add(time.Hour).Unix() }))), 401, "token_not_yet_valid"},
+		{"issuer", bearer(es(mod(func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }))), 401, "token_issuer_invalid"},
+		{"audience", bearer(es(mod(func(c jwt.MapClaims) { c["aud"] = "other" }))), 401, "token_audience_invalid"},
+		{"no customer id", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "sub") }))), 401, "token_claim_missing"},
+		{"customer id not a string", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = []string{"a"} }))), 401, "token_claim_missing"},
+		{"customer id with CRLF", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = "a\r\nX-Admin: 1" }))), 401, "token_claim_missing"},
+		{"no exp", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "exp") }))), 401, "token_claim_missing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.header.Set("X-Customer-Id", "spoofed")
+			env := run(t, c, tt.header)
+			denied(t, env, tt.status, tt.code)
+		})
+	}
+}
+
+func TestExpiredWithinLeewayPasses(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"leeway_seconds": 30}))
+	cl := goodClaims()
+	cl["exp"] = time.Now().Add(-10 * time.Second).Unix()
+	env := run(t, c, bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", cl)))
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("status %d: %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+}
+
+func TestTokenFromCookie(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"token_cookie": "session"}))
+	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
+	env := run(t, c, http.Header{"Cookie": {"theme=dark; session=" + tok}})
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("cookie token refused: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	env = run(t, c, http.Header{"Cookie": {"theme=dark"}})
+	denied(t, env, 401, "token_missing")
+}
+
+func TestCustomTokenHeaderAcceptsBareToken(t *testing.T) {
+	c := kongConfig(t, withKeys(map[string]any{"token_header": "X-Access-Token"}))
+	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
+	if env := run(t, c, http.Header{"X-Access-Token": {tok}}); env.ClientRes.Status != 200 {
+		t.Fatalf("bare token refused: %s", env.ClientRes.Body)
+	}
+	// The Authorization header is not a source on this route.
+	denied(t, run(t, c, bearer(tok)), 401, "token_missing")
+}
+
+func TestHMACKeyFromEnvironment(t *testing.T) {
+	secret := strings.Repeat("k", 32)
+	t.Setenv("JWT_TEST_SECRET", secret)
+	c := kongConfig(t, map[string]any{"keys": []map[string]any{{"kid": "h1", "algorithm": "HS256", "secret_env": "JWT_TEST_SECRET"}}})
+	if env := run(t, c, bearer(sign(t, jwt.SigningMethodHS256, []byte(secret), "h1", goodClaims()))); env.ClientRes.Status != 200 {
+		t.Fatalf("HS256 refused: %s", env.ClientRes.Body)
+	}
+	denied(t, run(t, c, bearer(sign(t, jwt.SigningMethodHS256, []byte(strings.Repeat("x", 32)), "h1", goodClaims()))), 401, "token_invalid_signature")
+}
+
+func TestJWKSUnreachableIs503(t *testing.T) {
+	c := kongConfig(t, map[string]any{"jwks_url": "http://127.0.0.1:1/jwks.json", "jwks_timeout_ms": 200})
+	env := run(t, c, bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())))
+	denied(t, env, 503, "keys_unavailable")
+	if env.ClientRes.Headers.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+}
+
+func TestMisconfigurationDeniesEveryRequest(t *testing.T) {
+	tests := map[string]map[string]any{
+		"unparsable PEM":  {"keys": []map[string]any{{"kid": "k1", "algorithm": "ES256", "public_key": "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}}},
+		"unknown alg":     {"keys": []map[string]any{{"kid": "k1", "algorithm": "XS256", "public_key": pubPEM(&ecKey.PublicKey)}}},
+		"missing env var": {"keys": []map[string]any{{"kid": "k1", "algorithm": "HS256", "secret_env": "SUBGATE_DEFINITELY_UNSET"}}},
+		"no keys":         {},
+		"bad header name": withKeys(map[string]any{"upstream_headers": map[string]string{"X Bad": "sub"}}),
+	}
+	for name, set := range tests {
+		t.Run(name, func(t *testing.T) {
+			var logs bytes.Buffer
+			audit.SetOutput(&logs)
+			defer audit.SetOutput(nopWriter{})
+			c := kongConfig(t, set)
+			if c.gate.Err() == nil {
+				t.Fatal("bad config accepted")
+			}
+			if !strings.Contains(logs.String(), "plugin misconfigured") {
+				t.Fatalf("no misconfiguration log at instance start: %s", logs.String())
+			}
+			for range 2 {
+				env := run(t, c, bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())))
+				denied(t, env, 500, "plugin_misconfigured")
+			}
+		})
+	}
+}
+
+func TestNullFieldsKeepDefaults(t *testing.T) {
+	c := kongConfig(t, esKeys())
+	if c.TokenHeader != "Authorization" || c.CustomerIDClaim != "sub" || c.LeewaySeconds != 30 || c.CacheSize != 10000 {
+		t.Fatalf("defaults lost to nulls: %+v", c)
+	}
+}
+
+func TestRepeatedTokenIsServedFromCache(t *testing.T) {
+	c := kongConfig(t, esKeys())
+	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
+	run(t, c, bearer(tok))
+	var logs bytes.Buffer
+	audit.SetOutput(&logs)
+	defer audit.SetOutput(nopWriter{})
+	if env := run(t, c, bearer(tok)); env.ClientRes.Status != 200 {
+		t.Fatal(env.ClientRes.Status)
+	}
+	if !strings.Contains(logs.String(), `"cached":true`) {
+		t.Fatalf("second use was not a cache hit: %s", logs.String())
+	}
+}
+
+func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
+	var logs bytes.Buffer
+	audit.SetOutput(&logs)
+	defer audit.SetOutput(nopWriter{})
+	c := kongConfig(t, esKeys())
+	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
+	run(t, c, bearer(tok))
+	bad := sign(t, jwt.SigningMethodES256, ecKey, "k9", goodClaims())
+	body := denied(t, run(t, c, bearer(bad)), 401, "token_unknown_key")
+	out := logs.String()
+	for _, secret := range []string{tok, bad, strings.Split(tok, ".")[2], strings.Split(bad, ".")[1]} {
+		if strings.Contains(out, secret) {
+			t.Fatal("a token (or part of one) reached the log")
+		}
+	}
+	for _, want := range []string{`"decision":"allow"`, `"decision":"deny"`, `"code":"token_unknown_key"`,
+		`"customer_id":"7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"`, `"route_id":"route-1"`, fmt.Sprintf(`"request_id":"%s"`, body.RequestID)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("audit log lacks %s:\n%s", want, out)
+		}
+	}
+}
+
+type nopWriter struct{}
+
+func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestMain(m *testing.M) {
+	audit.SetOutput(nopWriter{})
+	m.Run()
+}
