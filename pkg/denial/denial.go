@@ -216,3 +216,13 @@ func quoteSafe(s string) string {
 	}
 	return b.String()
 }
+
+// MarkdownTable renders Specs for the README.
+func MarkdownTable() string {
+	var b strings.Builder
+	b.WriteString("| code | status | meaning |\n| --- | --- | --- |\n")
+	for _, s := range Specs {
+		fmt.Fprintf(&b, "| `%s` | %d | %s |\n", s.Code, s.Status, s.Meaning)
+	}
+	return b.String()
+}

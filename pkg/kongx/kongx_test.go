@@ -1,0 +1,164 @@
+package kongx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/Kong/go-pdk"
+	"github.com/Kong/go-pdk/test"
+
+	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/metrics"
+)
+
+// probe is a minimal plugin config exercising the Gate the way the real
+// plugins do; decide is what its Access does.
+type probe struct {
+	Fail   bool `json:"fail"`
+	gate   *Gate[string]
+	decide func(kong *pdk.PDK, d string, rec *audit.Record) *denial.Denial
+}
+
+func (p *probe) UnmarshalJSON(b []byte) error {
+	type fields probe
+	err := json.Unmarshal(b, (*fields)(p))
+	p.gate = Start("probe", b, err, func() (string, error) {
+		if p.Fail {
+			return "", errors.New("fail was set")
+		}
+		return "decider", nil
+	})
+	return nil
+}
+
+func (p *probe) Access(kong *pdk.PDK) {
+	p.gate.Run(kong, func(d string, rec *audit.Record) *denial.Denial { return p.decide(kong, d, rec) })
+}
+
+func newProbe(t *testing.T, cfg string, decide func(*pdk.PDK, string, *audit.Record) *denial.Denial) *probe {
+	t.Helper()
+	p := &probe{gate: Unstarted[string]("probe"), decide: decide}
+	if cfg != "" {
+		if err := json.Unmarshal([]byte(cfg), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func do(t *testing.T, p *probe, h http.Header) *test.TestEnv {
+	t.Helper()
+	env, err := test.New(t, test.Request{Method: "GET", Url: "http://gw/x", Headers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoHttp(p)
+	return env
+}
+
+func capture(t *testing.T) *bytes.Buffer {
+	var b bytes.Buffer
+	audit.SetOutput(&b)
+	t.Cleanup(func() { audit.SetOutput(&bytes.Buffer{}) })
+	return &b
+}
+
+func code(t *testing.T, env *test.TestEnv) string {
+	t.Helper()
+	var b struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(env.ClientRes.Body, &b); err != nil {
+		t.Fatalf("body %q", env.ClientRes.Body)
+	}
+	return b.Code
+}
+
+func TestPanicIsRecoveredAndDenied(t *testing.T) {
+	logs := capture(t)
+	before := metrics.Decisions.Value("probe", "deny", "internal_error")
+	p := newProbe(t, `{"route_id":"r1"}`, func(*pdk.PDK, string, *audit.Record) *denial.Denial {
+		var m map[string]int
+		m["boom"] = 1 // nil map write: a real panic
+		return nil
+	})
+	env := do(t, p, nil)
+	if env.ClientRes.Status != 500 || code(t, env) != "internal_error" {
+		t.Fatalf("panic answered %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if !strings.Contains(logs.String(), "panic in plugin handler") || !strings.Contains(logs.String(), `"route_id":"r1"`) {
+		t.Fatalf("logs: %s", logs)
+	}
+	if metrics.Decisions.Value("probe", "deny", "internal_error") != before+1 {
+		t.Fatal("panic not counted")
+	}
+}
+
+func TestUndecodedOrInvalidConfigIsDenied(t *testing.T) {
+	allow := func(*pdk.PDK, string, *audit.Record) *denial.Denial { return nil }
+	for name, cfg := range map[string]string{"never decoded": "", "build fails": `{"fail":true}`, "wrong type": `{"fail":"yes"}`} {
+		t.Run(name, func(t *testing.T) {
+			env := do(t, newProbe(t, cfg, allow), nil)
+			if env.ClientRes.Status != 500 || code(t, env) != "plugin_misconfigured" {
+				t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
+			}
+		})
+	}
+	env := do(t, newProbe(t, `{"fail":null}`, allow), nil)
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("valid config denied: %d", env.ClientRes.Status)
+	}
+}
+
+func TestLoadClaimsRequiresJWTClaims(t *testing.T) {
+	logs := capture(t)
+	var got *claims.Verified
+	p := newProbe(t, `{}`, func(kong *pdk.PDK, _ string, _ *audit.Record) *denial.Denial {
+		v, d := LoadClaims(kong, "probe")
+		got = v
+		return d
+	})
+	// A client header that looks like claims is irrelevant: only ctx.shared counts.
+	env := do(t, p, http.Header{"X-Customer-Id": {"spoofed"}})
+	if env.ClientRes.Status != 401 || code(t, env) != "claims_missing" {
+		t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if !strings.Contains(logs.String(), "route misconfigured") {
+		t.Fatalf("no misconfiguration log: %s", logs)
+	}
+
+	env2, _ := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+	s, _ := claims.Encode(&claims.Verified{CustomerID: "c1", Country: "DE"})
+	env2.Ctx.Store[claims.SharedKey] = s
+	env2.DoHttp(p)
+	if env2.ClientRes.Status != 200 || got == nil || got.CustomerID != "c1" {
+		t.Fatalf("stored claims not read: %d %+v", env2.ClientRes.Status, got)
+	}
+
+	env3, _ := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+	env3.Ctx.Store[claims.SharedKey] = `{"v":99,"customer_id":"c1"}`
+	env3.DoHttp(p)
+	if env3.ClientRes.Status != 401 {
+		t.Fatalf("a foreign-version value was accepted: %d", env3.ClientRes.Status)
+	}
+}
+
+func TestDenyShape(t *testing.T) {
+	p := newProbe(t, `{}`, func(*pdk.PDK, string, *audit.Record) *denial.Denial {
+		return denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(2)
+	})
+	env := do(t, p, nil)
+	if env.ClientRes.Status != 503 || env.ClientRes.Headers.Get("Retry-After") != "2" ||
+		!strings.HasPrefix(env.ClientRes.Headers.Get("Content-Type"), "application/json") {
+		t.Fatalf("got %d %v", env.ClientRes.Status, env.ClientRes.Headers)
+	}
+	if env.ClientRes.Headers.Get("WWW-Authenticate") != "" {
+		t.Fatal("WWW-Authenticate on a 503")
+	}
+}
