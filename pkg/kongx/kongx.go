@@ -88,9 +88,11 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *audit.Record) *denial
 		if p := recover(); p != nil {
 			audit.Logger().Error("panic in plugin handler; request denied",
 				slog.String("plugin", g.plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			g.deny(kong, rec, denial.New(denial.InternalError, ""))
+			g.deny(kong, rec, start, denial.New(denial.InternalError, ""))
 		}
-		rec.Latency = time.Since(start)
+		if rec.Latency == 0 {
+			rec.Latency = time.Since(start)
+		}
 		audit.Log(rec)
 		decision := "allow"
 		if !rec.Allowed {
@@ -100,19 +102,23 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *audit.Record) *denial
 		metrics.Latency.Observe(rec.Latency, g.plugin)
 	}()
 	if g.err != nil {
-		g.deny(kong, rec, denial.New(denial.PluginMisconfigured, ""))
+		g.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, ""))
 		return
 	}
 	if d := decide(g.decider, rec); d != nil {
-		g.deny(kong, rec, d)
+		g.deny(kong, rec, start, d)
 		return
 	}
 	rec.Allowed = true
 }
 
-func (g *Gate[D]) deny(kong *pdk.PDK, rec *audit.Record, d *denial.Denial) {
+// deny measures the latency before answering: in Kong's access phase
+// kong.response.exit does not return to the plugin until Kong has finished
+// the request, so time spent after it is Kong's, not ours.
+func (g *Gate[D]) deny(kong *pdk.PDK, rec *audit.Record, start time.Time, d *denial.Denial) {
 	rec.Allowed = false
 	rec.Code, rec.Status = d.Code, d.Status
+	rec.Latency = time.Since(start)
 	rec.RequestID = Deny(kong, d)
 }
 
