@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/Kong/go-pdk/test"
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/ownership"
+	"github.com/subgate/subgate/pkg/redistest"
+)
+
+const (
+	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
+	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
+)
+
+type nop struct{}
+
+func (nop) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestMain(m *testing.M) {
+	audit.SetOutput(nop{})
+	m.Run()
+}
+
+// kongConfig decodes a config as Kong sends it: every field present, null
+// where kong.yml sets nothing.
+func kongConfig(t *testing.T, set map[string]any) *Config {
+	t.Helper()
+	full := map[string]any{"redis": nil, "key_prefix": nil, "path_patterns": nil, "country_source": nil,
+		"customer_id_claim": nil, "country_claim": nil, "timeout_ms": nil, "retry_after_seconds": nil,
+		"cache_ttl_seconds": nil, "cache_size": nil, "verified_header": nil, "route_id": "r-subs", "__seq__": 2}
+	for k, v := range set {
+		full[k] = v
+	}
+	b, _ := json.Marshal(full)
+	c := New().(*Config)
+	if err := json.Unmarshal(b, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func seed(t *testing.T, addr, country string, id int64, customer string) {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	u, _ := ownership.ParseUUID(customer)
+	if err := ownership.NewStore(rdb, "").Put(context.Background(), country, id, u); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, c *Config, path string, v *claims.Verified, h http.Header) *test.TestEnv {
+	t.Helper()
+	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example" + path, Headers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v != nil {
+		s, _ := claims.Encode(v)
+		env.Ctx.Store[claims.SharedKey] = s
+	}
+	env.DoHttps(c)
+	return env
+}
+
+func body(t *testing.T, env *test.TestEnv) (code string) {
+	t.Helper()
+	var b struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(env.ClientRes.Body, &b); err != nil {
+		t.Fatalf("body %q", env.ClientRes.Body)
+	}
+	return b.Code
+}
+
+func redisCfg(addr string) map[string]any {
+	return map[string]any{"addresses": []string{addr}, "read_timeout_ms": 100, "dial_timeout_ms": 100}
+}
+
+func TestPlugin(t *testing.T) {
+	m := miniredis.RunT(t)
+	seed(t, m.Addr(), "DE", 1234, alice)
+	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "path_patterns": []string{"/subscriptions/{subscription_id}/deliveries"}})
+	alicev := &claims.Verified{CustomerID: alice, Country: "DE"}
+	bobv := &claims.Verified{CustomerID: bob, Country: "DE"}
+
+	if env := run(t, c, "/subscriptions/1234/deliveries", alicev, nil); env.ClientRes.Status != 200 {
+		t.Fatalf("owner: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	foreign := run(t, c, "/subscriptions/1234/deliveries", bobv, nil)
+	unknown := run(t, c, "/subscriptions/4321/deliveries", bobv, nil)
+	for _, env := range []*test.TestEnv{foreign, unknown} {
+		if env.ClientRes.Status != 403 || body(t, env) != "subscription_forbidden" {
+			t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
+		}
+	}
+	strip := func(b []byte) string {
+		var m map[string]string
+		_ = json.Unmarshal(b, &m)
+		delete(m, "request_id")
+		s, _ := json.Marshal(m)
+		return string(s)
+	}
+	if strip(foreign.ClientRes.Body) != strip(unknown.ClientRes.Body) {
+		t.Fatal("foreign and unknown subscriptions read differently")
+	}
+	if env := run(t, c, "/subscriptions/01234/deliveries", alicev, nil); env.ClientRes.Status != 400 || body(t, env) != "subscription_id_invalid" {
+		t.Fatalf("odd path: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	// No jwt-claims before us: 401, whatever the client's headers claim.
+	spoof := http.Header{"X-Customer-Id": {alice}, "X-Country": {"DE"}}
+	if env := run(t, c, "/subscriptions/1234/deliveries", nil, spoof); env.ClientRes.Status != 401 || body(t, env) != "claims_missing" {
+		t.Fatalf("no claims: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	m.Close()
+	env := run(t, c, "/subscriptions/1234/deliveries", alicev, nil)
+	if env.ClientRes.Status != 503 || body(t, env) != "ownership_unavailable" || env.ClientRes.Headers.Get("Retry-After") != "1" {
+		t.Fatalf("redis down: %d %s %v", env.ClientRes.Status, env.ClientRes.Body, env.ClientRes.Headers)
+	}
+}
+
+func TestVerifiedHeaderIsOwned(t *testing.T) {
+	m := miniredis.RunT(t)
+	seed(t, m.Addr(), "DE", 55, alice)
+	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "verified_header": "X-Subscription-Verified"})
+	env := run(t, c, "/subscriptions/55", &claims.Verified{CustomerID: alice, Country: "DE"}, http.Header{"X-Subscription-Verified": {"DE:99"}})
+	if got := env.ServiceReq.Headers.Values("X-Subscription-Verified"); len(got) != 1 || got[0] != "DE:55" {
+		t.Fatalf("verified header %v", got)
+	}
+}
+
+func TestMisconfigured(t *testing.T) {
+	for name, set := range map[string]map[string]any{
+		"no redis":       {},
+		"bad pattern":    {"redis": redisCfg("127.0.0.1:1"), "path_patterns": []string{"/x/{id}"}},
+		"missing pw env": {"redis": map[string]any{"addresses": []string{"127.0.0.1:1"}, "password_env": "SUBGATE_UNSET_PW"}},
+		"bad source":     {"redis": redisCfg("127.0.0.1:1"), "country_source": "header"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env := run(t, kongConfig(t, set), "/subscriptions/1", &claims.Verified{CustomerID: alice, Country: "DE"}, nil)
+			if env.ClientRes.Status != 500 || body(t, env) != "plugin_misconfigured" {
+				t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
+			}
+		})
+	}
+}
+
+// TestRealRedis runs the plugin against a real redis-server, then kills it.
+func TestRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	seed(t, srv.Addr, "DE", 1234, alice)
+	c := kongConfig(t, map[string]any{"redis": redisCfg(srv.Addr)})
+	alicev := &claims.Verified{CustomerID: alice, Country: "DE"}
+	if env := run(t, c, "/subscriptions/1234", alicev, nil); env.ClientRes.Status != 200 {
+		t.Fatalf("owner: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	if env := run(t, c, "/subscriptions/1234", &claims.Verified{CustomerID: bob, Country: "DE"}, nil); env.ClientRes.Status != 403 {
+		t.Fatalf("foreign: %d", env.ClientRes.Status)
+	}
+	srv.Stop()
+	env := run(t, c, "/subscriptions/1234", alicev, nil)
+	if env.ClientRes.Status != 503 || !strings.Contains(string(env.ClientRes.Body), "ownership_unavailable") {
+		t.Fatalf("redis killed: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	srv.Restart(t) // persistence is off: the pair is gone, and a missing pair is never an allow
+	if env := run(t, c, "/subscriptions/1234", alicev, nil); env.ClientRes.Status != 403 {
+		t.Fatalf("after restart without data: %d", env.ClientRes.Status)
+	}
+}
