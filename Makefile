@@ -5,13 +5,14 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 BIN     := $(CURDIR)/bin
 FUZZTIME ?= 10s
 
-.PHONY: help build test unit integration lint fuzz bench demo demo-docker clean
+.PHONY: help build test lint fuzz bench bench-memory demo demo-docker clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
 	@echo "lint         gofmt and go vet"
 	@echo "bench        Go benchmarks (see README for the figures)"
+	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "demo         the local demo (no Docker needed)"
 	@echo "demo-docker  the docker-compose demo with a real Kong"
 
@@ -41,6 +42,11 @@ fuzz:
 
 bench:
 	SUBGATE_BIN=$(BIN) $(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Loads 1,000,000 pairs under layout v1 and under the naive layout into a
+# real redis-server and prints bytes per pair (slow; not part of `test`).
+bench-memory:
+	SUBGATE_REQUIRE_REDIS=1 SUBGATE_MEMORY_PAIRS=$${PAIRS:-1000000} $(GO) test -count=1 -run '^TestMemoryPerPair$$' -v ./pkg/ownership
 
 demo:
 	@echo "not yet: the local demo lands with the demo issue"
