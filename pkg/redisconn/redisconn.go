@@ -110,6 +110,7 @@ var (
 )
 
 // Shared validates o and returns the process-wide client for these settings.
+// Callers must not Close it: other instances share it.
 func Shared(o Options) (redis.UniversalClient, error) {
 	o.Defaults()
 	if err := o.Validate(); err != nil {
