@@ -112,3 +112,45 @@ func freeAddr(tb testing.TB) string {
 	defer l.Close()
 	return l.Addr().String()
 }
+
+// StartSentinel runs a Sentinel (redis-server --sentinel) on a free port
+// that monitors master under name, with a quorum of one. Plugins configured
+// with master_name then find the master through it, as in production.
+func StartSentinel(tb testing.TB, master *Server, name string) *Server {
+	tb.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		tb.Skip("redis-server not installed")
+	}
+	dir := tb.TempDir()
+	addr := freeAddr(tb)
+	_, port, _ := net.SplitHostPort(addr)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
+		port, dir, name, mhost, mport, name)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, conf, "--sentinel")
+	logf, err := os.Create(filepath.Join(dir, "sentinel.log"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		tb.Fatalf("starting sentinel: %v", err)
+	}
+	s := &Server{Addr: addr, Dir: dir, cmd: cmd}
+	tb.Cleanup(s.Stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if pingOK(addr) {
+			return s
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.Stop()
+	tb.Fatalf("sentinel did not answer on %s", addr)
+	return nil
+}

@@ -1,0 +1,404 @@
+// Package spec holds the end-to-end specs: the compiled plugin binaries,
+// driven through Kong's plugin-server protocol (spec/kongsim) by a local
+// gateway that loads kong/kong.yml (spec/gateway), with a real redis-server
+// behind a real Sentinel and the demo services on loopback.
+package spec
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/ownership"
+	"github.com/subgate/subgate/pkg/redistest"
+	"github.com/subgate/subgate/spec/gateway"
+	"github.com/subgate/subgate/spec/kongsim"
+)
+
+const (
+	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
+	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
+)
+
+// world is everything one run of the specs starts.
+type world struct {
+	gw       *httptest.Server
+	servers  map[string]*kongsim.Server
+	identity *demosvc.Identity
+	redis    *redistest.Server
+	rdb      *redis.Client
+
+	mu    sync.Mutex
+	calls map[string][]callRecord // route -> requests' PDK calls
+}
+
+type callRecord struct {
+	allowed bool
+	calls   map[string][]string
+}
+
+// binaries returns the plugin binaries: $SUBGATE_BIN (make test builds
+// them there) or a fresh build into a temp dir.
+func binaries(t *testing.T) string {
+	if dir := os.Getenv("SUBGATE_BIN"); dir != "" {
+		return dir
+	}
+	dir := t.TempDir()
+	entries, err := os.ReadDir("../plugins")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, e.Name()), "../plugins/"+e.Name()).CombinedOutput()
+		if err != nil {
+			t.Fatalf("building %s: %v\n%s", e.Name(), err, out)
+		}
+	}
+	return dir
+}
+
+func setup(t *testing.T) *world {
+	t.Helper()
+	w := &world{servers: map[string]*kongsim.Server{}, calls: map[string][]callRecord{}}
+	bin := binaries(t)
+	prefix, err := kongsim.PrefixDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(prefix) })
+	entries, _ := os.ReadDir("../plugins")
+	for _, e := range entries {
+		srv, err := kongsim.Start(filepath.Join(bin, e.Name()), prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(srv.Kill)
+		w.servers[e.Name()] = srv
+	}
+
+	w.redis = redistest.Start(t)
+	sentinel := redistest.StartSentinel(t, w.redis, "subgate")
+	w.rdb = redis.NewClient(&redis.Options{Addr: w.redis.Addr})
+	t.Cleanup(func() { w.rdb.Close() })
+	w.seed(t)
+
+	w.identity, err = demosvc.NewIdentity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	idSrv := httptest.NewServer(w.identity.Handler())
+	t.Cleanup(idSrv.Close)
+	echo := httptest.NewServer(demosvc.Echo())
+	t.Cleanup(echo.Close)
+
+	yml, err := os.ReadFile("../kong/kong.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]string{
+		"identity:8080":    hostOf(idSrv.URL),
+		"echo:8080":        hostOf(echo.URL),
+		"sentinel-1:26379": sentinel.Addr, "sentinel-2:26379": sentinel.Addr, "sentinel-3:26379": sentinel.Addr,
+	}
+	g, err := gateway.Load(yml, hosts, w.servers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Observe = func(route string, req *kongsim.Request) {
+		rec := callRecord{allowed: req.Exited() == nil, calls: map[string][]string{}}
+		for name := range w.servers {
+			if c := req.Calls(name); len(c) > 0 {
+				rec.calls[name] = c
+			}
+		}
+		w.mu.Lock()
+		w.calls[route] = append(w.calls[route], rec)
+		w.mu.Unlock()
+	}
+	w.gw = httptest.NewServer(g)
+	t.Cleanup(w.gw.Close)
+	return w
+}
+
+func hostOf(u string) string { return strings.TrimPrefix(u, "http://") }
+
+func (w *world) seed(t *testing.T) {
+	t.Helper()
+	store := ownership.NewStore(w.rdb, "")
+	for _, p := range []struct {
+		country string
+		id      int64
+		owner   string
+	}{{"DE", 1234, alice}, {"DE", 5678, bob}, {"FR", 1234, bob}} {
+		u, _ := ownership.ParseUUID(p.owner)
+		if err := store.Put(context.Background(), p.country, p.id, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (w *world) token(t *testing.T, customer, country string, ttl time.Duration) string {
+	t.Helper()
+	tok, err := w.identity.Token(customer, country, ttl, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	status  int
+	header  http.Header
+	body    map[string]any
+	raw     string
+	upstrm  map[string]string // the echo's view of the headers it received
+	upstrOK bool
+}
+
+// do sends a request through the gateway. rawPath is sent as is.
+func (w *world) do(t *testing.T, method, rawPath string, h http.Header) response {
+	t.Helper()
+	req, err := http.NewRequest(method, w.gw.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Opaque = rawPath // keeps %-encodings, dots and slashes exactly as written
+	req.Header = h
+	resp, err := w.gw.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := response{status: resp.StatusCode, header: resp.Header, raw: string(b)}
+	_ = json.Unmarshal(b, &r.body)
+	if hs, ok := r.body["headers"].(map[string]any); ok && r.body["method"] != nil {
+		r.upstrOK = true
+		r.upstrm = map[string]string{}
+		for k, v := range hs {
+			r.upstrm[k], _ = v.(string)
+		}
+	}
+	return r
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+
+func (r response) wantDenied(t *testing.T, status int, code string) {
+	t.Helper()
+	if r.status != status || r.body["code"] != code {
+		t.Fatalf("got %d %s, want %d %s", r.status, r.raw, status, code)
+	}
+	if id, _ := r.body["request_id"].(string); len(id) != 32 {
+		t.Fatalf("no request_id in %s", r.raw)
+	}
+	if r.upstrOK {
+		t.Fatal("a denial reached the upstream")
+	}
+	if status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
+		t.Fatalf("401 without WWW-Authenticate: %v", r.header)
+	}
+}
+
+func (r response) wantAllowed(t *testing.T) {
+	t.Helper()
+	if r.status != 200 || !r.upstrOK {
+		t.Fatalf("got %d %s, want the upstream's 200", r.status, r.raw)
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	w := setup(t)
+
+	t.Run("plugin info as Kong reads it", func(t *testing.T) {
+		order := []string{"jwt-claims", "subscription-owner", "payment-token", "user-context"}
+		last := 1 << 30
+		for _, name := range order {
+			srv, ok := w.servers[name]
+			if !ok {
+				continue // not built yet
+			}
+			if fmt.Sprint(srv.Info.Phases) != "[access]" || srv.Info.Version == "" {
+				t.Errorf("%s: phases %v version %q", name, srv.Info.Phases, srv.Info.Version)
+			}
+			if srv.Info.Priority >= last {
+				t.Errorf("%s: priority %d not below the plugin before it (%d)", name, srv.Info.Priority, last)
+			}
+			last = srv.Info.Priority
+		}
+	})
+
+	t.Run("public route runs no plugin", func(t *testing.T) {
+		r := w.do(t, "GET", "/public/hello", http.Header{"X-Customer-Id": {"spoofed"}})
+		r.wantAllowed(t)
+	})
+
+	t.Run("jwt-claims alone", func(t *testing.T) {
+		h := bearer(w.token(t, alice, "DE", time.Hour))
+		h.Set("X-Customer-Id", bob)
+		h.Set("X-Country", "FR")
+		r := w.do(t, "GET", "/me", h)
+		r.wantAllowed(t)
+		if r.upstrm["X-Customer-Id"] != alice || r.upstrm["X-Country"] != "DE" {
+			t.Fatalf("upstream saw %v; want the verified identity, never the spoofed one", r.upstrm)
+		}
+		w.do(t, "GET", "/me", http.Header{"X-Customer-Id": {alice}}).wantDenied(t, 401, "token_missing")
+		w.do(t, "GET", "/me", bearer("abc.def.ghi")).wantDenied(t, 401, "token_malformed")
+		w.do(t, "GET", "/me", bearer(w.token(t, alice, "DE", -time.Hour))).wantDenied(t, 401, "token_expired")
+		other, _ := demosvc.NewIdentity()
+		forged, _ := other.Token(alice, "DE", time.Hour, nil)
+		w.do(t, "GET", "/me", bearer(forged)).wantDenied(t, 401, "token_unknown_key")
+	})
+
+	t.Run("subscription ownership", func(t *testing.T) {
+		aliceTok := bearer(w.token(t, alice, "DE", time.Hour))
+		r := w.do(t, "GET", "/subscriptions/1234/deliveries", aliceTok)
+		r.wantAllowed(t)
+		if r.upstrm["X-Subscription-Verified"] != "DE:1234" || r.upstrm["X-Customer-Id"] != alice {
+			t.Fatalf("upstream headers %v", r.upstrm)
+		}
+		foreign := w.do(t, "GET", "/subscriptions/5678", aliceTok)
+		unknown := w.do(t, "GET", "/subscriptions/999", aliceTok)
+		foreign.wantDenied(t, 403, "subscription_forbidden")
+		unknown.wantDenied(t, 403, "subscription_forbidden")
+		if foreign.body["message"] != unknown.body["message"] {
+			t.Fatal("foreign and unknown subscriptions are distinguishable")
+		}
+		// Same id, other country: bob's in FR, not alice's.
+		w.do(t, "GET", "/subscriptions/1234", bearer(w.token(t, alice, "FR", time.Hour))).wantDenied(t, 403, "subscription_forbidden")
+		// No token: jwt-claims stops the chain before any Redis lookup.
+		w.do(t, "GET", "/subscriptions/1234", http.Header{"X-Customer-Id": {alice}, "X-Country": {"DE"}}).wantDenied(t, 401, "token_missing")
+	})
+
+	t.Run("odd path spellings", func(t *testing.T) {
+		tok := bearer(w.token(t, alice, "DE", time.Hour))
+		// Kong normalizes these to /subscriptions/1234: alice's own.
+		for _, p := range []string{"/subscriptions/%31234", "/subscriptions//1234", "/subscriptions/5678/../1234", "/subscriptions/./1234/"} {
+			if r := w.do(t, "GET", p, tok); r.status != 200 {
+				t.Errorf("%s: %d %s", p, r.status, r.raw)
+			}
+		}
+		// Never bob's 5678, whatever the spelling.
+		for _, p := range []string{"/subscriptions/5678", "/subscriptions/%35678", "/subscriptions/1234/../5678", "/subscriptions//5678/"} {
+			w.do(t, "GET", p, tok).wantDenied(t, 403, "subscription_forbidden")
+		}
+		for _, p := range []string{"/subscriptions/01234", "/subscriptions/1234%2F5678", "/subscriptions/1234;v=1", "/subscriptions/abc", "/subscriptions/", "/subscriptions/%2B1234"} {
+			w.do(t, "GET", p, tok).wantDenied(t, 400, "subscription_id_invalid")
+		}
+	})
+
+	t.Run("PDK calls on the allow path", func(t *testing.T) {
+		w.mu.Lock()
+		w.calls = map[string][]callRecord{}
+		w.mu.Unlock()
+		tok := bearer(w.token(t, alice, "DE", time.Hour))
+		w.do(t, "GET", "/me", tok).wantAllowed(t)
+		w.do(t, "GET", "/subscriptions/1234", tok).wantAllowed(t)
+		w.do(t, "GET", "/public/x", nil).wantAllowed(t)
+		budget := map[string]int{"jwt-claims": 3, "subscription-owner": 3 /* 2 + verified_header */}
+		var table strings.Builder
+		table.WriteString("\n| route | plugin | PDK calls | methods |\n| --- | --- | --- | --- |\n")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		routes := make([]string, 0, len(w.calls))
+		for r := range w.calls {
+			routes = append(routes, r)
+		}
+		sort.Strings(routes)
+		for _, route := range routes {
+			for _, rec := range w.calls[route] {
+				if !rec.allowed {
+					t.Fatalf("%s was denied", route)
+				}
+				total := 0
+				for _, name := range []string{"jwt-claims", "subscription-owner", "payment-token", "user-context"} {
+					c, ok := rec.calls[name]
+					if !ok {
+						continue
+					}
+					total += len(c)
+					fmt.Fprintf(&table, "| %s | %s | %d | %s |\n", route, name, len(c), strings.Join(c, ", "))
+					if b, ok := budget[name]; ok && len(c) > b {
+						t.Errorf("%s on %s: %d PDK calls, budget %d", name, route, len(c), b)
+					}
+				}
+				fmt.Fprintf(&table, "| %s | **chain** | %d | |\n", route, total)
+				if total > 10 {
+					t.Errorf("%s: %d PDK calls for the chain, budget 10", route, total)
+				}
+			}
+		}
+		t.Log(table.String())
+	})
+
+	t.Run("Redis down is 503, never an allow", func(t *testing.T) {
+		tok := bearer(w.token(t, alice, "DE", time.Hour))
+		w.redis.Stop()
+		r := w.do(t, "GET", "/subscriptions/1234", tok)
+		r.wantDenied(t, 503, "ownership_unavailable")
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("503 without Retry-After")
+		}
+		w.redis.Restart(t)
+		w.seed(t)
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if r := w.do(t, "GET", "/subscriptions/1234", tok); r.status == 200 {
+				break
+			} else if time.Now().After(deadline) {
+				t.Fatalf("no recovery after Redis came back: %d %s", r.status, r.raw)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+
+	t.Run("a killed plugin server is an error, never an allow", func(t *testing.T) {
+		tok := bearer(w.token(t, alice, "DE", time.Hour))
+		srv := w.servers["subscription-owner"]
+		srv.Kill()
+		r := w.do(t, "GET", "/subscriptions/5678", tok) // bob's: an allow here would be a breach
+		if r.status != 500 || r.upstrOK {
+			t.Fatalf("with the plugin server dead: %d %s", r.status, r.raw)
+		}
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		// Kong restarts the instance on "no plugin instance" and retries.
+		w.do(t, "GET", "/subscriptions/1234", tok).wantAllowed(t)
+		w.do(t, "GET", "/subscriptions/5678", tok).wantDenied(t, 403, "subscription_forbidden")
+	})
+
+	t.Run("audit lines never carry a token", func(t *testing.T) {
+		tok := w.token(t, alice, "DE", time.Hour)
+		w.do(t, "GET", "/me", bearer(tok)).wantAllowed(t)
+		out := w.servers["jwt-claims"].Output()
+		if strings.Contains(out, tok) || strings.Contains(out, strings.Split(tok, ".")[2]) {
+			t.Fatal("a token reached the plugin server's output")
+		}
+		if !strings.Contains(out, `"decision":"allow"`) || !strings.Contains(out, `"route_id":"route-profile"`) {
+			t.Fatalf("no audit line for the allowed request:\n%s", tail(out, 2000))
+		}
+	})
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
