@@ -401,4 +401,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-

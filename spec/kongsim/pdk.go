@@ -57,7 +57,11 @@ func (r *Request) Calls(plugin string) []string {
 func (r *Request) Shared(k string) any { r.mu.Lock(); defer r.mu.Unlock(); return r.shared[k] }
 
 // Logs returns what plugins sent to kong.log.
-func (r *Request) Logs() []string { r.mu.Lock(); defer r.mu.Unlock(); return append([]string(nil), r.logs...) }
+func (r *Request) Logs() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.logs...)
+}
 
 // call answers one PDK call. An unimplemented method is an error naming it,
 // so a plugin cannot silently depend on something the specs do not model.
