@@ -48,8 +48,10 @@ bench:
 bench-memory:
 	SUBGATE_REQUIRE_REDIS=1 SUBGATE_MEMORY_PAIRS=$${PAIRS:-1000000} $(GO) test -count=1 -run '^TestMemoryPerPair$$' -v ./pkg/ownership
 
-demo:
-	@echo "not yet: the local demo lands with the demo issue"
+# The local demo: Redis (redis-server, or an embedded miniredis when it is not
+# installed), the plugin servers, demo services and a local gateway on :8000.
+demo: build
+	$(GO) run ./spec/demo -bin $(BIN) -kong kong/kong.yml
 
 demo-docker:
 	@echo "not yet: the docker demo lands with the demo issue"

@@ -20,28 +20,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/subgate/subgate/docker/demosvc"
-	"github.com/subgate/subgate/pkg/ownership"
-	"github.com/subgate/subgate/pkg/redistest"
-	"github.com/subgate/subgate/spec/gateway"
 	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/spec/stack"
 )
 
 const (
-	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
-	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
+	alice = stack.Alice
+	bob   = stack.Bob
 )
 
-// world is everything one run of the specs starts.
+// world is one run of the specs: the stack plus what the specs observe.
 type world struct {
-	gw       *httptest.Server
-	servers  map[string]*kongsim.Server
-	identity *demosvc.Identity
-	redis    *redistest.Server
-	rdb      *redis.Client
-
+	*stack.Stack
+	gw    *httptest.Server
 	mu    sync.Mutex
 	calls map[string][]callRecord // route -> requests' PDK calls
 }
@@ -73,54 +65,22 @@ func binaries(t *testing.T) string {
 
 func setup(t *testing.T) *world {
 	t.Helper()
-	w := &world{servers: map[string]*kongsim.Server{}, calls: map[string][]callRecord{}}
-	bin := binaries(t)
-	prefix, err := kongsim.PrefixDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(prefix) })
-	entries, _ := os.ReadDir("../plugins")
-	for _, e := range entries {
-		srv, err := kongsim.Start(filepath.Join(bin, e.Name()), prefix)
-		if err != nil {
-			t.Fatal(err)
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
+			t.Fatal("redis-server not installed and SUBGATE_REQUIRE_REDIS=1")
 		}
-		t.Cleanup(srv.Kill)
-		w.servers[e.Name()] = srv
+		t.Skip("redis-server not installed")
 	}
-
-	w.redis = redistest.Start(t)
-	sentinel := redistest.StartSentinel(t, w.redis, "subgate")
-	w.rdb = redis.NewClient(&redis.Options{Addr: w.redis.Addr})
-	t.Cleanup(func() { w.rdb.Close() })
-	w.seed(t)
-
-	w.identity, err = demosvc.NewIdentity()
+	st, err := stack.Start(stack.Options{BinDir: binaries(t), KongYML: "../kong/kong.yml",
+		GatewayAddr: "127.0.0.1:0", IdentityAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	idSrv := httptest.NewServer(w.identity.Handler())
-	t.Cleanup(idSrv.Close)
-	echo := httptest.NewServer(demosvc.Echo())
-	t.Cleanup(echo.Close)
-
-	yml, err := os.ReadFile("../kong/kong.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hosts := map[string]string{
-		"identity:8080":    hostOf(idSrv.URL),
-		"echo:8080":        hostOf(echo.URL),
-		"sentinel-1:26379": sentinel.Addr, "sentinel-2:26379": sentinel.Addr, "sentinel-3:26379": sentinel.Addr,
-	}
-	g, err := gateway.Load(yml, hosts, w.servers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g.Observe = func(route string, req *kongsim.Request) {
+	t.Cleanup(st.Close)
+	w := &world{Stack: st, calls: map[string][]callRecord{}}
+	st.Gateway.Observe = func(route string, req *kongsim.Request) {
 		rec := callRecord{allowed: req.Exited() == nil, calls: map[string][]string{}}
-		for name := range w.servers {
+		for name := range st.Servers {
 			if c := req.Calls(name); len(c) > 0 {
 				rec.calls[name] = c
 			}
@@ -129,31 +89,14 @@ func setup(t *testing.T) *world {
 		w.calls[route] = append(w.calls[route], rec)
 		w.mu.Unlock()
 	}
-	w.gw = httptest.NewServer(g)
+	w.gw = httptest.NewServer(st.Gateway)
 	t.Cleanup(w.gw.Close)
 	return w
 }
 
-func hostOf(u string) string { return strings.TrimPrefix(u, "http://") }
-
-func (w *world) seed(t *testing.T) {
-	t.Helper()
-	store := ownership.NewStore(w.rdb, "")
-	for _, p := range []struct {
-		country string
-		id      int64
-		owner   string
-	}{{"DE", 1234, alice}, {"DE", 5678, bob}, {"FR", 1234, bob}} {
-		u, _ := ownership.ParseUUID(p.owner)
-		if err := store.Put(context.Background(), p.country, p.id, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func (w *world) token(t *testing.T, customer, country string, ttl time.Duration) string {
 	t.Helper()
-	tok, err := w.identity.Token(customer, country, ttl, nil)
+	tok, err := w.Identity.Token(customer, country, ttl, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +171,7 @@ func TestEndToEnd(t *testing.T) {
 		order := []string{"jwt-claims", "subscription-owner", "payment-token", "user-context"}
 		last := 1 << 30
 		for _, name := range order {
-			srv, ok := w.servers[name]
+			srv, ok := w.Servers[name]
 			if !ok {
 				continue // not built yet
 			}
@@ -347,14 +290,16 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("Redis down is 503, never an allow", func(t *testing.T) {
 		tok := bearer(w.token(t, alice, "DE", time.Hour))
-		w.redis.Stop()
+		w.Redis.Stop()
 		r := w.do(t, "GET", "/subscriptions/1234", tok)
 		r.wantDenied(t, 503, "ownership_unavailable")
 		if r.header.Get("Retry-After") == "" {
 			t.Fatal("503 without Retry-After")
 		}
-		w.redis.Restart(t)
-		w.seed(t)
+		w.Redis.Restart(t)
+		if err := w.Seed(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			if r := w.do(t, "GET", "/subscriptions/1234", tok); r.status == 200 {
@@ -368,7 +313,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("a killed plugin server is an error, never an allow", func(t *testing.T) {
 		tok := bearer(w.token(t, alice, "DE", time.Hour))
-		srv := w.servers["subscription-owner"]
+		srv := w.Servers["subscription-owner"]
 		srv.Kill()
 		r := w.do(t, "GET", "/subscriptions/5678", tok) // bob's: an allow here would be a breach
 		if r.status != 500 || r.upstrOK {
@@ -385,7 +330,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("audit lines never carry a token", func(t *testing.T) {
 		tok := w.token(t, alice, "DE", time.Hour)
 		w.do(t, "GET", "/me", bearer(tok)).wantAllowed(t)
-		out := w.servers["jwt-claims"].Output()
+		out := w.Servers["jwt-claims"].Output()
 		if strings.Contains(out, tok) || strings.Contains(out, strings.Split(tok, ".")[2]) {
 			t.Fatal("a token reached the plugin server's output")
 		}

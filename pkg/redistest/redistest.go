@@ -1,8 +1,9 @@
-// Package redistest starts a real redis-server on a free loopback port for
-// integration tests and stops it when the test ends. Unit tests use
-// miniredis; these tests exist to prove the code against the real server.
+// Package redistest starts a real redis-server (and Sentinel) on free
+// loopback ports: for integration tests, which stop it when the test ends,
+// and for the local demo. Unit tests use miniredis; these exist to prove
+// the code against the real server.
 //
-// When redis-server is not installed the test is skipped, unless
+// In tests, when redis-server is not installed the test is skipped, unless
 // SUBGATE_REQUIRE_REDIS=1 (set by `make test` and so by CI), where it fails:
 // CI must never pass by skipping the real thing.
 package redistest
@@ -19,62 +20,74 @@ import (
 	"time"
 )
 
-// Server is a running redis-server.
+// Server is a running redis-server or Sentinel.
 type Server struct {
 	Addr string
 	Dir  string
+	args []string // command line after the binary, to restart
+	bin  string
 	cmd  *exec.Cmd
-	args []string
 }
 
-// Start runs redis-server with persistence off (tests want speed, not
-// durability) and extra "--name value" arguments appended.
-func Start(tb testing.TB, extra ...string) *Server {
-	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
+// Launch runs redis-server from bin in dir on a free loopback port, with
+// persistence off (tests and demos want speed, not durability) and extra
+// "--name value" arguments appended.
+func Launch(bin, dir string, extra ...string) (*Server, error) {
+	addr, err := freeAddr()
 	if err != nil {
-		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
-			tb.Fatalf("redis-server not found and SUBGATE_REQUIRE_REDIS=1: %v", err)
-		}
-		tb.Skip("redis-server not installed; integration test skipped (set SUBGATE_REQUIRE_REDIS=1 to fail instead)")
+		return nil, err
 	}
-	dir := tb.TempDir()
-	s := &Server{Dir: dir, args: append([]string{bin}, extra...)}
-	s.Addr = freeAddr(tb)
-	s.start(tb)
-	tb.Cleanup(s.Stop)
-	return s
+	_, port, _ := net.SplitHostPort(addr)
+	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
+		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, extra...)
+	s := &Server{Addr: addr, Dir: dir, bin: bin, args: args}
+	return s, s.start()
 }
 
-func (s *Server) start(tb testing.TB) {
-	tb.Helper()
-	_, port, _ := net.SplitHostPort(s.Addr)
-	args := []string{"--port", port, "--bind", "127.0.0.1", "--dir", s.Dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}
-	args = append(args, s.args[1:]...)
-	cmd := exec.Command(s.args[0], args...)
-	logf, err := os.Create(filepath.Join(s.Dir, "redis.log"))
+// LaunchSentinel runs a Sentinel in dir that monitors master under name with
+// a quorum of one; clients configured with that master name find the master
+// through it, as in production.
+func LaunchSentinel(bin, dir string, master *Server, name string) (*Server, error) {
+	addr, err := freeAddr()
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	conf := filepath.Join(dir, "sentinel.conf")
+	body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
+		port, dir, name, mhost, mport, name)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		return nil, err
+	}
+	s := &Server{Addr: addr, Dir: dir, bin: bin, args: []string{conf, "--sentinel"}}
+	return s, s.start()
+}
+
+func (s *Server) start() error {
+	cmd := exec.Command(s.bin, s.args...)
+	logf, err := os.OpenFile(filepath.Join(s.Dir, "redis.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting redis-server: %v", err)
+		return fmt.Errorf("starting %s: %w", s.bin, err)
 	}
 	s.cmd = cmd
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if pingOK(s.Addr) {
-			return
+			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.Stop()
 	log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
-	tb.Fatalf("redis-server did not answer PING on %s within 10s; log:\n%s", s.Addr, log)
+	return fmt.Errorf("%s did not answer PING on %s within 10s; log:\n%s", s.bin, s.Addr, log)
 }
 
-// Stop kills the server (idempotent). Used to simulate an outage.
+// Stop kills the server (idempotent). Tests use it to simulate an outage.
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
@@ -83,11 +96,46 @@ func (s *Server) Stop() {
 	}
 }
 
+// Start runs redis-server for a test and stops it when the test ends.
+func Start(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	s, err := Launch(binary(tb), tb.TempDir(), extra...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// StartSentinel runs a Sentinel for master for a test.
+func StartSentinel(tb testing.TB, master *Server, name string) *Server {
+	tb.Helper()
+	s, err := LaunchSentinel(binary(tb), tb.TempDir(), master, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
 // Restart starts the server again on the same address after Stop.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
 	s.Stop()
-	s.start(tb)
+	if err := s.start(); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func binary(tb testing.TB) string {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
+			tb.Fatalf("redis-server not found and SUBGATE_REQUIRE_REDIS=1: %v", err)
+		}
+		tb.Skip("redis-server not installed; integration test skipped (set SUBGATE_REQUIRE_REDIS=1 to fail instead)")
+	}
+	return bin
 }
 
 func pingOK(addr string) bool {
@@ -104,53 +152,11 @@ func pingOK(addr string) bool {
 	return err == nil && strings.HasPrefix(line, "+PONG")
 }
 
-func freeAddr(tb testing.TB) string {
+func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	defer l.Close()
-	return l.Addr().String()
-}
-
-// StartSentinel runs a Sentinel (redis-server --sentinel) on a free port
-// that monitors master under name, with a quorum of one. Plugins configured
-// with master_name then find the master through it, as in production.
-func StartSentinel(tb testing.TB, master *Server, name string) *Server {
-	tb.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		tb.Skip("redis-server not installed")
-	}
-	dir := tb.TempDir()
-	addr := freeAddr(tb)
-	_, port, _ := net.SplitHostPort(addr)
-	mhost, mport, _ := net.SplitHostPort(master.Addr)
-	conf := filepath.Join(dir, "sentinel.conf")
-	body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
-		port, dir, name, mhost, mport, name)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	cmd := exec.Command(bin, conf, "--sentinel")
-	logf, err := os.Create(filepath.Join(dir, "sentinel.log"))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		tb.Fatalf("starting sentinel: %v", err)
-	}
-	s := &Server{Addr: addr, Dir: dir, cmd: cmd}
-	tb.Cleanup(s.Stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if pingOK(addr) {
-			return s
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.Stop()
-	tb.Fatalf("sentinel did not answer on %s", addr)
-	return nil
+	return l.Addr().String(), nil
 }

@@ -75,8 +75,10 @@ type instance struct {
 
 // Load reads kong.yml. hosts maps "host:port" strings in it to the
 // addresses to use instead (the compose network's names to loopback
-// addresses); servers are the running plugin servers by plugin name.
-func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.Server) (*Gateway, error) {
+// addresses); servers are the running plugin servers by plugin name;
+// rewrite, when not nil, may change a plugin's config before it is sent
+// (the demo points Redis settings at an embedded server with it).
+func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.Server, rewrite func(plugin string, config map[string]any)) (*Gateway, error) {
 	text := string(kongYML)
 	for from, to := range hosts {
 		text = strings.ReplaceAll(text, from, to)
@@ -108,7 +110,11 @@ func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.S
 					}
 				}
 				seq++
-				conf, err := kongsim.EncodeConfig(srv.Info, jsonish(p.Config), kongsim.Meta{
+				given := jsonish(p.Config)
+				if rewrite != nil && given != nil {
+					rewrite(p.Name, given)
+				}
+				conf, err := kongsim.EncodeConfig(srv.Info, given, kongsim.Meta{
 					RouteID: "route-" + r.Name, ServiceID: "service-" + svc.Name,
 					PluginID: fmt.Sprintf("plugin-%s-%s", r.Name, p.Name), Seq: seq})
 				if err != nil {

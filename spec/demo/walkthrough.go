@@ -1,0 +1,109 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/subgate/subgate/spec/stack"
+)
+
+// step is one command of the walkthrough: printed for the user to paste,
+// and run by -selftest (and the test) to prove it answers as promised.
+type step struct {
+	title   string
+	method  string
+	path    string
+	headers [][2]string // name, value; values may name $ALICE / $BOB
+	body    string
+	base    string // "gateway" (default) or "identity"
+	status  int
+	code    string // expected error code, "" for a success
+}
+
+func walkthrough() []step {
+	return []step{
+		{title: "A public route: no plugin runs", path: "/public/hello", status: 200},
+		{title: "Who am I: jwt-claims verifies the JWT and sends the verified identity upstream",
+			path: "/me", headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 200},
+		{title: "A spoofed identity header is replaced by the verified one (see X-Customer-Id in the echo)",
+			path: "/me", headers: [][2]string{{"Authorization", "Bearer $ALICE"}, {"X-Customer-Id", stack.Bob}}, status: 200},
+		{title: "No token", path: "/me", status: 401, code: "token_missing"},
+		{title: "Alice's own subscription: allowed", path: "/subscriptions/1234/deliveries",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 200},
+		{title: "Bob's subscription, asked for by Alice: forbidden", path: "/subscriptions/5678/deliveries",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 403, code: "subscription_forbidden"},
+		{title: "A subscription that does not exist reads the same", path: "/subscriptions/999/deliveries",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 403, code: "subscription_forbidden"},
+		{title: "Path tricks do not reach Bob's subscription", path: "/subscriptions/1234/../5678",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 403, code: "subscription_forbidden"},
+		{title: "A non-canonical id is refused", path: "/subscriptions/01234",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}}, status: 400, code: "subscription_id_invalid"},
+	}
+}
+
+func (s step) url(st *stack.Stack) string {
+	base := st.GatewayURL
+	if s.base == "identity" {
+		base = st.IdentityURL
+	}
+	return base + s.path
+}
+
+// curl renders the step as a command to paste.
+func (s step) curl(st *stack.Stack) string {
+	var b strings.Builder
+	b.WriteString("curl -si")
+	if s.method != "" && s.method != "GET" {
+		b.WriteString(" -X " + s.method)
+	}
+	if strings.Contains(s.path, "..") || strings.Contains(s.path, "//") {
+		b.WriteString(" --path-as-is")
+	}
+	for _, h := range s.headers {
+		fmt.Fprintf(&b, ` -H "%s: %s"`, h[0], h[1])
+	}
+	if s.body != "" {
+		fmt.Fprintf(&b, ` -d '%s'`, s.body)
+	}
+	fmt.Fprintf(&b, " '%s'", s.url(st))
+	return b.String()
+}
+
+// run performs the step and reports how the answer differs from the promise.
+func (s step) run(st *stack.Stack, tokens map[string]string) error {
+	method := s.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	req, err := http.NewRequest(method, s.url(st), strings.NewReader(s.body))
+	if err != nil {
+		return err
+	}
+	req.URL.Opaque = s.path // as curl --path-as-is sends it
+	for _, h := range s.headers {
+		v := h[1]
+		for name, tok := range tokens {
+			v = strings.ReplaceAll(v, "$"+name, tok)
+		}
+		req.Header.Set(h[0], v)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body struct {
+		Code string `json:"code"`
+	}
+	_ = json.Unmarshal(raw, &body)
+	if resp.StatusCode != s.status || body.Code != s.code {
+		return fmt.Errorf("%q: got %d %s, promised %d %s", s.title, resp.StatusCode, raw, s.status, s.code)
+	}
+	return nil
+}

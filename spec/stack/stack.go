@@ -1,0 +1,215 @@
+// Package stack starts everything the end-to-end specs and the local demo
+// run: Redis (a real redis-server behind a real Sentinel, or an embedded
+// miniredis), the plugin servers from their compiled binaries, the demo
+// identity and echo services, the seeded ownership pairs, and the local
+// gateway serving kong/kong.yml. One place, so the demo shows exactly what
+// the specs prove.
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/ownership"
+	"github.com/subgate/subgate/pkg/redistest"
+	"github.com/subgate/subgate/spec/gateway"
+	"github.com/subgate/subgate/spec/kongsim"
+)
+
+// The demo customers and their subscriptions.
+const (
+	Alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
+	Bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
+)
+
+// Pairs are the seeded ownership pairs: alice owns DE 1234; bob owns DE
+// 5678 and FR 1234 (ids are unique per country only).
+var Pairs = []struct {
+	Country string
+	ID      int64
+	Owner   string
+}{{"DE", 1234, Alice}, {"DE", 5678, Bob}, {"FR", 1234, Bob}}
+
+// Options say where things listen. "127.0.0.1:0" picks a free port.
+type Options struct {
+	BinDir       string // compiled plugin binaries, one per plugin
+	KongYML      string // path to kong.yml
+	GatewayAddr  string
+	IdentityAddr string
+	EchoAddr     string
+	// Miniredis uses an embedded miniredis instead of redis-server; it has
+	// no Sentinel, so the plugins' Redis settings are pointed at it directly.
+	Miniredis bool
+	Progress  io.Writer // where to say what starts; nil: nowhere
+}
+
+// Stack is the running set.
+type Stack struct {
+	GatewayURL, IdentityURL, EchoURL string
+	Gateway                          *gateway.Gateway
+	Identity                         *demosvc.Identity
+	Servers                          map[string]*kongsim.Server
+	Redis                            *redistest.Server // nil with Miniredis
+	Sentinel                         *redistest.Server // nil with Miniredis
+	RDB                              *redis.Client
+
+	closers []func()
+}
+
+// Start starts everything; on any failure it stops what it started and
+// says which part failed.
+func Start(o Options) (_ *Stack, err error) {
+	s := &Stack{Servers: map[string]*kongsim.Server{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	say := func(format string, a ...any) {
+		if o.Progress != nil {
+			fmt.Fprintf(o.Progress, format+"\n", a...)
+		}
+	}
+	hosts := map[string]string{}
+	var rewrite func(string, map[string]any)
+
+	if o.Miniredis {
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return nil, fmt.Errorf("embedded miniredis: %w", err)
+		}
+		s.closers = append(s.closers, m.Close)
+		say("redis: embedded miniredis on %s (redis-server is not installed; no Sentinel, the plugins talk to it directly)", m.Addr())
+		s.RDB = redis.NewClient(&redis.Options{Addr: m.Addr()})
+		rewrite = func(_ string, cfg map[string]any) {
+			if _, ok := cfg["redis"]; ok {
+				cfg["redis"] = map[string]any{"addresses": []any{m.Addr()}}
+			}
+		}
+	} else {
+		bin, err := exec.LookPath("redis-server")
+		if err != nil {
+			return nil, fmt.Errorf("redis-server not found (install it, or use the embedded miniredis): %w", err)
+		}
+		dir, err := os.MkdirTemp("", "subgate-redis-")
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() { os.RemoveAll(dir) })
+		if s.Redis, err = redistest.Launch(bin, dir); err != nil {
+			return nil, fmt.Errorf("redis-server: %w", err)
+		}
+		s.closers = append(s.closers, s.Redis.Stop)
+		sdir := filepath.Join(dir, "sentinel")
+		_ = os.Mkdir(sdir, 0o700)
+		if s.Sentinel, err = redistest.LaunchSentinel(bin, sdir, s.Redis, "subgate"); err != nil {
+			return nil, fmt.Errorf("redis sentinel: %w", err)
+		}
+		s.closers = append(s.closers, s.Sentinel.Stop)
+		say("redis: redis-server on %s, Sentinel on %s (master name \"subgate\")", s.Redis.Addr, s.Sentinel.Addr)
+		for _, h := range []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"} {
+			hosts[h] = s.Sentinel.Addr
+		}
+		s.RDB = redis.NewClient(&redis.Options{Addr: s.Redis.Addr})
+	}
+	s.closers = append(s.closers, func() { s.RDB.Close() })
+	if err := s.Seed(context.Background()); err != nil {
+		return nil, fmt.Errorf("seeding ownership pairs: %w", err)
+	}
+	say("seeded %d subscriptions through pkg/ownership", len(Pairs))
+
+	prefix, err := kongsim.PrefixDir()
+	if err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, func() { os.RemoveAll(prefix) })
+	entries, err := os.ReadDir(o.BinDir)
+	if err != nil {
+		return nil, fmt.Errorf("plugin binaries: %w (run make build)", err)
+	}
+	var names []string
+	for _, e := range entries {
+		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix)
+		if err != nil {
+			return nil, fmt.Errorf("plugin server %s: %w", e.Name(), err)
+		}
+		s.closers = append(s.closers, srv.Kill)
+		s.Servers[e.Name()] = srv
+		names = append(names, fmt.Sprintf("%s (priority %d)", e.Name(), srv.Info.Priority))
+	}
+	sort.Strings(names)
+	say("plugin servers: %v, sockets under %s", names, prefix)
+
+	if s.Identity, err = demosvc.NewIdentity(); err != nil {
+		return nil, err
+	}
+	if s.IdentityURL, err = s.serve("identity", o.IdentityAddr, s.Identity.Handler(), say); err != nil {
+		return nil, err
+	}
+	if s.EchoURL, err = s.serve("echo upstream", o.EchoAddr, demosvc.Echo(), say); err != nil {
+		return nil, err
+	}
+	hosts["identity:8080"] = hostOf(s.IdentityURL)
+	hosts["echo:8080"] = hostOf(s.EchoURL)
+
+	yml, err := os.ReadFile(o.KongYML)
+	if err != nil {
+		return nil, err
+	}
+	if s.Gateway, err = gateway.Load(yml, hosts, s.Servers, rewrite); err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	if s.GatewayURL, err = s.serve("gateway", o.GatewayAddr, s.Gateway, say); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) serve(what, addr string, h http.Handler, say func(string, ...any)) (string, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot listen on %s (is the port taken?): %w", what, addr, err)
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(l) }()
+	s.closers = append(s.closers, func() { _ = srv.Close() })
+	url := "http://" + l.Addr().String()
+	say("%s on %s", what, url)
+	return url, nil
+}
+
+func hostOf(u string) string { return u[len("http://"):] }
+
+// Seed writes the demo's ownership pairs.
+func (s *Stack) Seed(ctx context.Context) error {
+	store := ownership.NewStore(s.RDB, "")
+	for _, p := range Pairs {
+		u, err := ownership.ParseUUID(p.Owner)
+		if err != nil {
+			return err
+		}
+		if err := store.Put(ctx, p.Country, p.ID, u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops everything, last started first.
+func (s *Stack) Close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
