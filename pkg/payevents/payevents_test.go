@@ -75,9 +75,13 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func realRedis(t *testing.T, extra ...string) (*redistest.Server, *redis.Client) {
-	srv := redistest.Start(t, extra...)
+	return realRedisB(t, extra...)
+}
+
+func realRedisB(tb testing.TB, extra ...string) (*redistest.Server, *redis.Client) {
+	srv := redistest.Start(tb, extra...)
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	t.Cleanup(func() { rdb.Close() })
+	tb.Cleanup(func() { rdb.Close() })
 	return srv, rdb
 }
 
