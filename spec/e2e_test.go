@@ -72,7 +72,7 @@ func setup(t *testing.T) *world {
 		t.Skip("redis-server not installed")
 	}
 	st, err := stack.Start(stack.Options{BinDir: binaries(t), KongYML: "../kong/kong.yml",
-		GatewayAddr: "127.0.0.1:0", IdentityAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0"})
+		GatewayAddr: "127.0.0.1:0", IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +244,66 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	t.Run("payment-access-token", func(t *testing.T) {
+		w.waitRoute(t, "/training/plan", alice)
+		pay := func(customer string, ent []string, expired bool) string {
+			tok, err := w.Payment.Token(customer, ent, expired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok.Token
+		}
+		h := func(customer, payTok string) http.Header {
+			hh := bearer(w.token(t, customer, "DE", time.Hour))
+			if payTok != "" {
+				hh.Set("X-Payment-Token", payTok)
+			}
+			return hh
+		}
+		w.do(t, "GET", "/training/plan", h(alice, pay(alice, []string{"coach"}, false))).wantAllowed(t)
+		w.do(t, "GET", "/training/plan", h(alice, "")).wantDenied(t, 401, "payment_token_missing")
+		w.do(t, "GET", "/training/plan", h(alice, "not.a.token")).wantDenied(t, 401, "payment_token_invalid")
+		w.do(t, "GET", "/training/plan", h(alice, pay(alice, []string{"coach"}, true))).wantDenied(t, 401, "payment_token_expired")
+		w.do(t, "GET", "/training/plan", h(alice, pay(bob, []string{"coach"}, false))).wantDenied(t, 403, "payment_token_customer_mismatch")
+		w.do(t, "GET", "/training/plan", h(alice, pay(alice, []string{"nutrition"}, false))).wantDenied(t, 403, "entitlement_missing")
+		forged, _ := demosvc.NewIdentity() // an EC key the payment service never published
+		ft, _ := forged.Token(alice, "DE", time.Hour, map[string]any{"entitlements": []string{"coach"}, "jti": "x"})
+		w.do(t, "GET", "/training/plan", h(alice, ft)).wantDenied(t, 401, "payment_token_invalid")
+		// No JWT: jwt-claims answers first; the payment token alone is not enough.
+		nojwt := http.Header{"X-Payment-Token": {pay(alice, []string{"coach"}, false)}}
+		w.do(t, "GET", "/training/plan", nojwt).wantDenied(t, 401, "token_missing")
+	})
+
+	t.Run("a cancellation revokes a live payment token across the chain", func(t *testing.T) {
+		w.waitRoute(t, "/training/plan", bob)
+		live, _ := w.Payment.Token(bob, []string{"coach"}, false)
+		h := bearer(w.token(t, bob, "DE", time.Hour))
+		h.Set("X-Payment-Token", live.Token)
+		w.do(t, "GET", "/training/plan", h).wantAllowed(t)
+		published := time.Now()
+		if _, err := w.Payment.Publish(context.Background(), "cancellation", bob); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			r := w.do(t, "GET", "/training/plan", h)
+			if r.status == 401 && r.body["code"] == "payment_token_revoked" {
+				t.Logf("revoked %v after publication", time.Since(published).Round(time.Microsecond))
+				break
+			}
+			if time.Since(published) > 2*time.Second {
+				t.Fatalf("still %d %s 2s after the cancellation", r.status, r.raw)
+			}
+		}
+		// A token issued in a later second (after a reactivation) passes.
+		time.Sleep(time.Until(published.Truncate(time.Second).Add(1100 * time.Millisecond)))
+		if _, err := w.Payment.Publish(context.Background(), "reactivation", bob); err != nil {
+			t.Fatal(err)
+		}
+		fresh, _ := w.Payment.Token(bob, []string{"coach"}, false)
+		h.Set("X-Payment-Token", fresh.Token)
+		w.do(t, "GET", "/training/plan", h).wantAllowed(t)
+	})
+
 	t.Run("PDK calls on the allow path", func(t *testing.T) {
 		w.mu.Lock()
 		w.calls = map[string][]callRecord{}
@@ -252,7 +312,11 @@ func TestEndToEnd(t *testing.T) {
 		w.do(t, "GET", "/me", tok).wantAllowed(t)
 		w.do(t, "GET", "/subscriptions/1234", tok).wantAllowed(t)
 		w.do(t, "GET", "/public/x", nil).wantAllowed(t)
-		budget := map[string]int{"jwt-claims": 3, "subscription-owner": 3 /* 2 + verified_header */}
+		paid := tok.Clone()
+		pt, _ := w.Payment.Token(alice, []string{"coach"}, false)
+		paid.Set("X-Payment-Token", pt.Token)
+		w.do(t, "GET", "/training/plan", paid).wantAllowed(t)
+		budget := map[string]int{"jwt-claims": 3, "subscription-owner": 3 /* 2 + verified_header */, "payment-token": 2}
 		var table strings.Builder
 		table.WriteString("\n| route | plugin | PDK calls | methods |\n| --- | --- | --- | --- |\n")
 		w.mu.Lock()
@@ -338,6 +402,26 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("no audit line for the allowed request:\n%s", tail(out, 2000))
 		}
 	})
+}
+
+// waitRoute waits until the payment-token plugin's follower has synced
+// (before it, the route answers 503 revocation_state_stale: fail closed).
+func (w *world) waitRoute(t *testing.T, path, customer string) {
+	t.Helper()
+	tok, _ := w.Payment.Token(customer, []string{"coach"}, false)
+	h := bearer(w.token(t, customer, "DE", time.Hour))
+	h.Set("X-Payment-Token", tok.Token)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r := w.do(t, "GET", path, h)
+		if r.body["code"] != "revocation_state_stale" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still %d %s after 5s", path, r.status, r.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func tail(s string, n int) string {

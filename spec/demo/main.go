@@ -27,6 +27,7 @@ func main() {
 	kongYML := flag.String("kong", "kong/kong.yml", "declarative Kong config to serve")
 	gw := flag.String("gateway", "127.0.0.1:8000", "gateway listen address")
 	identity := flag.String("identity", "127.0.0.1:8001", "demo identity service listen address")
+	payment := flag.String("payment", "127.0.0.1:8002", "demo payment service listen address")
 	echo := flag.String("echo", "127.0.0.1:8003", "demo upstream listen address")
 	selftest := flag.Bool("selftest", false, "run the walkthrough's commands, check each answer, and exit")
 	embedded := flag.Bool("miniredis", false, "use the embedded miniredis even when redis-server is installed")
@@ -35,7 +36,7 @@ func main() {
 	_, err := exec.LookPath("redis-server")
 	fmt.Println("subgate demo: starting")
 	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, GatewayAddr: *gw,
-		IdentityAddr: *identity, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}})
+		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n(everything started so far has been stopped)\n", err)
 		os.Exit(1)
@@ -63,7 +64,10 @@ Paste into another terminal:
 
   export ALICE=%s
   export BOB=%s
-`, stack.Alice, stack.Bob, tokens["ALICE"], tokens["BOB"])
+  export PAY=%s
+  export PAY_BOB=%s
+  export PAY_EXPIRED=%s
+`, stack.Alice, stack.Bob, tokens["ALICE"], tokens["BOB"], tokens["PAY"], tokens["PAY_BOB"], tokens["PAY_EXPIRED"])
 	for _, s := range walkthrough() {
 		expect := fmt.Sprint(s.status)
 		if s.code != "" {
@@ -79,6 +83,7 @@ Paste into another terminal:
 	fmt.Println("\nstopping...")
 }
 
+// demoTokens are the JWTs and payment-access-tokens the walkthrough uses.
 func demoTokens(st *stack.Stack) (map[string]string, error) {
 	tokens := map[string]string{}
 	for name, customer := range map[string]string{"ALICE": stack.Alice, "BOB": stack.Bob} {
@@ -88,7 +93,16 @@ func demoTokens(st *stack.Stack) (map[string]string, error) {
 		}
 		tokens[name] = tok
 	}
-	return tokens, nil
+	for name, expired := range map[string]bool{"PAY": false, "PAY_EXPIRED": true} {
+		t, err := st.Payment.Token(stack.Alice, []string{"coach"}, expired)
+		if err != nil {
+			return nil, err
+		}
+		tokens[name] = t.Token
+	}
+	t, err := st.Payment.Token(stack.Bob, []string{"coach"}, false)
+	tokens["PAY_BOB"] = t.Token
+	return tokens, err
 }
 
 // selfTest runs every walkthrough step and returns how many failed.

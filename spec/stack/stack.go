@@ -47,6 +47,7 @@ type Options struct {
 	KongYML      string // path to kong.yml
 	GatewayAddr  string
 	IdentityAddr string
+	PaymentAddr  string
 	EchoAddr     string
 	// Miniredis uses an embedded miniredis instead of redis-server; it has
 	// no Sentinel, so the plugins' Redis settings are pointed at it directly.
@@ -56,13 +57,14 @@ type Options struct {
 
 // Stack is the running set.
 type Stack struct {
-	GatewayURL, IdentityURL, EchoURL string
-	Gateway                          *gateway.Gateway
-	Identity                         *demosvc.Identity
-	Servers                          map[string]*kongsim.Server
-	Redis                            *redistest.Server // nil with Miniredis
-	Sentinel                         *redistest.Server // nil with Miniredis
-	RDB                              *redis.Client
+	GatewayURL, IdentityURL, PaymentURL, EchoURL string
+	Gateway                                      *gateway.Gateway
+	Identity                                     *demosvc.Identity
+	Payment                                      *demosvc.Payment
+	Servers                                      map[string]*kongsim.Server
+	Redis                                        *redistest.Server // nil with Miniredis
+	Sentinel                                     *redistest.Server // nil with Miniredis
+	RDB                                          *redis.Client
 
 	closers []func()
 }
@@ -157,10 +159,17 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.IdentityURL, err = s.serve("identity", o.IdentityAddr, s.Identity.Handler(), say); err != nil {
 		return nil, err
 	}
+	if s.Payment, err = demosvc.NewPayment(s.RDB); err != nil {
+		return nil, err
+	}
+	if s.PaymentURL, err = s.serve("payment", o.PaymentAddr, s.Payment.Handler(), say); err != nil {
+		return nil, err
+	}
 	if s.EchoURL, err = s.serve("echo upstream", o.EchoAddr, demosvc.Echo(), say); err != nil {
 		return nil, err
 	}
 	hosts["identity:8080"] = hostOf(s.IdentityURL)
+	hosts["payment:8080"] = hostOf(s.PaymentURL)
 	hosts["echo:8080"] = hostOf(s.EchoURL)
 
 	yml, err := os.ReadFile(o.KongYML)
@@ -177,6 +186,9 @@ func Start(o Options) (_ *Stack, err error) {
 }
 
 func (s *Stack) serve(what, addr string, h http.Handler, say func(string, ...any)) (string, error) {
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("%s: cannot listen on %s (is the port taken?): %w", what, addr, err)

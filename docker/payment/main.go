@@ -1,0 +1,36 @@
+// Command payment is the demo payment service (see demosvc.Payment).
+// REDIS names the Redis of the payment events (host:port, default
+// 127.0.0.1:6379); with REDIS_MASTER set, REDIS lists Sentinels.
+package main
+
+import (
+	"log"
+	"net/http"
+	"os"
+	"strings"
+
+	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/redisconn"
+)
+
+func main() {
+	addr := os.Getenv("LISTEN")
+	if addr == "" {
+		addr = ":8080"
+	}
+	redisAddr := os.Getenv("REDIS")
+	if redisAddr == "" {
+		redisAddr = "127.0.0.1:6379"
+	}
+	rdb, err := redisconn.Shared(redisconn.Options{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
+		DialTimeoutMs: 1000, ReadTimeoutMs: 1000})
+	if err != nil {
+		log.Fatal(err)
+	}
+	p, err := demosvc.NewPayment(rdb)
+	if err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("payment listening on %s", addr)
+	log.Fatal(http.ListenAndServe(addr, p.Handler()))
+}
