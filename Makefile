@@ -5,7 +5,7 @@ PLUGINS := $(notdir $(wildcard plugins/*))
 BIN     := $(CURDIR)/bin
 FUZZTIME ?= 10s
 
-.PHONY: help build test lint fuzz bench bench-memory demo demo-docker clean
+.PHONY: help build test lint fuzz bench bench-memory demo demo-docker docker-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
@@ -14,7 +14,8 @@ help:
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "demo         the local demo (no Docker needed)"
-	@echo "demo-docker  the docker-compose demo with a real Kong"
+	@echo "demo-docker  the docker-compose demo with a real Kong (needs a Docker engine)"
+	@echo "docker-validate  check the compose file, Dockerfiles and Kong settings without Docker"
 
 build:
 	@mkdir -p $(BIN)
@@ -32,6 +33,7 @@ lint:
 test: lint build
 	SUBGATE_REQUIRE_REDIS=1 SUBGATE_BIN=$(BIN) $(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory fuzz
+	bash docker/validate.sh
 
 fuzz:
 	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg plugins | xargs -n1 dirname | sort -u); do \
@@ -54,7 +56,10 @@ demo: build
 	$(GO) run ./spec/demo -bin $(BIN) -kong kong/kong.yml
 
 demo-docker:
-	@echo "not yet: the docker demo lands with the demo issue"
+	docker compose -f docker/docker-compose.yml up --build
+
+docker-validate:
+	bash docker/validate.sh
 
 clean:
 	rm -rf $(BIN)

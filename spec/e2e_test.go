@@ -71,7 +71,7 @@ func setup(t *testing.T) *world {
 		}
 		t.Skip("redis-server not installed")
 	}
-	st, err := stack.Start(stack.Options{BinDir: binaries(t), KongYML: "../kong/kong.yml",
+	st, err := stack.Start(stack.Options{BinDir: binaries(t), KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV,
 		GatewayAddr: "127.0.0.1:0", IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -361,7 +361,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal("503 without Retry-After")
 		}
 		w.Redis.Restart(t)
-		if err := w.Seed(context.Background()); err != nil {
+		if _, err := w.Seed(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(10 * time.Second)

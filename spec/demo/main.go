@@ -25,6 +25,7 @@ import (
 func main() {
 	bin := flag.String("bin", "bin", "directory of the compiled plugin binaries (make build)")
 	kongYML := flag.String("kong", "kong/kong.yml", "declarative Kong config to serve")
+	seed := flag.String("seed", stack.SeedCSV, "ownership pairs to import (CSV)")
 	gw := flag.String("gateway", "127.0.0.1:8000", "gateway listen address")
 	identity := flag.String("identity", "127.0.0.1:8001", "demo identity service listen address")
 	payment := flag.String("payment", "127.0.0.1:8002", "demo payment service listen address")
@@ -35,7 +36,7 @@ func main() {
 
 	_, err := exec.LookPath("redis-server")
 	fmt.Println("subgate demo: starting")
-	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, GatewayAddr: *gw,
+	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, SeedCSV: *seed, GatewayAddr: *gw,
 		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n(everything started so far has been stopped)\n", err)

@@ -34,7 +34,7 @@ func TestWalkthroughAnswersAsPrinted(t *testing.T) {
 	for name, mini := range modes {
 		t.Run(name, func(t *testing.T) {
 			var progress bytes.Buffer
-			st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", GatewayAddr: "127.0.0.1:0",
+			st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", SeedCSV: "../../" + stack.SeedCSV, GatewayAddr: "127.0.0.1:0",
 				IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0", Miniredis: mini, Progress: &progress})
 			if err != nil {
 				t.Fatal(err)
@@ -68,7 +68,7 @@ func TestPortTakenStopsCleanly(t *testing.T) {
 		return l.Addr().String()
 	}
 	identity := free()
-	_, err = stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", Miniredis: true,
+	_, err = stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", SeedCSV: "../../" + stack.SeedCSV, Miniredis: true,
 		GatewayAddr: taken.Addr().String(), IdentityAddr: identity, EchoAddr: "127.0.0.1:0"})
 	if err == nil || !strings.Contains(err.Error(), "gateway") || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("err = %v, want a clear error naming the gateway's taken port", err)

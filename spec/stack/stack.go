@@ -33,18 +33,16 @@ const (
 	Bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
 )
 
-// Pairs are the seeded ownership pairs: alice owns DE 1234; bob owns DE
-// 5678 and FR 1234 (ids are unique per country only).
-var Pairs = []struct {
-	Country string
-	ID      int64
-	Owner   string
-}{{"DE", 1234, Alice}, {"DE", 5678, Bob}, {"FR", 1234, Bob}}
+// SeedCSV is the demo's ownership pairs, the same file the docker demo's
+// seeding step imports: alice owns DE 1234; bob owns DE 5678 and FR 1234
+// (ids are unique per country only). Relative to the repository root.
+const SeedCSV = "docker/demo-subscriptions.csv"
 
 // Options say where things listen. "127.0.0.1:0" picks a free port.
 type Options struct {
 	BinDir       string // compiled plugin binaries, one per plugin
 	KongYML      string // path to kong.yml
+	SeedCSV      string // path to the ownership pairs to import
 	GatewayAddr  string
 	IdentityAddr string
 	PaymentAddr  string
@@ -66,6 +64,7 @@ type Stack struct {
 	Sentinel                                     *redistest.Server // nil with Miniredis
 	RDB                                          *redis.Client
 
+	seedCSV string
 	closers []func()
 }
 
@@ -126,10 +125,12 @@ func Start(o Options) (_ *Stack, err error) {
 		s.RDB = redis.NewClient(&redis.Options{Addr: s.Redis.Addr})
 	}
 	s.closers = append(s.closers, func() { s.RDB.Close() })
-	if err := s.Seed(context.Background()); err != nil {
+	s.seedCSV = o.SeedCSV
+	n, err := s.Seed(context.Background())
+	if err != nil {
 		return nil, fmt.Errorf("seeding ownership pairs: %w", err)
 	}
-	say("seeded %d subscriptions through pkg/ownership", len(Pairs))
+	say("imported %d subscriptions from %s through pkg/ownership", n, o.SeedCSV)
 
 	prefix, err := kongsim.PrefixDir()
 	if err != nil {
@@ -203,19 +204,19 @@ func (s *Stack) serve(what, addr string, h http.Handler, say func(string, ...any
 
 func hostOf(u string) string { return u[len("http://"):] }
 
-// Seed writes the demo's ownership pairs.
-func (s *Stack) Seed(ctx context.Context) error {
-	store := ownership.NewStore(s.RDB, "")
-	for _, p := range Pairs {
-		u, err := ownership.ParseUUID(p.Owner)
-		if err != nil {
-			return err
-		}
-		if err := store.Put(ctx, p.Country, p.ID, u); err != nil {
-			return err
-		}
+// Seed imports the demo's ownership pairs and returns how many; a rejected
+// line is an error (the file is ours).
+func (s *Stack) Seed(ctx context.Context) (int, error) {
+	f, err := os.Open(s.seedCSV)
+	if err != nil {
+		return 0, err
 	}
-	return nil
+	defer f.Close()
+	rep, err := ownership.NewStore(s.RDB, "").Import(ctx, f)
+	if err == nil && len(rep.Rejected) > 0 {
+		err = fmt.Errorf("%s: line %d: %s", s.seedCSV, rep.Rejected[0].Line, rep.Rejected[0].Reason)
+	}
+	return rep.Written, err
 }
 
 // Close stops everything, last started first.
