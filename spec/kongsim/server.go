@@ -73,7 +73,7 @@ type Server struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	log *bytes.Buffer
+	log *lockedWriter // stdout and stderr, one lock
 }
 
 // Start queries and starts bin under prefix and waits for its socket.
@@ -93,8 +93,10 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cmd := exec.Command(s.bin, "-kong-prefix", s.prefix)
-	s.log = &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &lockedWriter{w: s.log}, &lockedWriter{w: s.log}
+	if s.log == nil { // kept across restarts: the whole history
+		s.log = &lockedWriter{}
+	}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -137,14 +139,20 @@ func (s *Server) Output() string {
 }
 
 type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	return l.buf.Write(p)
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 // StartInstance sends cmd_start_instance with the config JSON and returns
