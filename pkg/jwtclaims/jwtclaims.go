@@ -9,11 +9,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/hdr"
 	"github.com/subgate/subgate/pkg/jwtverify"
 )
 
@@ -53,7 +53,7 @@ func New(c Config) (*Decider, error) {
 		c.UpstreamHeaders = map[string]string{"X-Customer-Id": c.CustomerIDClaim, "X-Country": c.CountryClaim}
 	}
 	for h, claim := range c.UpstreamHeaders {
-		if !validHeaderName(h) {
+		if !hdr.ValidName(h) {
 			return nil, fmt.Errorf("upstream_headers: %q is not a valid header name", h)
 		}
 		if claim == "" {
@@ -63,7 +63,7 @@ func New(c Config) (*Decider, error) {
 			return nil, fmt.Errorf("upstream_headers: %q is the token header", h)
 		}
 	}
-	if !validHeaderName(c.TokenHeader) {
+	if !hdr.ValidName(c.TokenHeader) {
 		return nil, fmt.Errorf("token_header: %q is not a valid header name", c.TokenHeader)
 	}
 	v, err := jwtverify.New(c.Verify)
@@ -109,18 +109,18 @@ func (d *Decider) Decide(headerValue, cookieHeader string) (*Decision, *denial.D
 	if err != nil {
 		return nil, deny(err)
 	}
-	id, ok := scalar(v.Claims[d.cfg.CustomerIDClaim])
-	if !ok || id == "" || len(id) > maxIDLen || !headerSafe(id) {
+	id, ok := hdr.Scalar(v.Claims[d.cfg.CustomerIDClaim])
+	if !ok || id == "" || len(id) > maxIDLen || !hdr.Safe(id) {
 		return nil, denial.Newf(denial.TokenClaimMissing, "the customer id claim %q is missing or not a usable string", d.cfg.CustomerIDClaim)
 	}
-	country, _ := scalar(v.Claims[d.cfg.CountryClaim])
+	country, _ := hdr.Scalar(v.Claims[d.cfg.CountryClaim])
 	out := &Decision{
 		Claims:    &claims.Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
 		Upstream:  make(map[string]string, len(d.cfg.UpstreamHeaders)),
 		FromCache: v.FromCache,
 	}
 	for h, claim := range d.cfg.UpstreamHeaders {
-		if val, ok := scalar(v.Claims[claim]); ok && headerSafe(val) {
+		if val, ok := hdr.Scalar(v.Claims[claim]); ok && hdr.Safe(val) {
 			out.Upstream[http.CanonicalHeaderKey(h)] = val
 		}
 	}
@@ -188,41 +188,4 @@ func deny(err error) *denial.Denial {
 		d.WithRetryAfter(30)
 	}
 	return d
-}
-
-// scalar renders a claim that can travel as a header value.
-func scalar(v any) (string, bool) {
-	switch x := v.(type) {
-	case string:
-		return x, true
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), true
-	case bool:
-		return strconv.FormatBool(x), true
-	}
-	return "", false
-}
-
-// headerSafe refuses control characters, so a claim can never split or
-// smuggle a header.
-func headerSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-func validHeaderName(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c == '-' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
-			return false
-		}
-	}
-	return true
 }

@@ -1,0 +1,340 @@
+// Package usercontext asks the identity service who the caller is, with the
+// fallback cache of the seed fallback-caching-user-context: every success is
+// cached locally, and the cached copy is used only when the identity service
+// answers 503. The rule, per answer:
+//
+//	2xx                 fresh context; replaces the cached copy; the cache is never read
+//	408                 retry (bounded, backoff with jitter); giving up is 504 identity_timeout; never the cache
+//	503 + cached copy   stop retrying and serve the copy if younger than MaxStale
+//	503, nothing usable retry; giving up is 503 identity_unavailable
+//	401 / 403           passed on, and the caller's cached copy is evicted
+//	other 4xx           passed on with its status
+//	other 5xx           502 identity_error; never the cache
+//	connection failure  as 408, or as 503 when ConnErrorsAs503 is set
+package usercontext
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/metrics"
+)
+
+// Options configure lookups against one identity service.
+type Options struct {
+	URL            string
+	Method         string        // default GET
+	ForwardHeaders []string      // client headers sent to the identity service (default Authorization, Cookie)
+	AttemptTimeout time.Duration // per attempt (default 1s)
+	MaxAttempts    int           // default 3
+	Backoff        time.Duration // first retry delay, doubled each time, with full jitter (default 50ms)
+	Deadline       time.Duration // the whole lookup, retries included (default 2s)
+	MaxStale       time.Duration // oldest cached context served on 503 (default 5m)
+	CacheSize      int           // entries (default 10000)
+	MaxBodyBytes   int64         // identity response bound (default 64 KiB)
+	UserIDField    string        // required field of the context (default user_id)
+	MaxConcurrent  int           // in-flight lookups per identity URL (default 256)
+	// ConnErrorsAs503 treats a refused connection or our own timeout like a
+	// 503 (may serve the cache). Off by default: an unreachable service is
+	// not proof that every other request fails too, which is what makes the
+	// cache safe on 503.
+	ConnErrorsAs503 bool
+	RetryAfter      int // seconds, on 503
+	Now             func() time.Time
+}
+
+func (o *Options) defaults() error {
+	if o.URL == "" || !(strings.HasPrefix(o.URL, "http://") || strings.HasPrefix(o.URL, "https://")) {
+		return fmt.Errorf("identity url %q must be http(s)", o.URL)
+	}
+	set := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Method == "" {
+		o.Method = http.MethodGet
+	}
+	if o.ForwardHeaders == nil {
+		o.ForwardHeaders = []string{"Authorization", "Cookie"}
+	}
+	set(&o.AttemptTimeout, time.Second)
+	set(&o.Backoff, 50*time.Millisecond)
+	set(&o.Deadline, 2*time.Second)
+	set(&o.MaxStale, 5*time.Minute)
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 3
+	}
+	if o.CacheSize <= 0 {
+		o.CacheSize = 10000
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 64 << 10
+	}
+	if o.UserIDField == "" {
+		o.UserIDField = "user_id"
+	}
+	if o.MaxConcurrent <= 0 {
+		o.MaxConcurrent = 256
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Context is a validated user context.
+type Context struct {
+	Raw      []byte         // the identity service's JSON, compacted
+	Fields   map[string]any // decoded
+	UserID   string
+	StoredAt time.Time // when it was fetched
+}
+
+// Outcome is an allowed lookup.
+type Outcome struct {
+	*Context
+	FromCache bool
+	Attempts  int
+}
+
+type entry = *Context
+
+// service is what routes with the same identity URL share: the HTTP client,
+// the cache and the concurrency bound.
+type service struct {
+	client *http.Client
+	cache  *lru.Cache[[32]byte, entry]
+	slots  chan struct{}
+}
+
+var (
+	servicesMu sync.Mutex
+	services   = map[string]*service{}
+)
+
+func shared(o Options) (*service, error) {
+	servicesMu.Lock()
+	defer servicesMu.Unlock()
+	if s, ok := services[o.URL]; ok {
+		return s, nil
+	}
+	c, err := lru.New[[32]byte, entry](o.CacheSize)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 64
+	tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
+	s := &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		cache: c, slots: make(chan struct{}, o.MaxConcurrent)}
+	services[o.URL] = s
+	return s, nil
+}
+
+// Client looks user contexts up for one route.
+type Client struct {
+	o   Options
+	svc *service
+}
+
+// New validates o; routes with the same URL share one cache and client
+// (the first route's cache size and concurrency bound apply).
+func New(o Options) (*Client, error) {
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	for _, h := range o.ForwardHeaders {
+		if h == "" {
+			return nil, errors.New("forward_headers holds an empty name")
+		}
+	}
+	svc, err := shared(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{o: o, svc: svc}, nil
+}
+
+var lookups = metrics.NewCounter("subgate_identity_lookups_total", "User-context lookups by outcome.", "outcome")
+
+// attempt classes
+type class int
+
+const (
+	success class = iota
+	timeout
+	unavailable
+	final // a definitive non-success: pass it on
+)
+
+// Lookup resolves the caller's context from the credential headers it sent
+// (creds: forwarded header name -> value, absent ones omitted).
+func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome, *denial.Denial) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.Deadline)
+	defer cancel()
+	key, cacheable := c.key(creds)
+	select {
+	case c.svc.slots <- struct{}{}:
+		defer func() { <-c.svc.slots }()
+	case <-ctx.Done():
+		lookups.Inc("overloaded")
+		return nil, denial.New(denial.IdentityTimeout, "too many identity lookups in flight")
+	}
+	var last class
+	for attempt := 1; attempt <= c.o.MaxAttempts; attempt++ {
+		cl, got, den := c.attempt(ctx, creds)
+		switch cl {
+		case success:
+			if cacheable {
+				c.svc.cache.Add(key, got)
+			}
+			lookups.Inc("fresh")
+			return &Outcome{Context: got, Attempts: attempt}, nil
+		case final:
+			if cacheable && (den.Code == denial.IdentityUnauthorized || den.Code == denial.IdentityForbidden) {
+				c.svc.cache.Remove(key) // the identity service says no: forget what it said before
+			}
+			lookups.Inc("rejected")
+			return nil, den
+		case unavailable:
+			if cacheable {
+				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= c.o.MaxStale {
+					lookups.Inc("cache_fallback")
+					return &Outcome{Context: e, FromCache: true, Attempts: attempt}, nil
+				}
+			}
+		}
+		last = cl
+		if attempt == c.o.MaxAttempts || !c.sleep(ctx, attempt) {
+			break
+		}
+	}
+	if last == unavailable {
+		lookups.Inc("unavailable")
+		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfter)
+	}
+	lookups.Inc("timeout")
+	return nil, denial.New(denial.IdentityTimeout, "")
+}
+
+// sleep waits the backoff for attempt (full jitter), false if the deadline
+// would pass first.
+func (c *Client) sleep(ctx context.Context, attempt int) bool {
+	d := time.Duration(rand.Int64N(int64(c.o.Backoff<<(attempt-1)) + 1))
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// key hashes the identity URL and the forwarded credentials: the cache
+// never holds a raw credential. Without any credential nothing is cached.
+func (c *Client) key(creds map[string]string) ([32]byte, bool) {
+	h := sha256.New()
+	h.Write([]byte(c.o.URL))
+	any := false
+	for _, name := range c.o.ForwardHeaders {
+		v := creds[name]
+		any = any || v != ""
+		h.Write([]byte{0})
+		h.Write([]byte(strings.ToLower(name)))
+		h.Write([]byte{0})
+		h.Write([]byte(v))
+	}
+	var k [32]byte
+	copy(k[:], h.Sum(nil))
+	return k, any
+}
+
+func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *Context, *denial.Denial) {
+	actx, cancel := context.WithTimeout(ctx, c.o.AttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, c.o.Method, c.o.URL, nil)
+	if err != nil {
+		return final, nil, denial.New(denial.IdentityError, "")
+	}
+	for name, v := range creds {
+		req.Header.Set(name, v)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.svc.client.Do(req)
+	if err != nil {
+		if c.o.ConnErrorsAs503 {
+			return unavailable, nil, nil
+		}
+		return timeout, nil, nil
+	}
+	defer resp.Body.Close()
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, c.o.MaxBodyBytes+1))
+	switch s := resp.StatusCode; {
+	case s >= 200 && s < 300:
+		if rerr != nil {
+			return timeout, nil, nil // the body did not arrive in time: as our own timeout
+		}
+		got, err := c.parse(resp.Header.Get("Content-Type"), body)
+		if err != nil {
+			return final, nil, denial.New(denial.IdentityError, "the identity service answered an unusable context")
+		}
+		return success, got, nil
+	case s == http.StatusRequestTimeout:
+		return timeout, nil, nil
+	case s == http.StatusServiceUnavailable:
+		return unavailable, nil, nil
+	case s == http.StatusUnauthorized:
+		return final, nil, denial.New(denial.IdentityUnauthorized, "")
+	case s == http.StatusForbidden:
+		return final, nil, denial.New(denial.IdentityForbidden, "")
+	case s >= 400 && s < 500:
+		return final, nil, denial.Newf(denial.IdentityRejected, "the identity service answered %d", s).WithStatus(s)
+	}
+	return final, nil, denial.New(denial.IdentityError, "")
+}
+
+// parse validates a 2xx body: JSON by content type, within the size bound,
+// an object with a non-empty string user id. Anything else is an error,
+// never a login.
+func (c *Client) parse(contentType string, body []byte) (*Context, error) {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return nil, fmt.Errorf("content type %q is not JSON", contentType)
+	}
+	if int64(len(body)) > c.o.MaxBodyBytes {
+		return nil, errors.New("context larger than the bound")
+	}
+	var fields map[string]any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil || dec.More() {
+		return nil, errors.New("not one JSON object")
+	}
+	id, _ := fields[c.o.UserIDField].(string)
+	if id == "" {
+		return nil, fmt.Errorf("no %q in the context", c.o.UserIDField)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, body); err != nil {
+		return nil, err
+	}
+	return &Context{Raw: compact.Bytes(), Fields: fields, UserID: id, StoredAt: c.o.Now()}, nil
+}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/Kong/go-pdk/test"
+
+	"github.com/subgate/subgate/pkg/audit"
+)
+
+type nop struct{}
+
+func (nop) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestMain(m *testing.M) {
+	audit.SetOutput(nop{})
+	m.Run()
+}
+
+// identity answers the caller's bearer credential as its user id, or the
+// status in mode.
+func identity(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var mode atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m := mode.Load(); m != 0 {
+			w.WriteHeader(int(m))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"user_id":%q,"plan":"premium"}`, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &mode
+}
+
+func kongConfig(t *testing.T, set map[string]any) *Config {
+	t.Helper()
+	full := map[string]any{}
+	for _, f := range []string{"identity_url", "method", "forward_headers", "attempt_timeout_ms", "max_attempts", "backoff_ms",
+		"deadline_ms", "max_stale_seconds", "cache_size", "max_body_bytes", "user_id_field", "max_concurrent",
+		"connection_errors_as_503", "retry_after_seconds", "context_header", "max_context_header_bytes", "source_header", "field_headers"} {
+		full[f] = nil
+	}
+	full["route_id"] = "r-coach"
+	for k, v := range set {
+		full[k] = v
+	}
+	b, _ := json.Marshal(full)
+	c := New().(*Config)
+	if err := json.Unmarshal(b, c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func run(t *testing.T, c *Config, h http.Header) *test.TestEnv {
+	t.Helper()
+	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example/coach", Headers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.DoHttps(c)
+	return env
+}
+
+func code(env *test.TestEnv) string {
+	var b struct {
+		Code string `json:"code"`
+	}
+	_ = json.Unmarshal(env.ClientRes.Body, &b)
+	return b.Code
+}
+
+func TestForwardsContextAndOwnsHeaders(t *testing.T) {
+	srv, mode := identity(t)
+	c := kongConfig(t, map[string]any{"identity_url": srv.URL, "field_headers": map[string]string{"user_id": "X-User-Id", "plan": "X-Plan"}})
+	h := http.Header{"Authorization": {"Bearer alice"}, "X-User-Id": {"mallory"}, "X-User-Context": {`{"user_id":"mallory"}`}, "X-User-Context-Source": {"cache"}}
+	env := run(t, c, h)
+	if env.ClientRes.Status != 200 {
+		t.Fatalf("%d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	got := env.ServiceReq.Headers
+	if got.Get("X-User-Id") != "alice" || got.Get("X-Plan") != "premium" || got.Get("X-User-Context-Source") != "identity" ||
+		!strings.Contains(got.Get("X-User-Context"), `"user_id":"alice"`) || len(got.Values("X-User-Id")) != 1 {
+		t.Fatalf("upstream headers %v", got)
+	}
+	// The identity service goes 503: the cached context serves, marked as such.
+	mode.Store(503)
+	env = run(t, c, http.Header{"Authorization": {"Bearer alice"}})
+	if env.ClientRes.Status != 200 || env.ServiceReq.Headers.Get("X-User-Context-Source") != "cache" || env.ServiceReq.Headers.Get("X-User-Id") != "alice" {
+		t.Fatalf("fallback: %d %v", env.ClientRes.Status, env.ServiceReq.Headers)
+	}
+	// A caller never seen before gets 503.
+	env = run(t, c, http.Header{"Authorization": {"Bearer bob"}})
+	if env.ClientRes.Status != 503 || code(env) != "identity_unavailable" || env.ClientRes.Headers.Get("Retry-After") == "" {
+		t.Fatalf("never seen: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	mode.Store(401)
+	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 401 || code(env) != "identity_unauthorized" {
+		t.Fatalf("401: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	mode.Store(408)
+	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 504 || code(env) != "identity_timeout" {
+		t.Fatalf("408: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+}
+
+func TestMisconfigured(t *testing.T) {
+	for name, set := range map[string]map[string]any{
+		"no url":     {},
+		"bad url":    {"identity_url": "ftp://x"},
+		"bad header": {"identity_url": "http://127.0.0.1:1", "context_header": "X Bad"},
+		"empty fwd":  {"identity_url": "http://127.0.0.1:1", "forward_headers": []string{""}},
+	} {
+		env := run(t, kongConfig(t, set), http.Header{"Authorization": {"Bearer a"}})
+		if env.ClientRes.Status != 500 || code(env) != "plugin_misconfigured" {
+			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
+		}
+	}
+}
