@@ -304,6 +304,50 @@ func TestEndToEnd(t *testing.T) {
 		w.do(t, "GET", "/training/plan", h).wantAllowed(t)
 	})
 
+	t.Run("user-context and its 503 fallback", func(t *testing.T) {
+		carol := "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000003"
+		h := bearer(w.token(t, alice, "DE", time.Hour))
+		h.Set("X-User-Id", bob)
+		h.Set("X-User-Context-Source", "cache")
+		r := w.do(t, "GET", "/account", h)
+		r.wantAllowed(t)
+		if r.upstrm["X-User-Id"] != alice || r.upstrm["X-User-Context-Source"] != "identity" || r.upstrm["X-User-Country"] != "DE" ||
+			!strings.Contains(r.upstrm["X-User-Context"], alice) {
+			t.Fatalf("upstream %v", r.upstrm)
+		}
+		defer w.Identity.SetMode("ok")
+		w.Identity.SetMode("503")
+		r = w.do(t, "GET", "/account", h)
+		r.wantAllowed(t)
+		if r.upstrm["X-User-Context-Source"] != "cache" || r.upstrm["X-User-Id"] != alice {
+			t.Fatalf("503 should serve alice's cached context: %v", r.upstrm)
+		}
+		w.do(t, "GET", "/account", bearer(w.token(t, carol, "DE", time.Hour))).wantDenied(t, 503, "identity_unavailable")
+		w.Identity.SetMode("408") // a timeout never serves the cache
+		w.do(t, "GET", "/account", h).wantDenied(t, 504, "identity_timeout")
+		w.Identity.SetMode("ok")
+		w.Identity.Disable(alice, true) // 401 from identity: passed on, and alice's copy evicted
+		w.do(t, "GET", "/account", h).wantDenied(t, 401, "identity_unauthorized")
+		w.Identity.Disable(alice, false)
+		w.Identity.SetMode("503")
+		w.do(t, "GET", "/account", h).wantDenied(t, 503, "identity_unavailable")
+	})
+
+	t.Run("all four plugins in one chain", func(t *testing.T) {
+		w.waitRoute(t, "/coach/subscriptions/1234", alice)
+		pt, _ := w.Payment.Token(alice, []string{"coach"}, false)
+		h := bearer(w.token(t, alice, "DE", time.Hour))
+		h.Set("X-Payment-Token", pt.Token)
+		r := w.do(t, "GET", "/coach/subscriptions/1234", h)
+		r.wantAllowed(t)
+		if r.upstrm["X-Customer-Id"] != alice || r.upstrm["X-User-Id"] != alice {
+			t.Fatalf("upstream %v", r.upstrm)
+		}
+		w.do(t, "GET", "/coach/subscriptions/5678", h).wantDenied(t, 403, "subscription_forbidden")
+		noPay := bearer(w.token(t, alice, "DE", time.Hour))
+		w.do(t, "GET", "/coach/subscriptions/1234", noPay).wantDenied(t, 401, "payment_token_missing")
+	})
+
 	t.Run("PDK calls on the allow path", func(t *testing.T) {
 		w.mu.Lock()
 		w.calls = map[string][]callRecord{}
@@ -316,7 +360,9 @@ func TestEndToEnd(t *testing.T) {
 		pt, _ := w.Payment.Token(alice, []string{"coach"}, false)
 		paid.Set("X-Payment-Token", pt.Token)
 		w.do(t, "GET", "/training/plan", paid).wantAllowed(t)
-		budget := map[string]int{"jwt-claims": 3, "subscription-owner": 3 /* 2 + verified_header */, "payment-token": 2}
+		w.do(t, "GET", "/account", tok).wantAllowed(t)
+		w.do(t, "GET", "/coach/subscriptions/1234", paid).wantAllowed(t)
+		budget := map[string]int{"jwt-claims": 3, "subscription-owner": 3 /* 2 + verified_header */, "payment-token": 2, "user-context": 2}
 		var table strings.Builder
 		table.WriteString("\n| route | plugin | PDK calls | methods |\n| --- | --- | --- | --- |\n")
 		w.mu.Lock()
@@ -360,7 +406,7 @@ func TestEndToEnd(t *testing.T) {
 		if r.header.Get("Retry-After") == "" {
 			t.Fatal("503 without Retry-After")
 		}
-		w.Redis.Restart(t)
+		w.Redis.Restart(t) // persistence is off here: the stream and pairs are gone
 		if _, err := w.Seed(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -36,7 +36,7 @@ func ok(user string) answer {
 	return answer{status: 200, body: fmt.Sprintf(`{"user_id":%q,"roles":["customer"]}`, user)}
 }
 
-func newIdentity(t *testing.T, script ...answer) *identity {
+func newIdentity(t testing.TB, script ...answer) *identity {
 	id := &identity{script: script}
 	id.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := id.hits.Add(1)
