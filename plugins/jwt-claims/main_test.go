@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/audit"
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 )
 
 var (
@@ -33,27 +35,8 @@ func pubPEM(pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-// kongConfig builds the JSON Kong sends: every field of the schema, null
-// where kong.yml sets nothing, overridden by set.
 func kongConfig(t *testing.T, set map[string]any) *Config {
-	t.Helper()
-	full := map[string]any{}
-	for _, f := range []string{"token_header", "token_cookie", "keys", "jwks_url", "jwks_refresh_seconds",
-		"jwks_min_refetch_seconds", "jwks_max_stale_seconds", "jwks_timeout_ms", "issuers", "audiences",
-		"leeway_seconds", "required_claims", "max_token_bytes", "customer_id_claim", "country_claim",
-		"upstream_headers", "hide_credentials", "cache_size"} {
-		full[f] = nil
-	}
-	full["route_id"], full["__plugin_id"], full["__seq__"] = "route-1", "plugin-1", 1
-	for k, v := range set {
-		full[k] = v
-	}
-	b, _ := json.Marshal(full)
-	c := New().(*Config)
-	if err := json.Unmarshal(b, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return kongxtest.Config[*Config](t, New, set)
 }
 
 func esKeys() map[string]any {
@@ -298,7 +281,7 @@ func TestMisconfigurationDeniesEveryRequest(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			var logs bytes.Buffer
 			audit.SetOutput(&logs)
-			defer audit.SetOutput(nopWriter{})
+			defer audit.SetOutput(io.Discard)
 			c := kongConfig(t, set)
 			if c.gate.Err() == nil {
 				t.Fatal("bad config accepted")
@@ -327,7 +310,7 @@ func TestRepeatedTokenIsServedFromCache(t *testing.T) {
 	run(t, c, bearer(tok))
 	var logs bytes.Buffer
 	audit.SetOutput(&logs)
-	defer audit.SetOutput(nopWriter{})
+	defer audit.SetOutput(io.Discard)
 	if env := run(t, c, bearer(tok)); env.ClientRes.Status != 200 {
 		t.Fatal(env.ClientRes.Status)
 	}
@@ -339,7 +322,7 @@ func TestRepeatedTokenIsServedFromCache(t *testing.T) {
 func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
 	var logs bytes.Buffer
 	audit.SetOutput(&logs)
-	defer audit.SetOutput(nopWriter{})
+	defer audit.SetOutput(io.Discard)
 	c := kongConfig(t, esKeys())
 	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
 	run(t, c, bearer(tok))
@@ -352,18 +335,14 @@ func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
 		}
 	}
 	for _, want := range []string{`"decision":"allow"`, `"decision":"deny"`, `"code":"token_unknown_key"`,
-		`"customer_id":"7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"`, `"route_id":"route-1"`, fmt.Sprintf(`"request_id":"%s"`, body.RequestID)} {
+		`"customer_id":"7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"`, `"route_id":"route-under-test"`, fmt.Sprintf(`"request_id":"%s"`, body.RequestID)} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit log lacks %s:\n%s", want, out)
 		}
 	}
 }
 
-type nopWriter struct{}
-
-func (nopWriter) Write(p []byte) (int, error) { return len(p), nil }
-
 func TestMain(m *testing.M) {
-	audit.SetOutput(nopWriter{})
+	audit.SetOutput(io.Discard)
 	m.Run()
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/audit"
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/redistest"
@@ -28,12 +30,8 @@ const (
 	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
 )
 
-type nop struct{}
-
-func (nop) Write(p []byte) (int, error) { return len(p), nil }
-
 func TestMain(m *testing.M) {
-	audit.SetOutput(nop{})
+	audit.SetOutput(io.Discard)
 	m.Run()
 }
 
@@ -54,21 +52,13 @@ func issuer(t *testing.T, at time.Time) *paytoken.Issuer {
 }
 
 func kongConfig(t *testing.T, redisAddr string, set map[string]any) *Config {
-	t.Helper()
-	full := map[string]any{"token_header": nil, "keys": []map[string]any{{"kid": "pay-1", "algorithm": "ES256", "public_key": pubPEM()}},
-		"jwks_url": nil, "issuers": []string{"https://payments.example"}, "audiences": []string{"subgate"}, "leeway_seconds": nil,
-		"cache_size": nil, "required_entitlements": []string{"coach"}, "events_stream": nil,
-		"redis":                      map[string]any{"addresses": []string{redisAddr}},
-		"max_token_lifetime_seconds": nil, "stale_after_seconds": nil, "retry_after_seconds": nil, "route_id": "r-training"}
+	full := map[string]any{"keys": []map[string]any{{"kid": "pay-1", "algorithm": "ES256", "public_key": pubPEM()}},
+		"issuers": []string{"https://payments.example"}, "audiences": []string{"subgate"},
+		"required_entitlements": []string{"coach"}, "redis": map[string]any{"addresses": []string{redisAddr}}}
 	for k, v := range set {
 		full[k] = v
 	}
-	b, _ := json.Marshal(full)
-	c := New().(*Config)
-	if err := json.Unmarshal(b, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return kongxtest.Config[*Config](t, New, full)
 }
 
 func run(t *testing.T, c *Config, customer, token string) (int, string) {

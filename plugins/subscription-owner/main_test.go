@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/audit"
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redistest"
 )
@@ -22,31 +24,13 @@ const (
 	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
 )
 
-type nop struct{}
-
-func (nop) Write(p []byte) (int, error) { return len(p), nil }
-
 func TestMain(m *testing.M) {
-	audit.SetOutput(nop{})
+	audit.SetOutput(io.Discard)
 	m.Run()
 }
 
-// kongConfig decodes a config as Kong sends it: every field present, null
-// where kong.yml sets nothing.
 func kongConfig(t *testing.T, set map[string]any) *Config {
-	t.Helper()
-	full := map[string]any{"redis": nil, "key_prefix": nil, "path_patterns": nil, "country_source": nil,
-		"customer_id_claim": nil, "country_claim": nil, "timeout_ms": nil, "retry_after_seconds": nil,
-		"cache_ttl_seconds": nil, "cache_size": nil, "verified_header": nil, "route_id": "r-subs", "__seq__": 2}
-	for k, v := range set {
-		full[k] = v
-	}
-	b, _ := json.Marshal(full)
-	c := New().(*Config)
-	if err := json.Unmarshal(b, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return kongxtest.Config[*Config](t, New, set)
 }
 
 func seed(t *testing.T, addr, country string, id int64, customer string) {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,14 +13,11 @@ import (
 	"github.com/Kong/go-pdk/test"
 
 	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 )
 
-type nop struct{}
-
-func (nop) Write(p []byte) (int, error) { return len(p), nil }
-
 func TestMain(m *testing.M) {
-	audit.SetOutput(nop{})
+	audit.SetOutput(io.Discard)
 	m.Run()
 }
 
@@ -40,23 +38,7 @@ func identity(t *testing.T) (*httptest.Server, *atomic.Int64) {
 }
 
 func kongConfig(t *testing.T, set map[string]any) *Config {
-	t.Helper()
-	full := map[string]any{}
-	for _, f := range []string{"identity_url", "method", "forward_headers", "attempt_timeout_ms", "max_attempts", "backoff_ms",
-		"deadline_ms", "max_stale_seconds", "cache_size", "max_body_bytes", "user_id_field", "max_concurrent",
-		"connection_errors_as_503", "retry_after_seconds", "context_header", "max_context_header_bytes", "source_header", "field_headers"} {
-		full[f] = nil
-	}
-	full["route_id"] = "r-coach"
-	for k, v := range set {
-		full[k] = v
-	}
-	b, _ := json.Marshal(full)
-	c := New().(*Config)
-	if err := json.Unmarshal(b, c); err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return kongxtest.Config[*Config](t, New, set)
 }
 
 func run(t *testing.T, c *Config, h http.Header) *test.TestEnv {
