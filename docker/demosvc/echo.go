@@ -6,7 +6,9 @@ package demosvc
 
 import (
 	"encoding/json"
+	"log"
 	"net/http"
+	"os"
 	"strings"
 )
 
@@ -23,4 +25,14 @@ func Echo() http.Handler {
 			"method": r.Method, "path": r.URL.EscapedPath(), "query": r.URL.RawQuery, "headers": h,
 		})
 	})
+}
+
+// Serve runs a demo service on $LISTEN (default :8080) until it fails.
+func Serve(name string, h http.Handler) {
+	addr := os.Getenv("LISTEN")
+	if addr == "" {
+		addr = ":8080"
+	}
+	log.Printf("%s listening on %s", name, addr)
+	log.Fatal(http.ListenAndServe(addr, h))
 }

@@ -5,7 +5,6 @@ package main
 
 import (
 	"log"
-	"net/http"
 	"os"
 	"strings"
 
@@ -14,10 +13,6 @@ import (
 )
 
 func main() {
-	addr := os.Getenv("LISTEN")
-	if addr == "" {
-		addr = ":8080"
-	}
 	redisAddr := os.Getenv("REDIS")
 	if redisAddr == "" {
 		redisAddr = "127.0.0.1:6379"
@@ -31,6 +26,5 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("payment listening on %s", addr)
-	log.Fatal(http.ListenAndServe(addr, p.Handler()))
+	demosvc.Serve("payment", p.Handler())
 }
