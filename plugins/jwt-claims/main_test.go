@@ -6,12 +6,15 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,4 +348,32 @@ func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
 func TestMain(m *testing.M) {
 	audit.SetOutput(io.Discard)
 	m.Run()
+}
+
+// TestJWKSRotation: keys come from a JWKS URL; after the issuer rotates to a
+// new key, tokens of the new key verify (one refetch on the unknown kid) and
+// tokens of the withdrawn key stop verifying, cached or not.
+func TestJWKSRotation(t *testing.T) {
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk := func(kid string, k *ecdsa.PrivateKey) map[string]any {
+		b := func(x []byte) string { return base64.RawURLEncoding.EncodeToString(x) }
+		return map[string]any{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
+			"x": b(k.X.FillBytes(make([]byte, 32))), "y": b(k.Y.FillBytes(make([]byte, 32)))}
+	}
+	var doc atomic.Value
+	publish := func(keys ...map[string]any) { b, _ := json.Marshal(map[string]any{"keys": keys}); doc.Store(b) }
+	publish(jwk("k1", ecKey))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(doc.Load().([]byte)) }))
+	defer srv.Close()
+	c := kongConfig(t, map[string]any{"jwks_url": srv.URL, "jwks_min_refetch_seconds": 1})
+	old := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
+	if env := run(t, c, bearer(old)); env.ClientRes.Status != 200 {
+		t.Fatalf("k1 before rotation: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	publish(jwk("k2", k2))
+	time.Sleep(1100 * time.Millisecond) // past jwks_min_refetch_seconds
+	if env := run(t, c, bearer(sign(t, jwt.SigningMethodES256, k2, "k2", goodClaims()))); env.ClientRes.Status != 200 {
+		t.Fatalf("k2 after rotation: %d %s", env.ClientRes.Status, env.ClientRes.Body)
+	}
+	denied(t, run(t, c, bearer(old)), 401, "token_unknown_key")
 }
