@@ -74,6 +74,8 @@ type Server struct {
 	mu  sync.Mutex
 	cmd *exec.Cmd
 	log *lockedWriter // stdout and stderr, one lock
+
+	idle chan net.Conn // kept-alive connections, as Kong's c:setkeepalive() pools them
 }
 
 // Start queries and starts bin under prefix and waits for its socket.
@@ -82,7 +84,7 @@ func Start(bin, prefix string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Info: info, bin: bin, prefix: prefix, socket: socket}
+	s := &Server{Info: info, bin: bin, prefix: prefix, socket: socket, idle: make(chan net.Conn, 64)}
 	if want := filepath.Join(prefix, info.Name+".socket"); socket != want {
 		return nil, fmt.Errorf("%s: socket %s, Kong expects %s", bin, socket, want)
 	}
@@ -116,6 +118,9 @@ func (s *Server) start() error {
 func (s *Server) Kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for len(s.idle) > 0 {
+		(<-s.idle).Close()
+	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
@@ -187,11 +192,16 @@ var ErrExited = errors.New("kong.response.exit")
 // HandleEvent runs one phase of one instance for req, answering every PDK
 // call the plugin makes and counting them on req under the plugin's name.
 func (s *Server) HandleEvent(instance int32, phase string, req *Request) error {
-	c, err := net.Dial("unix", s.socket)
+	c, err := s.conn()
 	if err != nil {
 		return err
 	}
-	defer c.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			c.Close()
+		}
+	}()
 	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
 	seq := s.seq.Add(1)
 	if err := writeMsg(c, &pb.RpcCall{Sequence: seq, Call: &pb.RpcCall_CmdHandleEvent{
@@ -228,7 +238,22 @@ func (s *Server) HandleEvent(instance int32, phase string, req *Request) error {
 	if ret.Sequence != seq {
 		return fmt.Errorf("event return has sequence %d, want %d", ret.Sequence, seq)
 	}
+	select { // a cleanly finished event leaves the connection reusable
+	case s.idle <- c:
+		keep = true
+	default:
+	}
 	return nil
+}
+
+// conn takes a pooled connection or dials a new one.
+func (s *Server) conn() (net.Conn, error) {
+	select {
+	case c := <-s.idle:
+		return c, nil
+	default:
+		return net.Dial("unix", s.socket)
+	}
 }
 
 // Frames: a little-endian uint32 length, then the bytes.
