@@ -42,7 +42,7 @@ fuzz:
 	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) ./$$t || exit 1; \
 	  done; done
 
-bench:
+bench: build
 	SUBGATE_BIN=$(BIN) $(GO) test -run='^$$' -bench=. -benchmem ./...
 
 # Loads 1,000,000 pairs under layout v1 and under the naive layout into a
