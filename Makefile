@@ -4,13 +4,14 @@ GO      ?= go
 PLUGINS := $(notdir $(wildcard plugins/*))
 BIN     := $(CURDIR)/bin
 FUZZTIME ?= 10s
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: help build test lint fuzz bench bench-memory demo demo-docker docker-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
-	@echo "lint         gofmt and go vet"
+	@echo "lint         gofmt, go vet, go mod tidy -diff, staticcheck (pinned, via go run)"
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "demo         the local demo (no Docker needed)"
@@ -26,6 +27,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) run $(STATICCHECK) ./...
 
 # Unit and integration tests, with the race detector. Integration tests start
 # their own redis-server; SUBGATE_REQUIRE_REDIS=1 makes a missing one a

@@ -52,8 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		in = f
 	}
 	ms := int(timeout.Milliseconds())
-	rdb, err := redisconn.Shared(redisconn.Options{Addresses: strings.Split(*addrs, ","), MasterName: *master,
-		PasswordEnv: *pwEnv, DialTimeoutMs: ms, ReadTimeoutMs: ms, MaxRetries: 3})
+	rdb, err := redisconn.Config{Addresses: strings.Split(*addrs, ","), MasterName: *master,
+		PasswordEnv: *pwEnv, DialTimeoutMs: ms, ReadTimeoutMs: ms, MaxRetries: 3}.Client("redis")
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

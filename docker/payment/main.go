@@ -17,8 +17,8 @@ func main() {
 	if redisAddr == "" {
 		redisAddr = "127.0.0.1:6379"
 	}
-	rdb, err := redisconn.Shared(redisconn.Options{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
-		DialTimeoutMs: 1000, ReadTimeoutMs: 1000})
+	rdb, err := redisconn.Config{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
+		DialTimeoutMs: 1000, ReadTimeoutMs: 1000}.Client("redis")
 	if err != nil {
 		log.Fatal(err)
 	}

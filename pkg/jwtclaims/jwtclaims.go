@@ -8,24 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
-	"github.com/subgate/subgate/pkg/hdr"
 	"github.com/subgate/subgate/pkg/jwtverify"
+	"github.com/subgate/subgate/pkg/upstream"
 )
 
-// Config is the validated configuration of one route.
+// Config is the jwt-claims plugin's config, declared once (see pkg/config).
 type Config struct {
-	TokenHeader     string            // default Authorization
-	TokenCookie     string            // optional second source, read when the header is absent
-	CustomerIDClaim string            // default sub
-	CountryClaim    string            // default country
-	UpstreamHeaders map[string]string // header -> claim; nil: X-Customer-Id and X-Country
-	HideCredentials bool              // remove the token header from the upstream request
-	Verify          jwtverify.Options
+	TokenHeader     string            `json:"token_header" default:"Authorization" kong:"len_min=1" doc:"Header carrying the bearer token."`
+	TokenCookie     string            `json:"token_cookie" doc:"Cookie read for the token when the header is absent."`
+	CustomerIDClaim string            `json:"customer_id_claim" default:"sub" kong:"len_min=1" doc:"Claim holding the customer id."`
+	CountryClaim    string            `json:"country_claim" default:"country" kong:"len_min=1" doc:"Claim holding the country."`
+	UpstreamHeaders map[string]string `json:"upstream_headers" default:"{\"X-Country\":\"country\",\"X-Customer-Id\":\"sub\"}" doc:"Upstream header to claim; each is removed from the client's request first."`
+	HideCredentials bool              `json:"hide_credentials" default:"false" doc:"Remove the token header from the upstream request."`
+	jwtverify.Config
 }
 
 // Decider decides for one route. Safe for concurrent use.
@@ -38,47 +37,38 @@ type Decider struct {
 // maxIDLen bounds the customer id taken from a token: it travels in a header.
 const maxIDLen = 256
 
-// New validates c and builds the verifier.
+// New builds the decider from a config (declared defaults fill what a Go
+// caller left zero) and reports every problem at once.
 func New(c Config) (*Decider, error) {
-	if c.TokenHeader == "" {
-		c.TokenHeader = "Authorization"
-	}
-	if c.CustomerIDClaim == "" {
-		c.CustomerIDClaim = "sub"
-	}
-	if c.CountryClaim == "" {
-		c.CountryClaim = "country"
-	}
-	if c.UpstreamHeaders == nil {
-		c.UpstreamHeaders = map[string]string{"X-Customer-Id": c.CustomerIDClaim, "X-Country": c.CountryClaim}
-	}
+	config.FillZero(&c)
+	var errs []error
 	for h, claim := range c.UpstreamHeaders {
-		if !hdr.ValidName(h) {
-			return nil, fmt.Errorf("upstream_headers: %q is not a valid header name", h)
-		}
 		if claim == "" {
-			return nil, fmt.Errorf("upstream_headers: header %q maps to no claim", h)
+			errs = append(errs, fmt.Errorf("upstream_headers: header %q maps to no claim", h))
 		}
 		if strings.EqualFold(h, c.TokenHeader) {
-			return nil, fmt.Errorf("upstream_headers: %q is the token header", h)
+			errs = append(errs, fmt.Errorf("upstream_headers: %q is the token header", h))
 		}
 	}
-	if !hdr.ValidName(c.TokenHeader) {
-		return nil, fmt.Errorf("token_header: %q is not a valid header name", c.TokenHeader)
+	if !upstream.ValidName(c.TokenHeader) {
+		errs = append(errs, fmt.Errorf("token_header: %q is not a valid header name", c.TokenHeader))
 	}
-	v, err := jwtverify.New(c.Verify)
-	if err != nil {
+	hidden := []string(nil)
+	if c.HideCredentials {
+		hidden = []string{c.TokenHeader}
+	}
+	names := hidden
+	for h := range c.UpstreamHeaders {
+		names = append(names, h)
+	}
+	owned, err := upstream.Own(names)
+	errs = append(errs, err)
+	v, err := jwtverify.New(c.Config)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	d := &Decider{cfg: c, verifier: v}
-	for h := range c.UpstreamHeaders {
-		d.owned = append(d.owned, http.CanonicalHeaderKey(h))
-	}
-	if c.HideCredentials {
-		d.owned = append(d.owned, http.CanonicalHeaderKey(c.TokenHeader))
-	}
-	slices.Sort(d.owned)
-	return d, nil
+	return &Decider{cfg: c, verifier: v, owned: owned}, nil
 }
 
 // TokenHeader is the header to read.
@@ -92,35 +82,35 @@ func (d *Decider) UsesCookie() bool { return d.cfg.TokenCookie != "" }
 func (d *Decider) Owned() []string { return d.owned }
 
 // Decision is the outcome of an allowed request.
-type Decision struct {
-	Claims    *claims.Verified
-	Upstream  map[string]string // header -> value; owned headers absent here are removed
-	FromCache bool
+type Result struct {
+	Claims   *Verified
+	Upstream map[string]string // header -> value; owned headers absent here are removed
+	Cached   bool
 }
 
 // Decide verifies the token found in the header value (or, when that is
 // empty, in the cookie named by the config within cookieHeader).
-func (d *Decider) Decide(headerValue, cookieHeader string) (*Decision, *denial.Denial) {
+func (d *Decider) Decide(headerValue, cookieHeader string) (*Result, *denial.Denial) {
 	token, den := d.extract(headerValue, cookieHeader)
 	if den != nil {
 		return nil, den
 	}
 	v, err := d.verifier.Verify(token)
 	if err != nil {
-		return nil, deny(err)
+		return nil, deny(err, d.verifier.RetryAfter())
 	}
-	id, ok := hdr.Scalar(v.Claims[d.cfg.CustomerIDClaim])
-	if !ok || id == "" || len(id) > maxIDLen || !hdr.Safe(id) {
+	id, ok := upstream.Scalar(v.Claims[d.cfg.CustomerIDClaim])
+	if !ok || id == "" || len(id) > maxIDLen || !upstream.Safe(id) {
 		return nil, denial.Newf(denial.TokenClaimMissing, "the customer id claim %q is missing or not a usable string", d.cfg.CustomerIDClaim)
 	}
-	country, _ := hdr.Scalar(v.Claims[d.cfg.CountryClaim])
-	out := &Decision{
-		Claims:    &claims.Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
-		Upstream:  make(map[string]string, len(d.cfg.UpstreamHeaders)),
-		FromCache: v.FromCache,
+	country, _ := upstream.Scalar(v.Claims[d.cfg.CountryClaim])
+	out := &Result{
+		Claims:   &Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
+		Upstream: make(map[string]string, len(d.cfg.UpstreamHeaders)),
+		Cached:   v.Cached,
 	}
 	for h, claim := range d.cfg.UpstreamHeaders {
-		if val, ok := hdr.Scalar(v.Claims[claim]); ok && hdr.Safe(val) {
+		if val, ok := upstream.Scalar(v.Claims[claim]); ok && upstream.Safe(val) {
 			out.Upstream[http.CanonicalHeaderKey(h)] = val
 		}
 	}
@@ -174,7 +164,7 @@ var kindCode = map[jwtverify.Kind]denial.Code{
 	jwtverify.KeysUnavailable:  denial.KeysUnavailable,
 }
 
-func deny(err error) *denial.Denial {
+func deny(err error, retryAfter int) *denial.Denial {
 	var e *jwtverify.Error
 	if !errors.As(err, &e) {
 		return denial.New(denial.TokenMalformed, "")
@@ -185,7 +175,7 @@ func deny(err error) *denial.Denial {
 	}
 	d := denial.New(code, e.Detail)
 	if code == denial.KeysUnavailable {
-		d.WithRetryAfter(30)
+		d.WithRetryAfter(retryAfter)
 	}
 	return d
 }

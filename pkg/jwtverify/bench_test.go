@@ -14,8 +14,8 @@ func BenchmarkVerify(b *testing.B) {
 		s := newSigner(b, alg)
 		key := s.key(b, "k1")
 		tok := s.sign(b, "k1", claimsAt(t0))
-		uncached := mustVerifier(b, Options{Keys: []Key{key}, Issuers: []string{"https://id.example"}, Audiences: []string{"subgate"}, Now: fixedNow(t0)})
-		cachedV := mustVerifier(b, Options{Keys: []Key{key}, Issuers: []string{"https://id.example"}, Audiences: []string{"subgate"}, CacheSize: 1024, Now: fixedNow(t0)})
+		uncached := mustVerifier(b, Config{Keys: []Key{key}, Issuers: []string{"https://id.example"}, Audiences: []string{"subgate"}, Now: fixedNow(t0)})
+		cachedV := mustVerifier(b, Config{Keys: []Key{key}, Issuers: []string{"https://id.example"}, Audiences: []string{"subgate"}, CacheSize: 1024, Now: fixedNow(t0)})
 		b.Run(alg+"/uncached", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
@@ -32,12 +32,12 @@ func BenchmarkVerify(b *testing.B) {
 				}
 			}
 		})
-		r, _ := key.resolve()
+		r, _ := key.resolve("keys[1]")
 		p := jwt.NewParser(jwt.WithValidMethods([]string{alg}), jwt.WithTimeFunc(fixedNow(t0)))
 		b.Run(alg+"/golang-jwt", func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := p.Parse(tok, func(*jwt.Token) (any, error) { return r.key, nil }); err != nil {
+				if _, err := p.Parse(tok, func(*jwt.Token) (any, error) { return r.pub, nil }); err != nil {
 					b.Fatal(err)
 				}
 			}

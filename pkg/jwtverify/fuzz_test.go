@@ -15,7 +15,7 @@ func FuzzVerify(f *testing.F) {
 	f.Add("eyJhbGciOiJub25lIn0.e30.")
 	f.Add("a.b.c")
 	f.Add("")
-	v := mustVerifier(f, Options{Keys: []Key{s.key(f, "k1"), h.key(f, "h1")}, CacheSize: 64, Now: fixedNow(t0)})
+	v := mustVerifier(f, Config{Keys: []Key{s.key(f, "k1"), h.key(f, "h1")}, CacheSize: 64, Now: fixedNow(t0)})
 	f.Fuzz(func(t *testing.T, tok string) {
 		got, err := v.Verify(tok)
 		if err != nil {

@@ -2,7 +2,6 @@ package jwtverify
 
 import (
 	"crypto/ecdsa"
-	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -12,10 +11,9 @@ import (
 )
 
 func ecJWK(kid string, s signer) map[string]any {
-	k := s.pub.(*ecdsa.PublicKey)
-	b := func(x []byte) string { return base64.RawURLEncoding.EncodeToString(x) }
-	return map[string]any{"kty": "EC", "crv": "P-256", "alg": "ES256", "kid": kid,
-		"x": b(k.X.FillBytes(make([]byte, 32))), "y": b(k.Y.FillBytes(make([]byte, 32)))}
+	j := ecKeyJWK(kid, s.pub.(*ecdsa.PublicKey))
+	j["alg"] = "ES256"
+	return j
 }
 
 func jwksServer(t *testing.T) (url string, publish func(keys ...map[string]any), down func(bool)) {
@@ -46,12 +44,12 @@ func TestJWKSRotationInvalidatesCache(t *testing.T) {
 	url, publish, _ := jwksServer(t)
 	publish(ecJWK("a", a))
 	now := t0
-	v := mustVerifier(t, Options{JWKSURL: url, JWKSMinInterval: time.Nanosecond, CacheSize: 16, Now: func() time.Time { return now }})
+	v := mustVerifier(t, Config{JWKSURL: url, JWKSMinRefetchSeconds: 1, CacheSize: 16, Now: func() time.Time { return now }})
 	tokA := a.sign(t, "a", claimsAt(t0))
 	if _, err := v.Verify(tokA); err != nil {
 		t.Fatal(err)
 	}
-	if hit, err := v.Verify(tokA); err != nil || !hit.FromCache {
+	if hit, err := v.Verify(tokA); err != nil || !hit.Cached {
 		t.Fatalf("want cache hit: %v", err)
 	}
 	// Rotate: b replaces a. A token signed by b triggers the refetch...
@@ -70,7 +68,7 @@ func TestJWKSUnreachableIsKeysUnavailable(t *testing.T) {
 	url, publish, down := jwksServer(t)
 	publish(ecJWK("a", a))
 	down(true)
-	v := mustVerifier(t, Options{JWKSURL: url + "/never-up", Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{JWKSURL: url + "/never-up", Now: fixedNow(t0)})
 	_, err := v.Verify(a.sign(t, "a", claimsAt(t0)))
 	wantKind(t, err, KeysUnavailable)
 }
@@ -79,7 +77,7 @@ func TestJWKSRefusesAlgOtherThanPublished(t *testing.T) {
 	a := newSigner(t, "ES256")
 	url, publish, _ := jwksServer(t)
 	publish(ecJWK("a", a))
-	v := mustVerifier(t, Options{JWKSURL: url + "/alg", Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{JWKSURL: url + "/alg", Now: fixedNow(t0)})
 	// An HS256 token naming the JWK's kid, keyed with the public JWK's JSON.
 	h := signer{alg: "HS256", priv: []byte(`{"kty":"EC"}`)}
 	_, err := v.Verify(h.sign(t, "a", claimsAt(t0)))

@@ -2,96 +2,132 @@ package jwtverify
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
+	"math/big"
 	"strings"
 
-	"github.com/subgate/subgate/pkg/jwks"
+	"github.com/subgate/subgate/pkg/config"
 )
 
-// Key is one statically configured verification key. Its JSON tags make it
-// usable directly as a Kong config field type.
+// Key is one statically configured verification key (a Kong config record).
 type Key struct {
-	// Kid is matched against the token's kid header; "" matches tokens
-	// without a kid.
-	Kid string `json:"kid"`
-	// Algorithm is the one algorithm this key accepts (required).
-	Algorithm string `json:"algorithm"`
-	// PublicKey is a PEM public key (PKIX "PUBLIC KEY", PKCS#1 "RSA PUBLIC
-	// KEY" or a "CERTIFICATE") for asymmetric algorithms.
-	PublicKey string `json:"public_key"`
-	// SecretEnv names the environment variable holding an HS* secret, so
-	// the secret is not written in kong.yml.
-	SecretEnv string `json:"secret_env"`
+	Kid        string `json:"kid" doc:"Matched against the token's kid header; empty matches tokens without a kid."`
+	Algorithm  string `json:"algorithm" kong:"required,one_of=$algorithms" doc:"The one algorithm this key accepts; the token never chooses it."`
+	PublicKey  string `json:"public_key" doc:"PEM public key (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE) for asymmetric algorithms."`
+	Secret     string `json:"secret" kong:"referenceable" doc:"HS* secret, best as a Kong vault reference such as {vault://env/SUBGATE_HS_SECRET}."`
+	SecretFile string `json:"secret_file" doc:"File holding the HS* secret, read at instance start."`
+	SecretEnv  string `json:"secret_env" doc:"Environment variable holding the HS* secret; it must be declared in nginx_main_env."`
 }
 
-// minSecret is the shortest HMAC secret accepted per algorithm: RFC 7518
-// 3.2 requires a key at least as long as the hash output.
-var minSecret = map[string]int{"HS256": 32, "HS384": 48, "HS512": 64}
+// EntityChecks: a key is either public or secret, never both.
+func (Key) EntityChecks() []config.Check {
+	return []config.Check{config.MutuallyExclusive("public_key", "secret", "secret_file", "secret_env")}
+}
 
-// resolved is a key ready for golang-jwt: the fixed algorithm and the key
-// material of the type its verification method expects.
-type resolved struct {
+// algorithm is what a JWS alg demands of its key. This table is the one
+// place that knows the algorithms: which exist, which key fits which, and
+// how long an HMAC secret must be.
+type algorithm struct {
+	minSecret int // HMAC: RFC 7518 3.2, at least the hash size; 0 for asymmetric
+	fits      func(crypto.PublicKey) bool
+}
+
+func isRSA(p crypto.PublicKey) bool { _, ok := p.(*rsa.PublicKey); return ok }
+func onCurve(c elliptic.Curve) func(crypto.PublicKey) bool {
+	return func(p crypto.PublicKey) bool { k, ok := p.(*ecdsa.PublicKey); return ok && k.Curve == c }
+}
+
+var algorithms = map[string]algorithm{
+	"HS256": {minSecret: 32}, "HS384": {minSecret: 48}, "HS512": {minSecret: 64},
+	"RS256": {fits: isRSA}, "RS384": {fits: isRSA}, "RS512": {fits: isRSA},
+	"PS256": {fits: isRSA}, "PS384": {fits: isRSA}, "PS512": {fits: isRSA},
+	"ES256": {fits: onCurve(elliptic.P256())}, "ES384": {fits: onCurve(elliptic.P384())},
+	"EdDSA": {fits: func(p crypto.PublicKey) bool { _, ok := p.(ed25519.PublicKey); return ok }},
+}
+
+// Algorithms lists every algorithm a key may be configured with, in the
+// order a key type's default is chosen (RS256 for RSA, by curve for EC).
+// "none" is not among them, ever.
+var Algorithms = config.Enum("algorithms", []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"})
+
+// minRSABytes: RSA keys under 2048 bits are refused (RFC 7518 3.3).
+const minRSABytes = 256
+
+// key is a verification key ready for golang-jwt: the algorithm fixed for
+// it and key material of the type that algorithm's method expects.
+type key struct {
 	alg string
-	key any
+	pub any // crypto.PublicKey, or []byte for HMAC
 }
 
-func (k Key) resolve() (resolved, error) {
-	where := fmt.Sprintf("key %q", k.Kid)
-	alg := k.Algorithm
-	if alg == "" {
-		return resolved{}, fmt.Errorf("%s: algorithm is required (the token never chooses it)", where)
+// publicKey checks that pub can be used with alg: the pairing that makes
+// the accepted algorithm a property of the key.
+func publicKey(alg string, pub crypto.PublicKey) (key, error) {
+	a, ok := algorithms[alg]
+	if !ok || a.fits == nil || !a.fits(pub) {
+		return key{}, fmt.Errorf("algorithm %q does not fit a %T key", alg, pub)
 	}
-	if n, hmac := minSecret[alg]; hmac {
+	if r, ok := pub.(*rsa.PublicKey); ok && r.Size() < minRSABytes {
+		return key{}, fmt.Errorf("RSA key of %d bits is too short (2048 minimum)", r.N.BitLen())
+	}
+	return key{alg: alg, pub: pub}, nil
+}
+
+// defaultAlgorithm is the algorithm assumed for a JWK without "alg": the
+// first in Algorithms that fits its key.
+func defaultAlgorithm(pub crypto.PublicKey) string {
+	for _, alg := range Algorithms {
+		if f := algorithms[alg].fits; f != nil && f(pub) {
+			return alg
+		}
+	}
+	return ""
+}
+
+func (k Key) resolve(field string) (key, error) {
+	where := fmt.Sprintf("%s (kid %q)", field, k.Kid)
+	a, known := algorithms[k.Algorithm]
+	switch {
+	case k.Algorithm == "":
+		return key{}, fmt.Errorf("%s: algorithm is required (the token never chooses it)", where)
+	case !known:
+		return key{}, fmt.Errorf("%s: unsupported algorithm %q (supported: %s)", where, k.Algorithm, strings.Join(Algorithms, ", "))
+	}
+	secret := config.Secret{Field: field + ".secret", Value: k.Secret, File: k.SecretFile, Env: k.SecretEnv}
+	if a.minSecret > 0 {
 		if k.PublicKey != "" {
-			return resolved{}, fmt.Errorf("%s: %s takes secret_env, not public_key", where, alg)
+			return key{}, fmt.Errorf("%s: %s takes a secret, not public_key", where, k.Algorithm)
 		}
-		if k.SecretEnv == "" {
-			return resolved{}, fmt.Errorf("%s: %s needs secret_env naming the environment variable with the secret", where, alg)
+		s, err := secret.Read()
+		if err != nil {
+			return key{}, fmt.Errorf("%s: %w", where, err)
 		}
-		secret := os.Getenv(k.SecretEnv)
-		if secret == "" {
-			return resolved{}, fmt.Errorf("%s: environment variable %s is unset or empty", where, k.SecretEnv)
+		if len(s) < a.minSecret {
+			return key{}, fmt.Errorf("%s: the secret has %d bytes; %s needs at least %d", where, len(s), k.Algorithm, a.minSecret)
 		}
-		if len(secret) < n {
-			return resolved{}, fmt.Errorf("%s: the secret in %s has %d bytes; %s needs at least %d", where, k.SecretEnv, len(secret), alg, n)
-		}
-		return resolved{alg: alg, key: []byte(secret)}, nil
+		return key{alg: k.Algorithm, pub: []byte(s)}, nil
 	}
-	if !supported[alg] {
-		return resolved{}, fmt.Errorf("%s: unsupported algorithm %q (supported: %s)", where, alg, strings.Join(Algorithms, ", "))
-	}
-	if k.SecretEnv != "" {
-		return resolved{}, fmt.Errorf("%s: %s takes public_key, not secret_env", where, alg)
+	if secret.Set() {
+		return key{}, fmt.Errorf("%s: %s takes public_key, not a secret", where, k.Algorithm)
 	}
 	pub, err := parsePublicPEM(k.PublicKey)
 	if err != nil {
-		return resolved{}, fmt.Errorf("%s: %w", where, err)
+		return key{}, fmt.Errorf("%s: %w", where, err)
 	}
-	if err := jwks.Fits(alg, pub); err != nil {
-		return resolved{}, fmt.Errorf("%s: %w", where, err)
+	r, err := publicKey(k.Algorithm, pub)
+	if err != nil {
+		return key{}, fmt.Errorf("%s: %w", where, err)
 	}
-	if r, ok := pub.(*rsa.PublicKey); ok && r.Size() < 256 {
-		return resolved{}, fmt.Errorf("%s: RSA key of %d bits is too short (2048 minimum)", where, r.N.BitLen())
-	}
-	return resolved{alg: alg, key: pub}, nil
+	return r, nil
 }
-
-// Algorithms lists every algorithm a key may be configured with. "none" is
-// not among them, ever.
-var Algorithms = []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
-
-var supported = func() map[string]bool {
-	m := map[string]bool{}
-	for _, a := range Algorithms {
-		m[a] = true
-	}
-	return m
-}()
 
 func parsePublicPEM(s string) (crypto.PublicKey, error) {
 	if strings.TrimSpace(s) == "" {
@@ -117,4 +153,92 @@ func parsePublicPEM(s string) (crypto.PublicKey, error) {
 		return c.PublicKey, nil
 	}
 	return nil, fmt.Errorf("public_key is a PEM %q block; want PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE (never a private key)", block.Type)
+}
+
+// jwk is one entry of a JWKS document.
+type jwk struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	Alg string `json:"alg"`
+	Use string `json:"use"`
+	Crv string `json:"crv"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+	D   string `json:"d"`
+}
+
+var curves = map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384()}
+
+func (j jwk) key() (key, error) {
+	if j.Use != "" && j.Use != "sig" {
+		return key{}, fmt.Errorf("use %q is not sig", j.Use)
+	}
+	if j.D != "" {
+		return key{}, errors.New("private key material in a public key set")
+	}
+	var pub crypto.PublicKey
+	switch j.Kty {
+	case "RSA":
+		n, err1 := b64int(j.N)
+		e, err2 := b64int(j.E)
+		if err := errors.Join(err1, err2); err != nil {
+			return key{}, err
+		}
+		if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+			return key{}, errors.New("bad RSA exponent")
+		}
+		pub = &rsa.PublicKey{N: n, E: int(e.Int64())}
+	case "EC":
+		curve, ok := curves[j.Crv]
+		if !ok {
+			return key{}, fmt.Errorf("unsupported curve %q", j.Crv)
+		}
+		size := (curve.Params().BitSize + 7) / 8
+		x, err1 := b64fixed(j.X, size)
+		y, err2 := b64fixed(j.Y, size)
+		if err := errors.Join(err1, err2); err != nil {
+			return key{}, err
+		}
+		// ParseUncompressedPublicKey checks that the point is on the curve.
+		k, err := ecdsa.ParseUncompressedPublicKey(curve, append(append([]byte{4}, x...), y...))
+		if err != nil {
+			return key{}, errors.New("EC point not on curve")
+		}
+		pub = k
+	case "OKP":
+		if j.Crv != "Ed25519" {
+			return key{}, fmt.Errorf("unsupported OKP curve %q", j.Crv)
+		}
+		x, err := base64.RawURLEncoding.DecodeString(j.X)
+		if err != nil || len(x) != ed25519.PublicKeySize {
+			return key{}, errors.New("bad Ed25519 public key")
+		}
+		pub = ed25519.PublicKey(x)
+	default:
+		return key{}, fmt.Errorf("unsupported key type %q", j.Kty)
+	}
+	alg := j.Alg
+	if alg == "" {
+		alg = defaultAlgorithm(pub)
+	}
+	return publicKey(alg, pub)
+}
+
+func b64int(s string) (*big.Int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return nil, errors.New("bad base64url integer")
+	}
+	return new(big.Int).SetBytes(b), nil
+}
+
+// b64fixed decodes a coordinate and left-pads it to size bytes.
+func b64fixed(s string, size int) ([]byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) == 0 || len(b) > size {
+		return nil, errors.New("bad base64url coordinate")
+	}
+	return append(make([]byte, size-len(b)), b...), nil
 }

@@ -17,29 +17,40 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 
-	"github.com/subgate/subgate/pkg/jwks"
+	"github.com/subgate/subgate/pkg/config"
 )
 
-// Options configure a Verifier. Zero values take the documented defaults.
-type Options struct {
-	Keys            []Key
-	JWKSURL         string        // optional: keys from a JWKS endpoint
-	JWKSRefresh     time.Duration // background refresh interval (default 5m)
-	JWKSMinInterval time.Duration // at most one unknown-kid refetch per interval (default 30s)
-	JWKSMaxStale    time.Duration // last good keys serve this long when the endpoint fails (default 1h)
-	JWKSTimeout     time.Duration // per fetch (default 5s)
-	JWKSClient      *http.Client  // optional
-	Issuers         []string      // accepted iss values; empty accepts any
-	Audiences       []string      // accepted aud values (any one suffices); empty accepts any
-	Leeway          time.Duration // clock skew allowed for exp, nbf and iat
-	RequiredClaims  []string      // claims that must be present (exp always is)
-	MaxTokenBytes   int           // default 8192
-	CacheSize       int           // verified-token cache entries; 0 turns the cache off
-	Now             func() time.Time
+// Config is the verification part of a plugin's config: where the keys
+// come from and which claims a token must carry. Its tags are the one
+// declaration of each field (see pkg/config).
+type Config struct {
+	Keys                  []Key    `json:"keys" doc:"Static verification keys, each with its one algorithm."`
+	JWKSURL               string   `json:"jwks_url" doc:"JWKS endpoint to take asymmetric keys from (alg per JWK)."`
+	JWKSRefreshSeconds    int      `json:"jwks_refresh_seconds" default:"300" kong:"between=1|86400" doc:"Background refresh interval of the JWKS."`
+	JWKSMinRefetchSeconds int      `json:"jwks_min_refetch_seconds" default:"30" kong:"between=1|3600" doc:"At most one refetch on an unknown kid per this interval."`
+	JWKSMaxStaleSeconds   int      `json:"jwks_max_stale_seconds" default:"3600" kong:"between=1|604800" doc:"How long the last good keys serve while the endpoint fails; then 503 keys_unavailable."`
+	JWKSTimeoutMs         int      `json:"jwks_timeout_ms" default:"5000" kong:"between=1|60000" doc:"Timeout of one JWKS fetch."`
+	Issuers               []string `json:"issuers" doc:"Accepted iss values; empty accepts any."`
+	Audiences             []string `json:"audiences" doc:"Accepted aud values (any one suffices); empty accepts any."`
+	LeewaySeconds         int      `json:"leeway_seconds" default:"30" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
+	RequiredClaims        []string `json:"required_claims" doc:"Claims that must be present (exp always is)."`
+	MaxTokenBytes         int      `json:"max_token_bytes" default:"8192" kong:"between=64|65536" doc:"Longest token accepted, checked before any parsing."`
+	CacheSize             int      `json:"cache_size" default:"10000" kong:"between=0|10000000" doc:"Verified-token cache entries (0 turns the cache off)."`
+	RetryAfterSeconds     int      `json:"retry_after_seconds" default:"30" kong:"between=0|3600" doc:"Retry-After sent with 503 keys_unavailable."`
+
+	JWKSClient *http.Client     `json:"-"` // tests
+	Now        func() time.Time `json:"-"` // tests
 }
 
-// DefaultMaxTokenBytes bounds a token before any parsing.
-const DefaultMaxTokenBytes = 8192
+// EntityChecks: a verifier needs keys from somewhere.
+func (Config) EntityChecks() []config.Check {
+	return []config.Check{config.AtLeastOneOf("keys", "jwks_url")}
+}
+
+func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// Leeway is the allowed clock skew.
+func (c *Config) Leeway() time.Duration { return seconds(c.LeewaySeconds) }
 
 // Verified is a token that passed every check. Claims is shared with the
 // cache: treat it as read-only.
@@ -47,7 +58,7 @@ type Verified struct {
 	Claims                         map[string]any
 	Kid, Algorithm                 string
 	IssuedAt, ExpiresAt, NotBefore time.Time // zero when absent
-	FromCache                      bool
+	Cached                         bool
 }
 
 // Kind classifies why a token was refused.
@@ -91,9 +102,9 @@ func refuse(k Kind, format string, args ...any) *Error {
 
 // Verifier checks tokens. It is safe for concurrent use.
 type Verifier struct {
-	opts   Options
-	static map[string]resolved
-	set    *jwks.Set // nil without a JWKS URL
+	opts   Config
+	static map[string]key
+	set    *Set // nil without a JWKS URL
 	parser *jwt.Parser
 	cache  *lru.Cache[[32]byte, cached]
 }
@@ -103,42 +114,44 @@ type cached struct {
 	gen uint64 // JWKS generation the signature was checked under
 }
 
-// New validates the options and builds a Verifier. Its error says what is
-// wrong in terms of the configuration.
-func New(o Options) (*Verifier, error) {
+// New builds a Verifier from a validated Config (zero values the
+// declaration forbids take its defaults). Its error says what is wrong in
+// terms of the configuration.
+func New(o Config) (*Verifier, error) {
+	config.FillZero(&o)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.MaxTokenBytes <= 0 {
-		o.MaxTokenBytes = DefaultMaxTokenBytes
+	if err := config.Validate(&o); err != nil {
+		return nil, err
 	}
-	if o.Leeway < 0 {
-		return nil, errors.New("leeway must not be negative")
-	}
-	if len(o.Keys) == 0 && o.JWKSURL == "" {
-		return nil, errors.New("no keys: configure keys, a JWKS URL, or both")
-	}
-	v := &Verifier{opts: o, static: map[string]resolved{}}
+	v := &Verifier{opts: o, static: map[string]key{}}
 	methods := map[string]bool{}
-	for _, k := range o.Keys {
-		r, err := k.resolve()
+	var errs []error
+	for i, k := range o.Keys {
+		r, err := k.resolve(fmt.Sprintf("keys[%d]", i+1))
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		if _, dup := v.static[k.Kid]; dup {
-			return nil, fmt.Errorf("key %q is configured twice", k.Kid)
+			errs = append(errs, fmt.Errorf("key %q is configured twice", k.Kid))
 		}
 		v.static[k.Kid] = r
 		methods[r.alg] = true
 	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	if o.JWKSURL != "" {
-		v.set = jwks.Shared(o.JWKSURL, jwks.Options{
-			Refresh: o.JWKSRefresh, MinInterval: o.JWKSMinInterval, MaxStale: o.JWKSMaxStale,
-			Timeout: o.JWKSTimeout, Client: o.JWKSClient, Now: o.Now,
+		v.set = sharedSet(o.JWKSURL, setOptions{
+			Refresh: seconds(o.JWKSRefreshSeconds), MinInterval: seconds(o.JWKSMinRefetchSeconds),
+			MaxStale: seconds(o.JWKSMaxStaleSeconds), Timeout: time.Duration(o.JWKSTimeoutMs) * time.Millisecond,
+			Client: o.JWKSClient, Now: o.Now,
 		})
-		for _, a := range Algorithms {
-			if _, hmac := minSecret[a]; !hmac { // a JWKS never supplies HMAC keys
-				methods[a] = true
+		for alg, a := range algorithms {
+			if a.minSecret == 0 { // a JWKS never supplies HMAC keys
+				methods[alg] = true
 			}
 		}
 	}
@@ -148,7 +161,7 @@ func New(o Options) (*Verifier, error) {
 	}
 	v.parser = jwt.NewParser(
 		jwt.WithValidMethods(valid), // belt and braces: the keyfunc pins the exact alg per key
-		jwt.WithLeeway(o.Leeway),
+		jwt.WithLeeway(o.Leeway()),
 		jwt.WithTimeFunc(o.Now),
 		jwt.WithIssuedAt(),
 		jwt.WithExpirationRequired(), // a token that never expires is refused
@@ -163,6 +176,9 @@ func New(o Options) (*Verifier, error) {
 	}
 	return v, nil
 }
+
+// RetryAfter is the Retry-After (seconds) for keys_unavailable.
+func (v *Verifier) RetryAfter() int { return v.opts.RetryAfterSeconds }
 
 // Close drops the cache. The JWKS key set is shared per URL and lives on.
 func (v *Verifier) Close() {
@@ -212,12 +228,12 @@ func (v *Verifier) fromCache(sum [32]byte) (*Verified, bool) {
 		v.cache.Remove(sum) // the key set changed: verify against the current keys
 		return nil, false
 	}
-	if !v.opts.Now().Before(c.v.ExpiresAt.Add(v.opts.Leeway)) {
+	if !v.opts.Now().Before(c.v.ExpiresAt.Add(v.opts.Leeway())) {
 		v.cache.Remove(sum) // never serve an entry past the token's exp
 		return nil, false
 	}
 	hit := *c.v
-	hit.FromCache = true
+	hit.Cached = true
 	return &hit, true
 }
 
@@ -239,7 +255,7 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 		if alg != r.alg {
 			return nil, refuse(InvalidSignature, "algorithm %s is not the one configured for this key", safeAlg(alg))
 		}
-		return r.key, nil
+		return r.pub, nil
 	}
 	if v.set == nil {
 		return nil, refuse(UnknownKey, "unknown key id")
@@ -247,20 +263,20 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 	k, g, err := v.set.Lookup(kid)
 	*gen = g
 	switch {
-	case errors.Is(err, jwks.ErrUnavailable):
+	case errors.Is(err, ErrUnavailable):
 		return nil, refuse(KeysUnavailable, "verification keys are unavailable; retry later")
 	case err != nil:
 		return nil, refuse(UnknownKey, "unknown key id")
-	case alg != k.Algorithm:
+	case alg != k.alg:
 		return nil, refuse(InvalidSignature, "algorithm %s is not the one published for this key", safeAlg(alg))
 	}
-	return k.Public, nil
+	return k.pub, nil
 }
 
 // safeAlg echoes an alg only when it is one we know, so that nothing a
 // client wrote is reflected back verbatim.
 func safeAlg(a string) string {
-	if supported[a] {
+	if _, ok := algorithms[a]; ok {
 		return a
 	}
 	return "(unsupported)"

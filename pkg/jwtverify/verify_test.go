@@ -4,6 +4,8 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-func mustVerifier(t testing.TB, o Options) *Verifier {
+func mustVerifier(t testing.TB, o Config) *Verifier {
 	t.Helper()
 	v, err := New(o)
 	if err != nil {
@@ -34,7 +36,7 @@ func TestEveryAlgorithmRoundTrips(t *testing.T) {
 	for _, alg := range Algorithms {
 		t.Run(alg, func(t *testing.T) {
 			s := newSigner(t, alg)
-			v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+			v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 			got, err := v.Verify(s.sign(t, "k1", claimsAt(t0)))
 			if err != nil {
 				t.Fatal(err)
@@ -51,7 +53,7 @@ func TestEveryAlgorithmRoundTrips(t *testing.T) {
 
 func TestAlgNoneIsRefused(t *testing.T) {
 	s := newSigner(t, "ES256")
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 	tok := jwt.NewWithClaims(jwt.SigningMethodNone, claimsAt(t0))
 	tok.Header["kid"] = "k1"
 	raw, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
@@ -67,7 +69,7 @@ func TestAlgNoneIsRefused(t *testing.T) {
 // HMAC. The key's algorithm is fixed to RS256, so the token is refused.
 func TestAlgorithmConfusionIsRefused(t *testing.T) {
 	s := newSigner(t, "RS256")
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claimsAt(t0))
 	tok.Header["kid"] = "k1"
 	raw, err := tok.SignedString([]byte(s.pubPEM))
@@ -80,21 +82,21 @@ func TestAlgorithmConfusionIsRefused(t *testing.T) {
 	// Same with an HS key configured next to it under another kid: the kid
 	// decides the key, the key decides the algorithm.
 	h := newSigner(t, "HS256")
-	v2 := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1"), h.key(t, "h1")}, Now: fixedNow(t0)})
+	v2 := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1"), h.key(t, "h1")}, Now: fixedNow(t0)})
 	_, err = v2.Verify(raw)
 	wantKind(t, err, InvalidSignature)
 }
 
 func TestOtherKeysSignatureIsRefused(t *testing.T) {
 	good, evil := newSigner(t, "ES256"), newSigner(t, "ES256")
-	v := mustVerifier(t, Options{Keys: []Key{good.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{good.key(t, "k1")}, Now: fixedNow(t0)})
 	_, err := v.Verify(evil.sign(t, "k1", claimsAt(t0)))
 	wantKind(t, err, InvalidSignature)
 }
 
 func TestTamperedPayloadIsRefused(t *testing.T) {
 	s := newSigner(t, "EdDSA")
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 	parts := strings.Split(s.sign(t, "k1", claimsAt(t0)), ".")
 	c := claimsAt(t0)
 	c["sub"] = "someone-else"
@@ -105,7 +107,7 @@ func TestTamperedPayloadIsRefused(t *testing.T) {
 
 func TestUnknownAndOddKids(t *testing.T) {
 	s := newSigner(t, "ES256")
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 	_, err := v.Verify(s.sign(t, "k2", claimsAt(t0)))
 	wantKind(t, err, UnknownKey)
 	_, err = v.Verify(s.sign(t, "", claimsAt(t0))) // no kid, and no kid-less key configured
@@ -140,7 +142,7 @@ func TestTimes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := mustVerifier(t, Options{Keys: []Key{key}, Leeway: tt.leeway, Now: fixedNow(tt.now)})
+			v := mustVerifier(t, Config{Keys: []Key{key}, LeewaySeconds: int(tt.leeway / time.Second), Now: fixedNow(tt.now)})
 			_, err := v.Verify(tok)
 			if tt.want == 0 {
 				if err != nil {
@@ -154,13 +156,13 @@ func TestTimes(t *testing.T) {
 
 	iat := claimsAt(t0)
 	iat["iat"] = t0.Add(time.Minute).Unix()
-	v0 := mustVerifier(t, Options{Keys: []Key{key}, Now: fixedNow(t0)})
+	v0 := mustVerifier(t, Config{Keys: []Key{key}, Now: fixedNow(t0)})
 	_, err0 := v0.Verify(s.sign(t, "k1", iat))
 	wantKind(t, err0, NotYetValid)
 
 	nbf := claimsAt(t0)
 	nbf["nbf"] = t0.Add(time.Minute).Unix()
-	v := mustVerifier(t, Options{Keys: []Key{key}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{key}, Now: fixedNow(t0)})
 	_, err := v.Verify(s.sign(t, "k1", nbf))
 	wantKind(t, err, NotYetValid)
 
@@ -183,18 +185,18 @@ func TestIssuerAudienceAndRequiredClaims(t *testing.T) {
 	multiAud["aud"] = []string{"other", "subgate"}
 	tests := []struct {
 		name string
-		o    Options
+		o    Config
 		tok  string
 		want Kind
 	}{
-		{"issuer in list", Options{Issuers: []string{"https://a", "https://id.example"}}, tok, 0},
-		{"issuer not in list", Options{Issuers: []string{"https://a"}}, tok, IssuerInvalid},
-		{"audience in list", Options{Audiences: []string{"x", "subgate"}}, tok, 0},
-		{"audience not in list", Options{Audiences: []string{"x"}}, tok, AudienceInvalid},
-		{"one of several audiences", Options{Audiences: []string{"subgate"}}, s.sign(t, "k1", multiAud), 0},
-		{"required claim present", Options{RequiredClaims: []string{"country"}}, tok, 0},
-		{"required claim missing", Options{RequiredClaims: []string{"plan"}}, tok, ClaimMissing},
-		{"too large", Options{MaxTokenBytes: 64}, tok, TooLarge},
+		{"issuer in list", Config{Issuers: []string{"https://a", "https://id.example"}}, tok, 0},
+		{"issuer not in list", Config{Issuers: []string{"https://a"}}, tok, IssuerInvalid},
+		{"audience in list", Config{Audiences: []string{"x", "subgate"}}, tok, 0},
+		{"audience not in list", Config{Audiences: []string{"x"}}, tok, AudienceInvalid},
+		{"one of several audiences", Config{Audiences: []string{"subgate"}}, s.sign(t, "k1", multiAud), 0},
+		{"required claim present", Config{RequiredClaims: []string{"country"}}, tok, 0},
+		{"required claim missing", Config{RequiredClaims: []string{"plan"}}, tok, ClaimMissing},
+		{"too large", Config{MaxTokenBytes: 64}, tok, TooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -213,7 +215,7 @@ func TestIssuerAudienceAndRequiredClaims(t *testing.T) {
 
 func TestMalformedInputs(t *testing.T) {
 	s := newSigner(t, "ES256")
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
 	good := s.sign(t, "k1", claimsAt(t0))
 	for _, in := range []string{"", "abc", "a.b", "a.b.c", "....", good + ".x", "e30.e30.", strings.Repeat("a", 100)} {
 		_, err := v.Verify(in)
@@ -232,14 +234,14 @@ func TestMalformedInputs(t *testing.T) {
 func TestCacheServesRepeatsButNeverPastExp(t *testing.T) {
 	s := newSigner(t, "ES256")
 	now := t0
-	v := mustVerifier(t, Options{Keys: []Key{s.key(t, "k1")}, CacheSize: 8, Now: func() time.Time { return now }})
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, CacheSize: 8, Now: func() time.Time { return now }})
 	tok := s.sign(t, "k1", claimsAt(t0))
 	first, err := v.Verify(tok)
-	if err != nil || first.FromCache {
+	if err != nil || first.Cached {
 		t.Fatalf("first: %v %+v", err, first)
 	}
 	second, err := v.Verify(tok)
-	if err != nil || !second.FromCache {
+	if err != nil || !second.Cached {
 		t.Fatalf("second should be a cache hit: %v %+v", err, second)
 	}
 	now = t0.Add(10 * time.Minute) // exactly exp
@@ -262,6 +264,10 @@ func TestBadConfigurations(t *testing.T) {
 	es := newSigner(t, "ES256")
 	t.Setenv("SUBGATE_SHORT", "too-short")
 	t.Setenv("SUBGATE_LONG", strings.Repeat("s", 64))
+	emptyFile := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(emptyFile, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	privDER, _ := x509.MarshalPKCS8PrivateKey(rsaKey)
 	privPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}))
 	tests := []struct {
@@ -269,31 +275,56 @@ func TestBadConfigurations(t *testing.T) {
 		keys []Key
 		want string
 	}{
-		{"no keys", nil, "no keys"},
-		{"no algorithm", []Key{{Kid: "a", PublicKey: rs.pubPEM}}, "algorithm is required"},
-		{"alg none", []Key{{Kid: "a", Algorithm: "none", PublicKey: rs.pubPEM}}, "unsupported algorithm"},
-		{"unknown alg", []Key{{Kid: "a", Algorithm: "RS1", PublicKey: rs.pubPEM}}, "unsupported algorithm"},
+		{"no keys", nil, "at least one of these fields must be non-empty: 'keys', 'jwks_url'"},
+		{"no algorithm", []Key{{Kid: "a", PublicKey: rs.pubPEM}}, "config.keys[1].algorithm: required field missing"},
+		{"alg none", []Key{{Kid: "a", Algorithm: "none", PublicKey: rs.pubPEM}}, "expected one of: HS256"},
+		{"unknown alg", []Key{{Kid: "a", Algorithm: "RS1", PublicKey: rs.pubPEM}}, "expected one of: HS256"},
 		{"unparsable PEM", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----"}}, "a"},
 		{"not PEM", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: "hello"}}, "not PEM"},
 		{"private key", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: privPEM}}, "never a private key"},
 		{"alg does not fit key", []Key{{Kid: "a", Algorithm: "ES256", PublicKey: rs.pubPEM}}, "does not fit"},
 		{"ES384 on P-256", []Key{{Kid: "a", Algorithm: "ES384", PublicKey: es.pubPEM}}, "does not fit"},
 		{"missing secret env", []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_NOPE_UNSET"}}, "unset or empty"},
-		{"no secret_env", []Key{{Kid: "a", Algorithm: "HS256"}}, "needs secret_env"},
+		{"no secret_env", []Key{{Kid: "a", Algorithm: "HS256"}}, "no secret: set keys[1].secret, keys[1].secret_file or keys[1].secret_env"},
 		{"short secret", []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_SHORT"}}, "at least 32"},
 		{"HS with public key", []Key{{Kid: "a", Algorithm: "HS256", PublicKey: rs.pubPEM}}, "not public_key"},
-		{"RS with secret", []Key{{Kid: "a", Algorithm: "RS256", SecretEnv: "SUBGATE_LONG"}}, "not secret_env"},
+		{"RS with secret", []Key{{Kid: "a", Algorithm: "RS256", SecretEnv: "SUBGATE_LONG"}}, "not a secret"},
+		{"secret file missing", []Key{{Kid: "a", Algorithm: "HS256", SecretFile: "/nonexistent/hs"}}, "keys[1].secret_file: cannot read /nonexistent/hs"},
+		{"secret file empty", []Key{{Kid: "a", Algorithm: "HS256", SecretFile: emptyFile}}, "is empty"},
+		{"two secret sources", []Key{{Kid: "a", Algorithm: "HS256", Secret: strings.Repeat("s", 32), SecretEnv: "SUBGATE_LONG"}}, "only one of these fields may be set"},
+		{"unresolved vault reference", []Key{{Kid: "a", Algorithm: "HS256", Secret: "{vault://env/SUBGATE_X}"}}, "vault reference was not resolved"},
 		{"duplicate kid", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}, {Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}}, "twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(Options{Keys: tt.keys})
+			_, err := New(Config{Keys: tt.keys})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.want)
 			}
 		})
 	}
-	if _, err := New(Options{Keys: []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_LONG"}}}); err != nil {
+	if _, err := New(Config{Keys: []Key{{Kid: "a", Algorithm: "HS256", SecretEnv: "SUBGATE_LONG"}}}); err != nil {
 		t.Fatalf("valid HS256 config refused: %v", err)
+	}
+}
+
+// An HS secret reaches the verifier from the field (a resolved vault
+// reference), a file, or the environment, and all three verify alike.
+func TestSecretSources(t *testing.T) {
+	h := newSigner(t, "HS256")
+	file := filepath.Join(t.TempDir(), "hs")
+	if err := os.WriteFile(file, append(h.secret, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("SUBGATE_HS_TEST", string(h.secret))
+	for name, k := range map[string]Key{
+		"secret":      {Kid: "h1", Algorithm: "HS256", Secret: string(h.secret)},
+		"secret_file": {Kid: "h1", Algorithm: "HS256", SecretFile: file},
+		"secret_env":  {Kid: "h1", Algorithm: "HS256", SecretEnv: "SUBGATE_HS_TEST"},
+	} {
+		v := mustVerifier(t, Config{Keys: []Key{k}, Now: fixedNow(t0)})
+		if _, err := v.Verify(h.sign(t, "h1", claimsAt(t0))); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
 }

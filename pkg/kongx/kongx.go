@@ -17,9 +17,9 @@ import (
 
 	"github.com/Kong/go-pdk"
 
-	"github.com/subgate/subgate/pkg/audit"
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
@@ -49,21 +49,20 @@ func Unstarted[D any](plugin string) *Gate[D] {
 	return &Gate[D]{plugin: plugin, err: fmt.Errorf("%s: configuration was never decoded", plugin)}
 }
 
-// Start is called from a config's UnmarshalJSON with the raw config Kong sent,
-// the error (if any) from decoding the plugin's own fields, and the function
-// that validates the fields and builds the decider. A bad config is logged
-// now, at instance start, and denied with 500 plugin_misconfigured on every
-// request, never let through.
-func Start[D any](plugin string, raw []byte, decodeErr error, build func() (D, error)) *Gate[D] {
+// Start is called from a config's UnmarshalJSON with the raw config Kong
+// sent and the plugin's declared config, which holds its defaults (New()
+// set them): it decodes and validates the config (every problem at once)
+// and builds the decider. A bad config is logged now, at instance start,
+// and denied with 500 plugin_misconfigured on every request, never let
+// through.
+func Start[C, D any](plugin string, raw []byte, cfg *C, build func(C) (D, error)) *Gate[D] {
 	g := &Gate[D]{plugin: plugin}
 	_ = json.Unmarshal(raw, &g.meta) // metadata is optional; a test may send none
-	if decodeErr != nil {
-		g.err = fmt.Errorf("decoding config: %w", decodeErr)
-	} else {
-		g.decider, g.err = build()
+	if g.err = config.Decode(raw, cfg); g.err == nil {
+		g.decider, g.err = build(*cfg)
 	}
 	if g.err != nil {
-		audit.Logger().Error("plugin misconfigured: every request on this route will be denied",
+		slog.Error("plugin misconfigured: every request on this route will be denied",
 			slog.String("plugin", plugin), slog.String("route_id", g.meta.RouteID),
 			slog.String("instance", g.meta.InstanceName), slog.String("error", g.err.Error()))
 	}
@@ -81,19 +80,19 @@ func (g *Gate[D]) Decider() D { return g.decider }
 // denial (one PDK call, see Deny), recovers a panic
 // into a 500 (a panic would otherwise kill the plugin server and every request
 // on it), and writes the audit line and metrics for every outcome.
-func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *audit.Record) *denial.Denial) {
+func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denial) {
 	start := time.Now()
-	rec := &audit.Record{Plugin: g.plugin, RouteID: g.meta.RouteID, ServiceID: g.meta.ServiceID, Instance: g.meta.InstanceName}
+	rec := &Record{Plugin: g.plugin, RouteID: g.meta.RouteID, ServiceID: g.meta.ServiceID, Instance: g.meta.InstanceName}
 	defer func() {
 		if p := recover(); p != nil {
-			audit.Logger().Error("panic in plugin handler; request denied",
+			slog.Error("panic in plugin handler; request denied",
 				slog.String("plugin", g.plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
 			g.deny(kong, rec, start, denial.New(denial.InternalError, ""))
 		}
 		if rec.Latency == 0 {
 			rec.Latency = time.Since(start)
 		}
-		audit.Log(rec)
+		logRecord(rec)
 		decision := "allow"
 		if !rec.Allowed {
 			decision = "deny"
@@ -115,7 +114,7 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *audit.Record) *denial
 // deny measures the latency before answering: in Kong's access phase
 // kong.response.exit does not return to the plugin until Kong has finished
 // the request, so time spent after it is Kong's, not ours.
-func (g *Gate[D]) deny(kong *pdk.PDK, rec *audit.Record, start time.Time, d *denial.Denial) {
+func (g *Gate[D]) deny(kong *pdk.PDK, rec *Record, start time.Time, d *denial.Denial) {
 	rec.Allowed = false
 	rec.Code, rec.Status = d.Code, d.Status
 	rec.Latency = time.Since(start)
@@ -163,27 +162,27 @@ func SetUpstream(kong *pdk.PDK, owned []string, values map[string]string) error 
 
 // StoreClaims puts the verified claims in kong.ctx.shared (one PDK call).
 // Only jwt-claims calls it.
-func StoreClaims(kong *pdk.PDK, v *claims.Verified) error {
-	s, err := claims.Encode(v)
+func StoreClaims(kong *pdk.PDK, v *jwtclaims.Verified) error {
+	s, err := jwtclaims.Encode(v)
 	if err != nil {
 		return err
 	}
-	return kong.Ctx.SetShared(claims.SharedKey, s)
+	return kong.Ctx.SetShared(jwtclaims.SharedKey, s)
 }
 
 // LoadClaims reads the verified claims (one PDK call). When there are none
 // it returns a claims_missing denial and logs that the route is
 // misconfigured: a plugin that needs claims never falls back to headers.
-func LoadClaims(kong *pdk.PDK, plugin string) (*claims.Verified, *denial.Denial) {
-	raw, err := kong.Ctx.GetSharedAny(claims.SharedKey)
+func LoadClaims(kong *pdk.PDK, plugin string) (*jwtclaims.Verified, *denial.Denial) {
+	raw, err := kong.Ctx.GetSharedAny(jwtclaims.SharedKey)
 	s, _ := raw.(string)
 	if err == nil {
-		var v *claims.Verified
-		if v, err = claims.Decode(s); err == nil {
+		var v *jwtclaims.Verified
+		if v, err = jwtclaims.Decode(s); err == nil {
 			return v, nil
 		}
 	}
-	audit.Logger().Error("route misconfigured: no verified claims from jwt-claims",
+	slog.Error("route misconfigured: no verified claims from jwt-claims",
 		slog.String("plugin", plugin), slog.String("error", err.Error()))
 	return nil, denial.New(denial.ClaimsMissing, "")
 }

@@ -11,25 +11,26 @@ import (
 	"github.com/Kong/go-pdk"
 	"github.com/Kong/go-pdk/test"
 
-	"github.com/subgate/subgate/pkg/audit"
-	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
 // probe is a minimal plugin config exercising the Gate the way the real
 // plugins do; decide is what its Access does.
+type probeConfig struct {
+	Fail bool `json:"fail"`
+}
+
 type probe struct {
-	Fail   bool `json:"fail"`
+	probeConfig
 	gate   *Gate[string]
-	decide func(kong *pdk.PDK, d string, rec *audit.Record) *denial.Denial
+	decide func(kong *pdk.PDK, d string, rec *Record) *denial.Denial
 }
 
 func (p *probe) UnmarshalJSON(b []byte) error {
-	type fields probe
-	err := json.Unmarshal(b, (*fields)(p))
-	p.gate = Start("probe", b, err, func() (string, error) {
-		if p.Fail {
+	p.gate = Start("probe", b, &p.probeConfig, func(c probeConfig) (string, error) {
+		if c.Fail {
 			return "", errors.New("fail was set")
 		}
 		return "decider", nil
@@ -38,10 +39,10 @@ func (p *probe) UnmarshalJSON(b []byte) error {
 }
 
 func (p *probe) Access(kong *pdk.PDK) {
-	p.gate.Run(kong, func(d string, rec *audit.Record) *denial.Denial { return p.decide(kong, d, rec) })
+	p.gate.Run(kong, func(d string, rec *Record) *denial.Denial { return p.decide(kong, d, rec) })
 }
 
-func newProbe(t *testing.T, cfg string, decide func(*pdk.PDK, string, *audit.Record) *denial.Denial) *probe {
+func newProbe(t *testing.T, cfg string, decide func(*pdk.PDK, string, *Record) *denial.Denial) *probe {
 	t.Helper()
 	p := &probe{gate: Unstarted[string]("probe"), decide: decide}
 	if cfg != "" {
@@ -64,8 +65,8 @@ func do(t *testing.T, p *probe, h http.Header) *test.TestEnv {
 
 func capture(t *testing.T) *bytes.Buffer {
 	var b bytes.Buffer
-	audit.SetOutput(&b)
-	t.Cleanup(func() { audit.SetOutput(&bytes.Buffer{}) })
+	SetOutput(&b)
+	t.Cleanup(func() { SetOutput(&bytes.Buffer{}) })
 	return &b
 }
 
@@ -83,9 +84,9 @@ func code(t *testing.T, env *test.TestEnv) string {
 func TestPanicIsRecoveredAndDenied(t *testing.T) {
 	logs := capture(t)
 	before := metrics.Decisions.Value("probe", "deny", "internal_error")
-	p := newProbe(t, `{"route_id":"r1"}`, func(*pdk.PDK, string, *audit.Record) *denial.Denial {
-		var m map[string]int
-		m["boom"] = 1 // nil map write: a real panic
+	p := newProbe(t, `{"route_id":"r1"}`, func(*pdk.PDK, string, *Record) *denial.Denial {
+		var m []int
+		m[1] = 1 // out-of-range write: a real panic
 		return nil
 	})
 	env := do(t, p, nil)
@@ -101,7 +102,7 @@ func TestPanicIsRecoveredAndDenied(t *testing.T) {
 }
 
 func TestUndecodedOrInvalidConfigIsDenied(t *testing.T) {
-	allow := func(*pdk.PDK, string, *audit.Record) *denial.Denial { return nil }
+	allow := func(*pdk.PDK, string, *Record) *denial.Denial { return nil }
 	for name, cfg := range map[string]string{"never decoded": "", "build fails": `{"fail":true}`, "wrong type": `{"fail":"yes"}`} {
 		t.Run(name, func(t *testing.T) {
 			env := do(t, newProbe(t, cfg, allow), nil)
@@ -118,8 +119,8 @@ func TestUndecodedOrInvalidConfigIsDenied(t *testing.T) {
 
 func TestLoadClaimsRequiresJWTClaims(t *testing.T) {
 	logs := capture(t)
-	var got *claims.Verified
-	p := newProbe(t, `{}`, func(kong *pdk.PDK, _ string, _ *audit.Record) *denial.Denial {
+	var got *jwtclaims.Verified
+	p := newProbe(t, `{}`, func(kong *pdk.PDK, _ string, _ *Record) *denial.Denial {
 		v, d := LoadClaims(kong, "probe")
 		got = v
 		return d
@@ -134,15 +135,15 @@ func TestLoadClaimsRequiresJWTClaims(t *testing.T) {
 	}
 
 	env2, _ := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
-	s, _ := claims.Encode(&claims.Verified{CustomerID: "c1", Country: "DE"})
-	env2.Ctx.Store[claims.SharedKey] = s
+	s, _ := jwtclaims.Encode(&jwtclaims.Verified{CustomerID: "c1", Country: "DE"})
+	env2.Ctx.Store[jwtclaims.SharedKey] = s
 	env2.DoHttp(p)
 	if env2.ClientRes.Status != 200 || got == nil || got.CustomerID != "c1" {
 		t.Fatalf("stored claims not read: %d %+v", env2.ClientRes.Status, got)
 	}
 
 	env3, _ := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
-	env3.Ctx.Store[claims.SharedKey] = `{"v":99,"customer_id":"c1"}`
+	env3.Ctx.Store[jwtclaims.SharedKey] = `{"v":99,"customer_id":"c1"}`
 	env3.DoHttp(p)
 	if env3.ClientRes.Status != 401 {
 		t.Fatalf("a foreign-version value was accepted: %d", env3.ClientRes.Status)
@@ -150,7 +151,7 @@ func TestLoadClaimsRequiresJWTClaims(t *testing.T) {
 }
 
 func TestDenyShape(t *testing.T) {
-	p := newProbe(t, `{}`, func(*pdk.PDK, string, *audit.Record) *denial.Denial {
+	p := newProbe(t, `{}`, func(*pdk.PDK, string, *Record) *denial.Denial {
 		return denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(2)
 	})
 	env := do(t, p, nil)

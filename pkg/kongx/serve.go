@@ -1,41 +1,96 @@
 package kongx
 
 import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
-	"slices"
+	"path/filepath"
+	"reflect"
 	"strings"
 
 	"github.com/Kong/go-pdk/server"
 
-	"github.com/subgate/subgate/pkg/audit"
-	"github.com/subgate/subgate/pkg/buildinfo"
+	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
-// MetricsEnv is the environment variable naming the metrics listen address
-// of one plugin server, e.g. SUBGATE_METRICS_JWT_CLAIMS=127.0.0.1:9542.
-// Each plugin is its own process, so each has its own address; unset, no
-// listener is opened.
-func MetricsEnv(plugin string) string {
-	return "SUBGATE_METRICS_" + strings.ToUpper(strings.ReplaceAll(plugin, "-", "_"))
-}
+// metricsAddr is a setting of the plugin server as a whole, so a flag of
+// the binary (set in kong.conf's pluginserver_<name>_start_cmd): nginx
+// clears the environment of the processes Kong starts.
+var metricsAddr = flag.String("metrics-addr", "", "serve Prometheus metrics on this address (host:port); empty: none")
 
-// Serve is a plugin binary's whole main: it opens the metrics listener when
-// configured and hands over to go-pdk's plugin server, which answers Kong
-// on <kong-prefix>/<binary name>.socket (or prints the plugin info with -dump).
-func Serve(plugin string, constructor func() any, priority int) {
-	if addr := os.Getenv(MetricsEnv(plugin)); addr != "" && !slices.Contains(os.Args[1:], "-dump") {
+// Serve is a plugin binary's whole main. decl is the plugin's declared
+// config (a zero value of its type): -dump prints the Kong schema made from
+// it, with every field's attributes (go-pdk's own dump knows field types
+// only). Otherwise it opens the metrics listener when asked and hands over
+// to go-pdk's plugin server on <kong-prefix>/<binary name>.socket.
+func Serve(plugin string, constructor func() any, priority int, decl any) {
+	flag.Parse() // go-pdk's flags (-kong-prefix, -dump) and ours
+	if f := flag.Lookup("dump"); f != nil && f.Value.String() == "true" {
+		if err := Dump(os.Stdout, constructor, priority, decl); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *metricsAddr != "" {
 		go func() {
 			mux := http.NewServeMux()
 			mux.Handle("/metrics", metrics.Handler())
-			err := http.ListenAndServe(addr, mux)
-			audit.Logger().Error("metrics listener stopped", slog.String("plugin", plugin), slog.String("error", err.Error()))
+			err := http.ListenAndServe(*metricsAddr, mux)
+			slog.Error("metrics listener stopped", slog.String("plugin", plugin), slog.String("error", err.Error()))
 		}()
 	}
-	if err := server.StartServer(constructor, buildinfo.Version, priority); err != nil {
-		audit.Logger().Error("plugin server stopped", slog.String("plugin", plugin), slog.String("error", err.Error()))
+	if err := server.StartServer(constructor, Version, priority); err != nil {
+		slog.Error("plugin server stopped", slog.String("plugin", plugin), slog.String("error", err.Error()))
 		os.Exit(1)
 	}
+}
+
+// Dump writes the plugin info as go-pdk's -dump does (the JSON shape
+// Kong's plugin_servers/process.lua reads), with the declared schema.
+func Dump(w io.Writer, constructor func() any, priority int, decl any) error {
+	prefix := "/usr/local/kong"
+	if f := flag.Lookup("kong-prefix"); f != nil {
+		prefix = f.Value.String()
+	}
+	// go-pdk names the plugin and its socket after the executable.
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	name := filepath.Base(exe)
+	info := map[string]any{
+		"Protocol":   "ProtoBuf:1",
+		"SocketPath": filepath.Join(prefix, name+".socket"),
+		"Plugins": []map[string]any{{
+			"Name":     name,
+			"Phases":   phases(constructor()),
+			"Version":  Version,
+			"Priority": priority,
+			"Schema":   PluginSchema(name, decl),
+		}},
+	}
+	return json.NewEncoder(w).Encode(info)
+}
+
+// PluginSchema is the schema Kong loads for the plugin: its config record.
+func PluginSchema(plugin string, decl any) map[string]any {
+	return map[string]any{"name": plugin, "fields": []map[string]any{{"config": config.Schema(decl)}}}
+}
+
+// phases lists the handlers the config type has, as go-pdk reports them.
+func phases(cfg any) []string {
+	var out []string
+	t := reflect.TypeOf(cfg)
+	for _, m := range []string{"Certificate", "Rewrite", "Access", "Response", "Preread", "Log"} {
+		if _, ok := t.MethodByName(m); ok {
+			out = append(out, strings.ToLower(m))
+		}
+	}
+	return out
 }

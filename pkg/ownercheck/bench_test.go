@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redistest"
 )
@@ -39,11 +39,11 @@ func BenchmarkDecideRealRedis(b *testing.B) {
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 64})
 	defer rdb.Close()
 	seed(b, rdb, "DE", 1234, alice)
-	d, err := New(Config{Patterns: []string{"/subscriptions/{subscription_id}/deliveries"}, Timeout: time.Second}, rdb)
+	d, err := NewWith(Config{PathPatterns: []string{"/subscriptions/{subscription_id}/deliveries"}, TimeoutMs: 1000}, rdb)
 	if err != nil {
 		b.Fatal(err)
 	}
-	v := &claims.Verified{CustomerID: alice, Country: "DE"}
+	v := &jwtclaims.Verified{CustomerID: alice, Country: "DE"}
 	ctx := context.Background()
 	l := ownership.Layout{Prefix: ownership.DefaultPrefix}
 	key, field := l.Key("DE", 1234), l.Field(1234)

@@ -16,10 +16,12 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/ownership"
-	"github.com/subgate/subgate/pkg/subpath"
+	"github.com/subgate/subgate/pkg/redisconn"
+	"github.com/subgate/subgate/pkg/upstream"
 )
 
 // Country sources.
@@ -28,59 +30,79 @@ const (
 	FromPath  = "path"
 )
 
-// Config is a route's validated configuration.
+// Config is the subscription-owner plugin's config, declared once (see
+// pkg/config).
 type Config struct {
-	Prefix          string   // ownership key prefix
-	Patterns        []string // where the id is in the path
-	CountrySource   string   // FromClaim (default) or FromPath
-	CustomerIDClaim string   // "" uses jwt-claims' customer id
-	CountryClaim    string   // "" uses jwt-claims' country
-	Timeout         time.Duration
-	RetryAfter      int           // seconds, on 503
-	CacheTTL        time.Duration // 0: no cache of positive answers
-	CacheSize       int
+	Redis             redisconn.Config `json:"redis" kong:"required" doc:"Where the ownership pairs live."`
+	KeyPrefix         string           `json:"key_prefix" default:"$ownership_prefix" doc:"Ownership key prefix (as the writer's)."`
+	PathPatterns      []string         `json:"path_patterns" default:"[\"/subscriptions/{subscription_id}\"]" kong:"len_min=1" doc:"Where the id (and optionally {country}) is in the path; the first match wins."`
+	CountrySource     string           `json:"country_source" default:"claim" kong:"one_of=claim|path" doc:"Take the country from the verified claims or from the path."`
+	CustomerIDClaim   string           `json:"customer_id_claim" doc:"Claim holding the customer UUID; empty uses jwt-claims' customer id."`
+	CountryClaim      string           `json:"country_claim" doc:"Claim holding the country; empty uses jwt-claims' country."`
+	TimeoutMs         int              `json:"timeout_ms" default:"250" kong:"between=1|60000" doc:"Deadline of the ownership lookup; past it the answer is 503."`
+	RetryAfterSeconds int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 ownership_unavailable."`
+	CacheTTLSeconds   int              `json:"cache_ttl_seconds" default:"0" kong:"between=0|3600" doc:"How long a positive answer is cached in the plugin server (0: never)."`
+	CacheSize         int              `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Entries of that cache."`
+	VerifiedHeader    string           `json:"verified_header" doc:"Upstream header set to {country}:{subscription_id} on success."`
 }
 
 // Decider decides for one route. Safe for concurrent use.
 type Decider struct {
 	cfg      Config
-	patterns []subpath.Pattern
+	patterns []Pattern
 	store    *ownership.Store
 	cache    *expirable.LRU[string, struct{}]
+	owned    []string // verified_header, when set
 }
 
-// New validates cfg and builds the decider on rdb.
-func New(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
-	if cfg.CountrySource == "" {
-		cfg.CountrySource = FromClaim
+// New builds the decider on the process-wide Redis client for cfg.Redis.
+func New(cfg Config) (*Decider, error) {
+	rdb, err := redisconn.Shared(cfg.Redis, "redis")
+	if err != nil {
+		return nil, err
 	}
-	if cfg.CountrySource != FromClaim && cfg.CountrySource != FromPath {
-		return nil, fmt.Errorf("country_source %q: want %q or %q", cfg.CountrySource, FromClaim, FromPath)
-	}
-	if len(cfg.Patterns) == 0 {
-		return nil, errors.New("path_patterns is empty")
-	}
-	if cfg.Timeout <= 0 {
-		return nil, errors.New("timeout_ms must be positive")
-	}
-	d := &Decider{cfg: cfg, store: ownership.NewStore(rdb, cfg.Prefix)}
-	for _, p := range cfg.Patterns {
-		c, err := subpath.Compile(p)
+	return NewWith(cfg, rdb)
+}
+
+// NewWith builds the decider on rdb, reporting every problem at once.
+func NewWith(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
+	config.FillZero(&cfg)
+	check := cfg
+	check.Redis = redisconn.Config{Addresses: []string{"given"}} // rdb stands for the Redis settings
+	config.FillZero(&check.Redis)
+	errs := []error{config.Validate(&check)}
+	d := &Decider{cfg: cfg, store: ownership.NewStore(rdb, cfg.KeyPrefix)}
+	for _, p := range cfg.PathPatterns {
+		c, err := Compile(p)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err)
+			continue
 		}
 		if cfg.CountrySource == FromPath && !c.HasCountry() {
-			return nil, fmt.Errorf("country_source is path, but pattern %q has no %s", p, subpath.Country)
+			errs = append(errs, fmt.Errorf("country_source is path, but pattern %q has no %s", p, Country))
 		}
 		d.patterns = append(d.patterns, c)
 	}
-	if cfg.CacheTTL > 0 {
-		if cfg.CacheSize <= 0 {
-			return nil, errors.New("cache_size must be positive when the cache is on")
-		}
-		d.cache = expirable.NewLRU[string, struct{}](cfg.CacheSize, nil, cfg.CacheTTL)
+	if cfg.VerifiedHeader != "" {
+		owned, err := upstream.Own([]string{cfg.VerifiedHeader})
+		errs = append(errs, err)
+		d.owned = owned
 	}
-	return d, nil
+	if cfg.CacheTTLSeconds > 0 {
+		d.cache = expirable.NewLRU[string, struct{}](cfg.CacheSize, nil, time.Duration(cfg.CacheTTLSeconds)*time.Second)
+	}
+	return d, errors.Join(errs...)
+}
+
+// Owned lists the upstream headers the route owns (verified_header).
+func (d *Decider) Owned() []string { return d.owned }
+
+// Upstream is the value of verified_header for an allowed request.
+func (d *Decider) Upstream(r *Result) map[string]string {
+	if len(d.owned) == 0 {
+		return nil
+	}
+	return map[string]string{d.owned[0]: r.Country + ":" + strconv.FormatInt(r.SubscriptionID, 10)}
 }
 
 // Result is an allowed request's facts, for the audit line.
@@ -91,8 +113,8 @@ type Result struct {
 }
 
 // Decide checks the request. v comes from kong.ctx.shared, never from the client.
-func (d *Decider) Decide(ctx context.Context, path string, v *claims.Verified) (*Result, *denial.Denial) {
-	m, ok, err := subpath.Find(d.patterns, path)
+func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified) (*Result, *denial.Denial) {
+	m, ok, err := Find(d.patterns, path)
 	if err != nil || !ok {
 		return nil, denial.New(denial.SubscriptionIDInvalid, "the path carries no subscription id this route accepts")
 	}
@@ -130,11 +152,11 @@ func (d *Decider) Decide(ctx context.Context, path string, v *claims.Verified) (
 			return res, nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.cfg.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.TimeoutMs)*time.Millisecond)
 	defer cancel()
 	owns, err := d.store.Owns(ctx, country, id, customer)
 	if err != nil {
-		return nil, denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(d.cfg.RetryAfter)
+		return nil, denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(d.cfg.RetryAfterSeconds)
 	}
 	if !owns {
 		return nil, denial.New(denial.SubscriptionForbidden, "") // unknown and foreign read the same

@@ -8,8 +8,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/ownership"
 )
 
@@ -33,14 +33,14 @@ func setup(t *testing.T, cfg Config) (*miniredis.Miniredis, redis.UniversalClien
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, ReadTimeout: 100 * time.Millisecond, DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	if cfg.Patterns == nil {
-		cfg.Patterns = []string{"/subscriptions/{subscription_id}"}
+	if cfg.PathPatterns == nil {
+		cfg.PathPatterns = []string{"/subscriptions/{subscription_id}"}
 	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = 250 * time.Millisecond
+	if cfg.TimeoutMs == 0 {
+		cfg.TimeoutMs = 250
 	}
-	cfg.RetryAfter = 1
-	d, err := New(cfg, rdb)
+	cfg.RetryAfterSeconds = 1
+	d, err := NewWith(cfg, rdb)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,8 +49,8 @@ func setup(t *testing.T, cfg Config) (*miniredis.Miniredis, redis.UniversalClien
 	return m, rdb, d
 }
 
-func who(customer, country string) *claims.Verified {
-	return &claims.Verified{CustomerID: customer, Country: country, Claims: map[string]any{"cid": customer, "ctry": country}}
+func who(customer, country string) *jwtclaims.Verified {
+	return &jwtclaims.Verified{CustomerID: customer, Country: country, Claims: map[string]any{"cid": customer, "ctry": country}}
 }
 
 func wantCode(t *testing.T, d *denial.Denial, code denial.Code) {
@@ -124,14 +124,14 @@ func TestUnusableClaimsOwnNothing(t *testing.T) {
 
 func TestConfiguredClaimNames(t *testing.T) {
 	_, _, d := setup(t, Config{CustomerIDClaim: "cid", CountryClaim: "ctry"})
-	v := &claims.Verified{CustomerID: bob, Country: "FR", Claims: map[string]any{"cid": alice, "ctry": "DE"}}
+	v := &jwtclaims.Verified{CustomerID: bob, Country: "FR", Claims: map[string]any{"cid": alice, "ctry": "DE"}}
 	if _, den := d.Decide(context.Background(), "/subscriptions/1234", v); den != nil {
 		t.Fatalf("configured claims not used: %v", den)
 	}
 }
 
 func TestCountryFromPath(t *testing.T) {
-	_, _, d := setup(t, Config{CountrySource: FromPath, Patterns: []string{"/{country}/subscriptions/{subscription_id}"}})
+	_, _, d := setup(t, Config{CountrySource: FromPath, PathPatterns: []string{"/{country}/subscriptions/{subscription_id}"}})
 	ctx := context.Background()
 	if _, den := d.Decide(ctx, "/fr/subscriptions/1234", who(bob, "DE")); den != nil {
 		t.Fatalf("path country not used: %v", den)
@@ -143,7 +143,7 @@ func TestCountryFromPath(t *testing.T) {
 }
 
 func TestRedisDownOrSlowIs503(t *testing.T) {
-	m, _, d := setup(t, Config{Timeout: 50 * time.Millisecond})
+	m, _, d := setup(t, Config{TimeoutMs: 50})
 	m.SetError("LOADING Redis is loading the dataset in memory")
 	_, den := d.Decide(context.Background(), "/subscriptions/1234", who(alice, "DE"))
 	wantCode(t, den, denial.OwnershipUnavailable)
@@ -157,7 +157,7 @@ func TestRedisDownOrSlowIs503(t *testing.T) {
 }
 
 func TestPositiveCacheBoundsStaleness(t *testing.T) {
-	m, rdb, d := setup(t, Config{CacheTTL: 200 * time.Millisecond, CacheSize: 10})
+	m, rdb, d := setup(t, Config{CacheTTLSeconds: 1, CacheSize: 10})
 	ctx := context.Background()
 	if res, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || res.Cached {
 		t.Fatalf("first: %+v %v", res, den)
@@ -168,11 +168,11 @@ func TestPositiveCacheBoundsStaleness(t *testing.T) {
 	if res, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || !res.Cached {
 		t.Fatalf("cached: %+v %v", res, den)
 	}
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(1100 * time.Millisecond)
 	_, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE"))
 	wantCode(t, den, denial.OwnershipUnavailable) // past the TTL the store is asked again
 	// Negative answers are never cached.
-	_, _, d2 := setup(t, Config{CacheTTL: time.Minute, CacheSize: 10})
+	_, _, d2 := setup(t, Config{CacheTTLSeconds: 60, CacheSize: 10})
 	_, den = d2.Decide(ctx, "/subscriptions/77", who(alice, "DE"))
 	wantCode(t, den, denial.SubscriptionForbidden)
 }
@@ -181,14 +181,14 @@ func TestBadConfig(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	defer rdb.Close()
 	for name, cfg := range map[string]Config{
-		"no patterns":      {Timeout: time.Second},
-		"bad pattern":      {Patterns: []string{"/subscriptions/{id}"}, Timeout: time.Second},
-		"bad source":       {Patterns: []string{"/s/{subscription_id}"}, CountrySource: "header", Timeout: time.Second},
-		"path w/o country": {Patterns: []string{"/s/{subscription_id}"}, CountrySource: FromPath, Timeout: time.Second},
-		"no timeout":       {Patterns: []string{"/s/{subscription_id}"}},
-		"cache w/o size":   {Patterns: []string{"/s/{subscription_id}"}, Timeout: time.Second, CacheTTL: time.Second},
+		"no patterns":      {PathPatterns: []string{}},
+		"bad pattern":      {PathPatterns: []string{"/subscriptions/{id}"}},
+		"bad source":       {PathPatterns: []string{"/s/{subscription_id}"}, CountrySource: "header"},
+		"path w/o country": {PathPatterns: []string{"/s/{subscription_id}"}, CountrySource: FromPath},
+		"negative timeout": {PathPatterns: []string{"/s/{subscription_id}"}, TimeoutMs: -1},
+		"cache w/o size":   {PathPatterns: []string{"/s/{subscription_id}"}, CacheTTLSeconds: 1, CacheSize: -1},
 	} {
-		if _, err := New(cfg, rdb); err == nil {
+		if _, err := NewWith(cfg, rdb); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

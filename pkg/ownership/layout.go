@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/subgate/subgate/pkg/config"
 )
 
 // Version is the layout version, part of every key so a later layout can
@@ -28,7 +30,7 @@ const Version = "v1"
 const BucketSize = 100
 
 // DefaultPrefix is the key prefix unless configured otherwise.
-const DefaultPrefix = "subgate:own:"
+var DefaultPrefix = config.Define("ownership_prefix", "subgate:own:")
 
 // MaxID bounds subscription ids: the backend's ids are positive integers
 // and fit in an int64.

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/subgate/subgate/pkg/audit"
 )
 
 // FollowerOptions configure a Follower.
@@ -102,7 +100,7 @@ func (f *Follower) run() {
 		if ctx.Err() != nil {
 			return
 		}
-		audit.Logger().Warn("payment events: Redis read failed; resuming from the last id seen",
+		slog.Warn("payment events: Redis read failed; resuming from the last id seen",
 			slog.String("stream", f.o.Stream), slog.String("last_id", f.lastID), slog.String("error", err.Error()))
 		select {
 		case <-time.After(backoff):
@@ -164,7 +162,7 @@ func (f *Follower) apply(msgs []redis.XMessage) {
 		f.lastID = m.ID
 		e, err := decode(m)
 		if err != nil {
-			audit.Logger().Error("payment events: entry skipped", slog.String("id", m.ID), slog.String("error", err.Error()))
+			slog.Error("payment events: entry skipped", slog.String("id", m.ID), slog.String("error", err.Error()))
 			continue
 		}
 		f.revs.Apply(e)

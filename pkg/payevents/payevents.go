@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/subgate/subgate/pkg/config"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -47,7 +49,7 @@ type Event struct {
 }
 
 // DefaultStream is the stream name unless configured.
-const DefaultStream = "subgate:payment-events"
+var DefaultStream = config.Define("payment_events_stream", "subgate:payment-events")
 
 // Publisher appends events to the stream, trimming entries older than
 // Retention (the longest token lifetime plus leeway: an older revocation

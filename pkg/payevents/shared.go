@@ -2,42 +2,34 @@ package payevents
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	"github.com/subgate/subgate/pkg/config"
 
 	"github.com/subgate/subgate/pkg/redisconn"
 )
 
-var (
-	sharedMu  sync.Mutex
-	followers = map[string]*Follower{}
-)
+var followers config.Shared[string, *Follower]
 
 // Shared returns the process-wide follower of the stream at these Redis
 // settings, starting it on first use: every route that checks payment
 // tokens against the same stream shares one follower and one state, and a
 // config change (a new go-pdk instance) does not start a second one.
-func Shared(ro redisconn.Options, o FollowerOptions) (*Follower, error) {
-	ro.Defaults()
-	if err := ro.Validate(); err != nil {
-		return nil, err
-	}
+func Shared(rc redisconn.Config, o FollowerOptions) (*Follower, error) {
 	if o.Window <= 0 {
 		return nil, fmt.Errorf("payevents: replay window must be positive")
 	}
-	key := fmt.Sprintf("%+v|%s|%v|%v", ro, o.Stream, o.Window, o.Block)
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if f, ok := followers[key]; ok {
+	key := fmt.Sprintf("%s|%s|%v|%v", rc.Key(), o.Stream, o.Window, o.Block)
+	return followers.Get(key, func() (*Follower, error) {
+		// Its own client: blocking reads must not hold a request-path connection.
+		rdb, err := rc.Client("redis")
+		if err != nil {
+			return nil, err
+		}
+		f := NewFollower(rdb, o)
+		f.Start()
 		return f, nil
-	}
-	// Its own client: blocking reads must not hold a request-path connection.
-	f := NewFollower(redis.NewUniversalClient(ro.Universal()), o)
-	f.Start()
-	followers[key] = f
-	return f, nil
+	})
 }
 
 // Bound is a staleness bound, for callers that hold one follower.

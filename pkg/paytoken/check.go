@@ -6,6 +6,10 @@ import (
 	"slices"
 	"time"
 
+	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/payevents"
+	"github.com/subgate/subgate/pkg/redisconn"
+
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtverify"
 )
@@ -15,41 +19,69 @@ type Revocations interface {
 	Revoked(customer string, iat time.Time) bool
 }
 
-// CheckerOptions configure a route's Checker.
-type CheckerOptions struct {
-	Verify jwtverify.Options
-	// Required entitlements: the token must grant every one.
-	Required    []string
-	Revocations Revocations
-	// Stale reports that the revocation state cannot be trusted now.
-	Stale      func() bool
-	RetryAfter int // seconds, on 503
+// Config is the payment-token plugin's config, declared once (see
+// pkg/config). Its leeway and Retry-After shadow the verifier's: payment
+// tokens are short-lived and their 503s are brief.
+type Config struct {
+	TokenHeader             string           `json:"token_header" default:"X-Payment-Token" kong:"len_min=1" doc:"Header carrying the payment-access-token."`
+	RequiredEntitlements    []string         `json:"required_entitlements" doc:"Entitlements the token must grant, every one."`
+	Redis                   redisconn.Config `json:"redis" kong:"required" doc:"Where the payment-event stream lives."`
+	EventsStream            string           `json:"events_stream" default:"$payment_events_stream" kong:"len_min=1" doc:"The payment-event stream."`
+	MaxTokenLifetimeSeconds int              `json:"max_token_lifetime_seconds" default:"$payment_token_ttl_seconds" kong:"between=1|86400" doc:"Longest token lifetime the issuer uses: how far back events are replayed."`
+	StaleAfterSeconds       int              `json:"stale_after_seconds" default:"10" kong:"between=1|3600" doc:"Past this silence from Redis the revocation state is stale: 503."`
+	LeewaySeconds           int              `json:"leeway_seconds" default:"5" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
+	RetryAfterSeconds       int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with a 503."`
+	jwtverify.Config
 }
 
-// Checker decides a request from its payment-access-token.
-type Checker struct {
-	o        CheckerOptions
+// Decider decides a request from its payment-access-token.
+type Decider struct {
+	cfg      Config
 	verifier *jwtverify.Verifier
+	revs     Revocations
+	stale    func() bool
 }
 
-// NewChecker validates the options.
-func NewChecker(o CheckerOptions) (*Checker, error) {
-	if o.Revocations == nil || o.Stale == nil {
+// New builds the decider on the process-wide follower of the stream.
+func New(c Config) (*Decider, error) {
+	config.FillZero(&c)
+	leeway := time.Duration(c.LeewaySeconds) * time.Second
+	f, err := payevents.Shared(c.Redis, payevents.FollowerOptions{
+		Stream: c.EventsStream,
+		Window: time.Duration(c.MaxTokenLifetimeSeconds)*time.Second + leeway,
+	})
+	if err != nil {
+		return nil, err
+	}
+	stale := payevents.Bound{F: f, After: time.Duration(c.StaleAfterSeconds) * time.Second}
+	return NewDecider(c, f.Revocations(), stale.Stale)
+}
+
+// NewDecider builds the decider on a revocation source; stale reports that
+// the revocation state cannot be trusted now.
+func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error) {
+	config.FillZero(&c)
+	if revs == nil || stale == nil {
 		return nil, errors.New("paytoken: a revocation source is required")
 	}
-	for _, e := range o.Required {
+	for _, e := range c.RequiredEntitlements {
 		if e == "" {
 			return nil, errors.New("paytoken: empty required entitlement")
 		}
 	}
+	vc := c.Config
+	vc.LeewaySeconds, vc.RetryAfterSeconds = c.LeewaySeconds, c.RetryAfterSeconds
 	// The issuer always sets these; a token without them is not one of ours.
-	o.Verify.RequiredClaims = append(slices.Clone(o.Verify.RequiredClaims), "sub", "iat", "jti")
-	v, err := jwtverify.New(o.Verify)
+	vc.RequiredClaims = append(slices.Clone(vc.RequiredClaims), "sub", "iat", "jti")
+	v, err := jwtverify.New(vc)
 	if err != nil {
 		return nil, err
 	}
-	return &Checker{o: o, verifier: v}, nil
+	return &Decider{cfg: c, verifier: v, revs: revs, stale: stale}, nil
 }
+
+// TokenHeader is the header to read.
+func (d *Decider) TokenHeader() string { return d.cfg.TokenHeader }
 
 // Result is an allowed request's facts, for the audit line.
 type Result struct {
@@ -62,7 +94,7 @@ type Result struct {
 // jwt-claims). Order: a token must verify before anything about it is
 // said; then whose it is and what it grants; then revocation, which needs
 // a trustworthy state.
-func (c *Checker) Check(token, customer string) (*Result, *denial.Denial) {
+func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 	if token == "" {
 		return nil, denial.New(denial.PaymentTokenMissing, "")
 	}
@@ -72,7 +104,7 @@ func (c *Checker) Check(token, customer string) (*Result, *denial.Denial) {
 		case jwtverify.Expired:
 			return nil, denial.New(denial.PaymentTokenExpired, "")
 		case jwtverify.KeysUnavailable:
-			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(c.o.RetryAfter)
+			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(c.cfg.RetryAfterSeconds)
 		}
 		return nil, denial.New(denial.PaymentTokenInvalid, err.Error())
 	}
@@ -81,19 +113,19 @@ func (c *Checker) Check(token, customer string) (*Result, *denial.Denial) {
 		return nil, denial.New(denial.PaymentTokenCustomerMismatch, "")
 	}
 	granted := entitlements(v.Claims[EntitlementsClaim])
-	for _, need := range c.o.Required {
+	for _, need := range c.cfg.RequiredEntitlements {
 		if !slices.Contains(granted, need) {
 			return nil, denial.Newf(denial.EntitlementMissing, "the payment-access-token does not grant %q", need)
 		}
 	}
-	if c.o.Stale() {
-		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(c.o.RetryAfter)
+	if c.stale() {
+		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(c.cfg.RetryAfterSeconds)
 	}
-	if c.o.Revocations.Revoked(customer, v.IssuedAt) {
+	if c.revs.Revoked(customer, v.IssuedAt) {
 		return nil, denial.New(denial.PaymentTokenRevoked, "")
 	}
 	jti, _ := v.Claims["jti"].(string)
-	return &Result{TokenID: jti, IssuedAt: v.IssuedAt, Cached: v.FromCache}, nil
+	return &Result{TokenID: jti, IssuedAt: v.IssuedAt, Cached: v.Cached}, nil
 }
 
 func entitlements(v any) []string {

@@ -17,7 +17,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/subgate/subgate/pkg/config"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -25,8 +28,12 @@ import (
 // EntitlementsClaim is the claim listing what the token grants, e.g. ["coach"].
 const EntitlementsClaim = "entitlements"
 
-// DefaultTTL is a payment-access-token's lifetime unless configured.
-const DefaultTTL = 15 * time.Minute
+// DefaultTTLSeconds is a payment-access-token's lifetime unless
+// configured: the issuer's default and the checker's replay window.
+var DefaultTTLSeconds = config.Define("payment_token_ttl_seconds", "900")
+
+// DefaultTTL is DefaultTTLSeconds as a duration.
+var DefaultTTL = func() time.Duration { n, _ := strconv.Atoi(DefaultTTLSeconds); return time.Duration(n) * time.Second }()
 
 // IssuerOptions configure an Issuer.
 type IssuerOptions struct {

@@ -36,7 +36,7 @@ type fixture struct {
 	iss   *Issuer
 	revs  *payevents.Revocations
 	stale atomic.Bool
-	ch    *Checker
+	ch    *Decider
 }
 
 func newFixture(t testing.TB, key crypto.Signer, required ...string) *fixture {
@@ -45,10 +45,11 @@ func newFixture(t testing.TB, key crypto.Signer, required ...string) *fixture {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(f.iss.JWKS()) }))
 	t.Cleanup(srv.Close)
 	var err error
-	f.ch, err = NewChecker(CheckerOptions{
-		Verify:   jwtverify.Options{JWKSURL: srv.URL, Issuers: []string{"https://payments.example"}, Audiences: []string{"subgate"}, CacheSize: 64, Leeway: 5 * time.Second},
-		Required: required, Revocations: f.revs, Stale: f.stale.Load, RetryAfter: 1,
-	})
+	f.ch, err = NewDecider(Config{
+		Config:               jwtverify.Config{JWKSURL: srv.URL, Issuers: []string{"https://payments.example"}, Audiences: []string{"subgate"}, CacheSize: 64},
+		LeewaySeconds:        5,
+		RequiredEntitlements: required, RetryAfterSeconds: 1,
+	}, f.revs, f.stale.Load)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestIssueAndCheckRoundTrip(t *testing.T) {
 			if tok.ExpiresAt.Sub(tok.IssuedAt) != DefaultTTL || tok.ID == "" {
 				t.Fatalf("issued %+v", tok)
 			}
-			res, den := f.ch.Check(tok.Token, alice)
+			res, den := f.ch.Decide(tok.Token, alice)
 			if den != nil || res.TokenID != tok.ID {
 				t.Fatalf("check: %+v %v", res, den)
 			}
@@ -99,22 +100,22 @@ func TestEveryDenial(t *testing.T) {
 	forger := issuer(t, ecKey(t), nil)
 	forged, _ := forger.Issue(alice, []string{"coach"})
 
-	_, d := f.ch.Check("", alice)
+	_, d := f.ch.Decide("", alice)
 	wantCode(t, d, denial.PaymentTokenMissing)
-	_, d = f.ch.Check("garbage", alice)
+	_, d = f.ch.Decide("garbage", alice)
 	wantCode(t, d, denial.PaymentTokenInvalid)
-	_, d = f.ch.Check(forged.Token, alice) // same kid, other key
+	_, d = f.ch.Decide(forged.Token, alice) // same kid, other key
 	wantCode(t, d, denial.PaymentTokenInvalid)
-	_, d = f.ch.Check(expired.Token, alice)
+	_, d = f.ch.Decide(expired.Token, alice)
 	wantCode(t, d, denial.PaymentTokenExpired)
 	// A token of customer A presented with B's JWT.
-	_, d = f.ch.Check(good.Token, bob)
+	_, d = f.ch.Decide(good.Token, bob)
 	wantCode(t, d, denial.PaymentTokenCustomerMismatch)
-	_, d = f.ch.Check(noCoach.Token, alice)
+	_, d = f.ch.Decide(noCoach.Token, alice)
 	wantCode(t, d, denial.EntitlementMissing)
 
 	f.stale.Store(true)
-	_, d = f.ch.Check(good.Token, alice)
+	_, d = f.ch.Decide(good.Token, alice)
 	wantCode(t, d, denial.RevocationStateStale)
 	if d.Status != 503 || d.RetryAfter != 1 {
 		t.Fatalf("%+v", d)
@@ -122,29 +123,29 @@ func TestEveryDenial(t *testing.T) {
 	f.stale.Store(false)
 
 	f.revs.Apply(payevents.Event{Type: payevents.Cancellation, CustomerID: alice, At: time.Now()})
-	_, d = f.ch.Check(good.Token, alice)
+	_, d = f.ch.Decide(good.Token, alice)
 	wantCode(t, d, denial.PaymentTokenRevoked)
 	// The cached verification does not bypass revocation.
-	_, d = f.ch.Check(good.Token, alice)
+	_, d = f.ch.Decide(good.Token, alice)
 	wantCode(t, d, denial.PaymentTokenRevoked)
 
 	// Reactivation: a token issued in a later second is accepted.
 	later := issuer(t, f.iss.o.Key, func() time.Time { return time.Now().Add(2 * time.Second) })
 	fresh, _ := later.Issue(alice, []string{"coach"})
 	f.revs.Apply(payevents.Event{Type: payevents.Reactivation, CustomerID: alice, At: time.Now().Add(time.Second)})
-	if _, d := f.ch.Check(fresh.Token, alice); d != nil {
+	if _, d := f.ch.Decide(fresh.Token, alice); d != nil {
 		t.Fatalf("token after reactivation refused: %v", d)
 	}
 }
 
 func TestKeysUnavailableIs503(t *testing.T) {
-	ch, err := NewChecker(CheckerOptions{Verify: jwtverify.Options{JWKSURL: "http://127.0.0.1:1/jwks", JWKSTimeout: 100 * time.Millisecond},
-		Revocations: payevents.NewRevocations(), Stale: func() bool { return false }, RetryAfter: 2})
+	ch, err := NewDecider(Config{Config: jwtverify.Config{JWKSURL: "http://127.0.0.1:1/jwks", JWKSTimeoutMs: 100}, RetryAfterSeconds: 2},
+		payevents.NewRevocations(), func() bool { return false })
 	if err != nil {
 		t.Fatal(err)
 	}
 	tok, _ := issuer(t, ecKey(t), nil).Issue(alice, nil)
-	_, d := ch.Check(tok.Token, alice)
+	_, d := ch.Decide(tok.Token, alice)
 	wantCode(t, d, denial.KeysUnavailable)
 }
 
@@ -162,7 +163,7 @@ func TestIssuerAndCheckerOptions(t *testing.T) {
 	if _, err := issuer(t, ecKey(t), nil).Issue("", nil); err == nil {
 		t.Error("empty customer accepted")
 	}
-	if _, err := NewChecker(CheckerOptions{Verify: jwtverify.Options{JWKSURL: "http://x"}}); err == nil || !strings.Contains(err.Error(), "revocation") {
+	if _, err := NewDecider(Config{Config: jwtverify.Config{JWKSURL: "http://x"}}, nil, nil); err == nil || !strings.Contains(err.Error(), "revocation") {
 		t.Errorf("checker without revocations: %v", err)
 	}
 }

@@ -10,119 +10,110 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"os"
-	"sync"
 	"time"
+
+	"github.com/subgate/subgate/pkg/config"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Options are the Redis settings of a route; the JSON tags make the struct
-// usable directly as a Kong config record.
-type Options struct {
-	// Addresses: one host:port for a single node, several for Cluster, or
-	// the Sentinels' addresses when MasterName is set.
-	Addresses  []string `json:"addresses"`
-	MasterName string   `json:"master_name"` // Sentinel: the monitored master's name
-	Username   string   `json:"username"`    // ACL user
-	// PasswordEnv names the environment variable holding the password, so
-	// it is not written in kong.yml.
-	PasswordEnv         string `json:"password_env"`
-	SentinelPasswordEnv string `json:"sentinel_password_env"`
-	DB                  int    `json:"db"`
-	TLS                 bool   `json:"tls"`
-	TLSServerName       string `json:"tls_server_name"`
-	DialTimeoutMs       int    `json:"dial_timeout_ms"`
-	ReadTimeoutMs       int    `json:"read_timeout_ms"`
-	PoolSize            int    `json:"pool_size"`
-	MaxRetries          int    `json:"max_retries"`
+// Config is the Redis settings of a route, declared once (see pkg/config).
+type Config struct {
+	Addresses            []string `json:"addresses" kong:"required,len_min=1" doc:"host:port of the node, of the Cluster seeds, or of the Sentinels when master_name is set."`
+	MasterName           string   `json:"master_name" doc:"Sentinel: the monitored master's name."`
+	Username             string   `json:"username" doc:"ACL user."`
+	Password             string   `json:"password" kong:"referenceable" doc:"Password, best as a vault reference such as {vault://env/SUBGATE_REDIS_PASSWORD}."`
+	PasswordFile         string   `json:"password_file" doc:"File holding the password, read at instance start."`
+	PasswordEnv          string   `json:"password_env" doc:"Environment variable holding the password; it must be declared in nginx_main_env."`
+	SentinelPassword     string   `json:"sentinel_password" kong:"referenceable" doc:"Sentinel password (vault reference)."`
+	SentinelPasswordFile string   `json:"sentinel_password_file" doc:"File holding the Sentinel password."`
+	SentinelPasswordEnv  string   `json:"sentinel_password_env" doc:"Environment variable holding the Sentinel password (nginx_main_env)."`
+	DB                   int      `json:"db" default:"0" kong:"between=0|15" doc:"Database number (0 with Cluster)."`
+	TLS                  bool     `json:"tls" default:"false" doc:"Connect with TLS 1.2+."`
+	TLSServerName        string   `json:"tls_server_name" doc:"Server name checked in the certificate."`
+	DialTimeoutMs        int      `json:"dial_timeout_ms" default:"200" kong:"between=1|60000" doc:"Connect timeout: a gateway waiting on Redis holds a Kong worker."`
+	ReadTimeoutMs        int      `json:"read_timeout_ms" default:"100" kong:"between=1|60000" doc:"Read and write timeout of one command."`
+	PoolSize             int      `json:"pool_size" default:"32" kong:"between=1|10000" doc:"Connections per plugin-server process and Redis."`
+	MaxRetries           int      `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
 }
 
-// Defaults fills unset fields: short timeouts, because a gateway that waits
-// on Redis holds a Kong worker, and one retry.
-func (o *Options) Defaults() {
-	if o.DialTimeoutMs <= 0 {
-		o.DialTimeoutMs = 200
-	}
-	if o.ReadTimeoutMs <= 0 {
-		o.ReadTimeoutMs = 100
-	}
-	if o.PoolSize <= 0 {
-		o.PoolSize = 32
-	}
-	if o.MaxRetries == 0 {
-		o.MaxRetries = 1
+// EntityChecks: one source per secret.
+func (Config) EntityChecks() []config.Check {
+	return []config.Check{
+		config.MutuallyExclusive("password", "password_file", "password_env"),
+		config.MutuallyExclusive("sentinel_password", "sentinel_password_file", "sentinel_password_env"),
 	}
 }
 
-// Validate reports what is wrong with o (after Defaults).
-func (o *Options) Validate() error {
-	if len(o.Addresses) == 0 {
-		return errors.New("redis.addresses is empty")
-	}
-	for _, a := range o.Addresses {
-		if a == "" {
-			return errors.New("redis.addresses holds an empty address")
-		}
-	}
-	if o.DB != 0 && (o.MasterName == "" && len(o.Addresses) > 1) {
-		return errors.New("redis.db must be 0 with Cluster")
-	}
-	for _, env := range []string{o.PasswordEnv, o.SentinelPasswordEnv} {
-		if env != "" && os.Getenv(env) == "" {
-			return fmt.Errorf("redis: environment variable %s is unset or empty", env)
-		}
-	}
-	if o.MaxRetries < -1 {
-		return errors.New("redis.max_retries must be -1 (none) or more")
-	}
-	return nil
-}
-
-// Universal builds the go-redis options.
-func (o Options) Universal() *redis.UniversalOptions {
-	u := &redis.UniversalOptions{
-		Addrs:        o.Addresses,
-		MasterName:   o.MasterName,
-		Username:     o.Username,
-		DB:           o.DB,
-		DialTimeout:  time.Duration(o.DialTimeoutMs) * time.Millisecond,
-		ReadTimeout:  time.Duration(o.ReadTimeoutMs) * time.Millisecond,
-		WriteTimeout: time.Duration(o.ReadTimeoutMs) * time.Millisecond,
-		PoolSize:     o.PoolSize,
-		MaxRetries:   o.MaxRetries,
-	}
-	if o.PasswordEnv != "" {
-		u.Password = os.Getenv(o.PasswordEnv)
-	}
-	if o.SentinelPasswordEnv != "" {
-		u.SentinelPassword = os.Getenv(o.SentinelPasswordEnv)
-	}
-	if o.TLS {
-		u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: o.TLSServerName}
-	}
-	return u
-}
-
-var (
-	mu      sync.Mutex
-	clients = map[string]redis.UniversalClient{}
-)
-
-// Shared validates o and returns the process-wide client for these settings.
-// Callers must not Close it: other instances share it.
-func Shared(o Options) (redis.UniversalClient, error) {
-	o.Defaults()
-	if err := o.Validate(); err != nil {
+// universal validates c and builds the go-redis options, reading secrets.
+func (c Config) universal(field string) (*redis.UniversalOptions, error) {
+	config.FillZero(&c)
+	if err := config.Validate(&c); err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("%+v", o) // secrets are env names here, not values
-	mu.Lock()
-	defer mu.Unlock()
-	if c, ok := clients[key]; ok {
-		return c, nil
+	var errs []error
+	for _, a := range c.Addresses {
+		if a == "" {
+			errs = append(errs, fmt.Errorf("%s.addresses holds an empty address", field))
+		}
 	}
-	c := redis.NewUniversalClient(o.Universal())
-	clients[key] = c
-	return c, nil
+	if c.DB != 0 && c.MasterName == "" && len(c.Addresses) > 1 {
+		errs = append(errs, fmt.Errorf("%s.db must be 0 with Cluster", field))
+	}
+	u := &redis.UniversalOptions{
+		Addrs:        c.Addresses,
+		MasterName:   c.MasterName,
+		Username:     c.Username,
+		DB:           c.DB,
+		DialTimeout:  time.Duration(c.DialTimeoutMs) * time.Millisecond,
+		ReadTimeout:  time.Duration(c.ReadTimeoutMs) * time.Millisecond,
+		WriteTimeout: time.Duration(c.ReadTimeoutMs) * time.Millisecond,
+		PoolSize:     c.PoolSize,
+		MaxRetries:   c.MaxRetries,
+	}
+	for _, s := range []struct {
+		secret config.Secret
+		to     *string
+	}{
+		{config.Secret{Field: field + ".password", Value: c.Password, File: c.PasswordFile, Env: c.PasswordEnv}, &u.Password},
+		{config.Secret{Field: field + ".sentinel_password", Value: c.SentinelPassword, File: c.SentinelPasswordFile, Env: c.SentinelPasswordEnv}, &u.SentinelPassword},
+	} {
+		if s.secret.Set() {
+			v, err := s.secret.Read()
+			errs = append(errs, err)
+			*s.to = v
+		}
+	}
+	if c.TLS {
+		u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	}
+	return u, errors.Join(errs...)
 }
+
+// Client builds a new client (the caller owns and closes it): for a
+// follower whose blocking reads must not hold request-path connections.
+func (c Config) Client(field string) (redis.UniversalClient, error) {
+	u, err := c.universal(field)
+	if err != nil {
+		return nil, err
+	}
+	return redis.NewUniversalClient(u), nil
+}
+
+var clients config.Shared[string, redis.UniversalClient]
+
+// Shared validates c and returns the process-wide client for these
+// settings (the secrets read now, so a rotated file makes a new client).
+// Callers must not Close it: other instances share it.
+func Shared(c Config, field string) (redis.UniversalClient, error) {
+	u, err := c.universal(field)
+	if err != nil {
+		return nil, err
+	}
+	return clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (redis.UniversalClient, error) {
+		return redis.NewUniversalClient(u), nil
+	})
+}
+
+// Key identifies the settings, for sharing values built on them.
+func (c Config) Key() string { return fmt.Sprintf("%+v", c) }

@@ -10,7 +10,7 @@ import (
 // (the identity service answers 503, the cached context serves).
 func BenchmarkLookup(b *testing.B) {
 	id := newIdentity(b, ok("u1"))
-	c, err := New(Options{URL: id.srv.URL, RetryAfter: 1})
+	c, err := NewClient(Config{IdentityURL: id.srv.URL, RetryAfterSeconds: 1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -18,7 +18,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.Run("fresh", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if out, d := c.Lookup(ctx, creds); d != nil || out.FromCache {
+			if out, d := c.Lookup(ctx, creds); d != nil || out.Cached {
 				b.Fatal(d)
 			}
 		}
@@ -27,7 +27,7 @@ func BenchmarkLookup(b *testing.B) {
 	b.Run("503-fallback", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if out, d := c.Lookup(ctx, creds); d != nil || !out.FromCache {
+			if out, d := c.Lookup(ctx, creds); d != nil || !out.Cached {
 				b.Fatal(d)
 			}
 		}

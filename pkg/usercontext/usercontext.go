@@ -25,8 +25,9 @@ import (
 	"mime"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/subgate/subgate/pkg/config"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -34,68 +35,36 @@ import (
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
-// Options configure lookups against one identity service.
-type Options struct {
-	URL            string
-	Method         string        // default GET
-	ForwardHeaders []string      // client headers sent to the identity service (default Authorization, Cookie)
-	AttemptTimeout time.Duration // per attempt (default 1s)
-	MaxAttempts    int           // default 3
-	Backoff        time.Duration // first retry delay, doubled each time, with full jitter (default 50ms)
-	Deadline       time.Duration // the whole lookup, retries included (default 2s)
-	MaxStale       time.Duration // oldest cached context served on 503 (default 5m)
-	CacheSize      int           // entries (default 10000)
-	MaxBodyBytes   int64         // identity response bound (default 64 KiB)
-	UserIDField    string        // required field of the context (default user_id)
-	MaxConcurrent  int           // in-flight lookups per identity URL (default 256)
-	// ConnErrorsAs503 treats a refused connection or our own timeout like a
-	// 503 (may serve the cache). Off by default: an unreachable service is
-	// not proof that every other request fails too, which is what makes the
-	// cache safe on 503.
-	ConnErrorsAs503 bool
-	RetryAfter      int // seconds, on 503
-	Now             func() time.Time
+// Config is the user-context plugin's config, declared once (see
+// pkg/config).
+type Config struct {
+	IdentityURL      string   `json:"identity_url" kong:"required" doc:"The identity service's context endpoint (http or https)."`
+	Method           string   `json:"method" default:"GET" kong:"one_of=GET|POST" doc:"Method of the identity request."`
+	ForwardHeaders   []string `json:"forward_headers" default:"[\"Authorization\",\"Cookie\"]" doc:"Client headers sent to the identity service (the credentials; the cache key hashes them)."`
+	AttemptTimeoutMs int      `json:"attempt_timeout_ms" default:"1000" kong:"between=1|60000" doc:"Timeout of one attempt."`
+	MaxAttempts      int      `json:"max_attempts" default:"3" kong:"between=1|10" doc:"Attempts on 408, 503 and connection failures."`
+	BackoffMs        int      `json:"backoff_ms" default:"50" kong:"between=1|10000" doc:"First retry delay, doubled each time, with full jitter."`
+	DeadlineMs       int      `json:"deadline_ms" default:"2000" kong:"between=1|60000" doc:"The whole lookup, retries included."`
+	MaxStaleSeconds  int      `json:"max_stale_seconds" default:"300" kong:"between=1|86400" doc:"Oldest cached context served when the identity service answers 503."`
+	CacheSize        int      `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Cached contexts per identity URL."`
+	MaxBodyBytes     int      `json:"max_body_bytes" default:"65536" kong:"between=1|10485760" doc:"Largest identity response accepted."`
+	UserIDField      string   `json:"user_id_field" default:"user_id" kong:"len_min=1" doc:"Field of the context that must hold the user id."`
+	MaxConcurrent    int      `json:"max_concurrent" default:"256" kong:"between=1|100000" doc:"Identity lookups in flight per identity URL."`
+	// ConnectionErrorsAs503 treats a refused connection or our own timeout
+	// like a 503 (may serve the cache). Off by default: an unreachable
+	// service is not proof that every other request fails too, which is
+	// what makes the cache safe on 503.
+	ConnectionErrorsAs503 bool              `json:"connection_errors_as_503" default:"false" doc:"Treat connection failures and timeouts as 503 (may serve the cache)."`
+	RetryAfterSeconds     int               `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 identity_unavailable."`
+	ContextHeader         string            `json:"context_header" default:"X-User-Context" kong:"len_min=1" doc:"Upstream header with the whole context as JSON."`
+	MaxContextHeaderBytes int               `json:"max_context_header_bytes" default:"4096" kong:"between=1|65536" doc:"Bound on that header."`
+	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1" doc:"Upstream header saying identity or cache."`
+	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
+
+	Now func() time.Time `json:"-"` // tests
 }
 
-func (o *Options) defaults() error {
-	if o.URL == "" || !(strings.HasPrefix(o.URL, "http://") || strings.HasPrefix(o.URL, "https://")) {
-		return fmt.Errorf("identity url %q must be http(s)", o.URL)
-	}
-	set := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
-		}
-	}
-	if o.Method == "" {
-		o.Method = http.MethodGet
-	}
-	if o.ForwardHeaders == nil {
-		o.ForwardHeaders = []string{"Authorization", "Cookie"}
-	}
-	set(&o.AttemptTimeout, time.Second)
-	set(&o.Backoff, 50*time.Millisecond)
-	set(&o.Deadline, 2*time.Second)
-	set(&o.MaxStale, 5*time.Minute)
-	if o.MaxAttempts <= 0 {
-		o.MaxAttempts = 3
-	}
-	if o.CacheSize <= 0 {
-		o.CacheSize = 10000
-	}
-	if o.MaxBodyBytes <= 0 {
-		o.MaxBodyBytes = 64 << 10
-	}
-	if o.UserIDField == "" {
-		o.UserIDField = "user_id"
-	}
-	if o.MaxConcurrent <= 0 {
-		o.MaxConcurrent = 256
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	return nil
-}
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // Context is a validated user context.
 type Context struct {
@@ -105,11 +74,11 @@ type Context struct {
 	StoredAt time.Time // when it was fetched
 }
 
-// Outcome is an allowed lookup.
-type Outcome struct {
+// Result is an allowed lookup.
+type Result struct {
 	*Context
-	FromCache bool
-	Attempts  int
+	Cached   bool
+	Attempts int
 }
 
 type entry = *Context
@@ -122,46 +91,46 @@ type service struct {
 	slots  chan struct{}
 }
 
-var (
-	servicesMu sync.Mutex
-	services   = map[string]*service{}
-)
+var services config.Shared[string, *service]
 
-func shared(o Options) (*service, error) {
-	servicesMu.Lock()
-	defer servicesMu.Unlock()
-	if s, ok := services[o.URL]; ok {
-		return s, nil
-	}
-	c, err := lru.New[[32]byte, entry](o.CacheSize)
-	if err != nil {
-		return nil, err
-	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
-	s := &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		cache: c, slots: make(chan struct{}, o.MaxConcurrent)}
-	services[o.URL] = s
-	return s, nil
+func shared(o Config) (*service, error) {
+	return services.Get(o.IdentityURL, func() (*service, error) {
+		c, err := lru.New[[32]byte, entry](o.CacheSize)
+		if err != nil {
+			return nil, err
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
+		return &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+			cache: c, slots: make(chan struct{}, o.MaxConcurrent)}, nil
+	})
 }
 
 // Client looks user contexts up for one route.
 type Client struct {
-	o   Options
+	o   Config
 	svc *service
 }
 
-// New validates o; routes with the same URL share one cache and client
-// (the first route's cache size and concurrency bound apply).
-func New(o Options) (*Client, error) {
-	if err := o.defaults(); err != nil {
-		return nil, err
+// NewClient validates o; routes with the same URL share one cache and
+// client (the first route's cache size and concurrency bound apply).
+func NewClient(o Config) (*Client, error) {
+	config.FillZero(&o)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	var errs []error
+	if !strings.HasPrefix(o.IdentityURL, "http://") && !strings.HasPrefix(o.IdentityURL, "https://") {
+		errs = append(errs, fmt.Errorf("identity_url %q must be http(s)", o.IdentityURL))
 	}
 	for _, h := range o.ForwardHeaders {
 		if h == "" {
-			return nil, errors.New("forward_headers holds an empty name")
+			errs = append(errs, errors.New("forward_headers holds an empty name"))
 		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	svc, err := shared(o)
 	if err != nil {
@@ -184,8 +153,8 @@ const (
 
 // Lookup resolves the caller's context from the credential headers it sent
 // (creds: forwarded header name -> value, absent ones omitted).
-func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome, *denial.Denial) {
-	ctx, cancel := context.WithTimeout(ctx, c.o.Deadline)
+func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, *denial.Denial) {
+	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
 	select {
@@ -204,7 +173,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome,
 				c.svc.cache.Add(key, got)
 			}
 			lookups.Inc("fresh")
-			return &Outcome{Context: got, Attempts: attempt}, nil
+			return &Result{Context: got, Attempts: attempt}, nil
 		case final:
 			if cacheable && (den.Code == denial.IdentityUnauthorized || den.Code == denial.IdentityForbidden) {
 				c.svc.cache.Remove(key) // the identity service says no: forget what it said before
@@ -213,9 +182,9 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome,
 			return nil, den
 		case unavailable:
 			if cacheable {
-				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= c.o.MaxStale {
+				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= time.Duration(c.o.MaxStaleSeconds)*time.Second {
 					lookups.Inc("cache_fallback")
-					return &Outcome{Context: e, FromCache: true, Attempts: attempt}, nil
+					return &Result{Context: e, Cached: true, Attempts: attempt}, nil
 				}
 			}
 		}
@@ -226,7 +195,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome,
 	}
 	if last == unavailable {
 		lookups.Inc("unavailable")
-		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfter)
+		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfterSeconds)
 	}
 	lookups.Inc("timeout")
 	return nil, denial.New(denial.IdentityTimeout, "")
@@ -235,7 +204,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Outcome,
 // sleep waits the backoff for attempt (full jitter), false if the deadline
 // would pass first.
 func (c *Client) sleep(ctx context.Context, attempt int) bool {
-	d := time.Duration(rand.Int64N(int64(c.o.Backoff<<(attempt-1)) + 1))
+	d := time.Duration(rand.Int64N(int64(ms(c.o.BackoffMs)<<(attempt-1)) + 1))
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		return false
 	}
@@ -253,7 +222,7 @@ func (c *Client) sleep(ctx context.Context, attempt int) bool {
 // never holds a raw credential. Without any credential nothing is cached.
 func (c *Client) key(creds map[string]string) ([32]byte, bool) {
 	h := sha256.New()
-	h.Write([]byte(c.o.URL))
+	h.Write([]byte(c.o.IdentityURL))
 	any := false
 	for _, name := range c.o.ForwardHeaders {
 		v := creds[name]
@@ -269,9 +238,9 @@ func (c *Client) key(creds map[string]string) ([32]byte, bool) {
 }
 
 func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *Context, *denial.Denial) {
-	actx, cancel := context.WithTimeout(ctx, c.o.AttemptTimeout)
+	actx, cancel := context.WithTimeout(ctx, ms(c.o.AttemptTimeoutMs))
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, c.o.Method, c.o.URL, nil)
+	req, err := http.NewRequestWithContext(actx, c.o.Method, c.o.IdentityURL, nil)
 	if err != nil {
 		return final, nil, denial.New(denial.IdentityError, "")
 	}
@@ -281,13 +250,13 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.svc.client.Do(req)
 	if err != nil {
-		if c.o.ConnErrorsAs503 {
+		if c.o.ConnectionErrorsAs503 {
 			return unavailable, nil, nil
 		}
 		return timeout, nil, nil
 	}
 	defer resp.Body.Close()
-	body, rerr := io.ReadAll(io.LimitReader(resp.Body, c.o.MaxBodyBytes+1))
+	body, rerr := io.ReadAll(io.LimitReader(resp.Body, int64(c.o.MaxBodyBytes)+1))
 	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
 		if rerr != nil {
@@ -320,7 +289,7 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
 		return nil, fmt.Errorf("content type %q is not JSON", contentType)
 	}
-	if int64(len(body)) > c.o.MaxBodyBytes {
+	if len(body) > c.o.MaxBodyBytes {
 		return nil, errors.New("context larger than the bound")
 	}
 	var fields map[string]any

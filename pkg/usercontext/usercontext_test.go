@@ -70,13 +70,13 @@ func (id *identity) set(script ...answer) {
 	id.hits.Store(0)
 }
 
-func client(t *testing.T, url string, mod func(*Options)) *Client {
+func client(t *testing.T, url string, mod func(*Config)) *Client {
 	t.Helper()
-	o := Options{URL: url, AttemptTimeout: 200 * time.Millisecond, Backoff: time.Millisecond, Deadline: 2 * time.Second, MaxStale: time.Minute, RetryAfter: 1}
+	o := Config{IdentityURL: url, AttemptTimeoutMs: 200, BackoffMs: 1, DeadlineMs: 2000, MaxStaleSeconds: 60, RetryAfterSeconds: 1}
 	if mod != nil {
 		mod(&o)
 	}
-	c, err := New(o)
+	c, err := NewClient(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,16 +95,16 @@ func wantCode(t *testing.T, d *denial.Denial, code denial.Code, status int) {
 func TestFreshAnswerReplacesTheCacheAndNeverReadsIt(t *testing.T) {
 	id := newIdentity(t, answer{status: 200, body: `{"user_id":"u1","v":1}`})
 	c := client(t, id.srv.URL, nil)
-	if out, d := c.Lookup(context.Background(), creds); d != nil || out.FromCache || out.Fields["v"] != float64(1) {
+	if out, d := c.Lookup(context.Background(), creds); d != nil || out.Cached || out.Fields["v"] != float64(1) {
 		t.Fatalf("%+v %v", out, d)
 	}
 	id.set(answer{status: 200, body: `{"user_id":"u1","v":2}`})
-	if out, _ := c.Lookup(context.Background(), creds); out.FromCache || out.Fields["v"] != float64(2) {
+	if out, _ := c.Lookup(context.Background(), creds); out.Cached || out.Fields["v"] != float64(2) {
 		t.Fatalf("2xx must be fresh: %+v", out)
 	}
 	id.set(answer{status: 503})
 	out, d := c.Lookup(context.Background(), creds)
-	if d != nil || !out.FromCache || out.Fields["v"] != float64(2) {
+	if d != nil || !out.Cached || out.Fields["v"] != float64(2) {
 		t.Fatalf("on 503 the latest success must serve: %+v %v", out, d)
 	}
 	if id.hits.Load() != 1 {
@@ -114,11 +114,11 @@ func TestFreshAnswerReplacesTheCacheAndNeverReadsIt(t *testing.T) {
 
 func TestTimeoutRetriesAndNeverUsesTheCache(t *testing.T) {
 	id := newIdentity(t, ok("u1"))
-	c := client(t, id.srv.URL, func(o *Options) { o.MaxAttempts = 3 })
+	c := client(t, id.srv.URL, func(o *Config) { o.MaxAttempts = 3 })
 	c.Lookup(context.Background(), creds) // cache u1
 	id.set(answer{status: 408}, answer{status: 408}, ok("u1"))
 	out, d := c.Lookup(context.Background(), creds)
-	if d != nil || out.FromCache || out.Attempts != 3 {
+	if d != nil || out.Cached || out.Attempts != 3 {
 		t.Fatalf("408,408,200: %+v %v", out, d)
 	}
 	id.set(answer{status: 408})
@@ -131,7 +131,7 @@ func TestTimeoutRetriesAndNeverUsesTheCache(t *testing.T) {
 
 func TestUnavailableWithoutUsableCache(t *testing.T) {
 	id := newIdentity(t, answer{status: 503})
-	c := client(t, id.srv.URL, func(o *Options) { o.MaxAttempts = 4 })
+	c := client(t, id.srv.URL, func(o *Config) { o.MaxAttempts = 4 })
 	_, d := c.Lookup(context.Background(), creds)
 	wantCode(t, d, denial.IdentityUnavailable, 503)
 	if d.RetryAfter != 1 || id.hits.Load() != 4 {
@@ -139,12 +139,12 @@ func TestUnavailableWithoutUsableCache(t *testing.T) {
 	}
 	// 503 then 200: the retry succeeds.
 	id.set(answer{status: 503}, ok("u1"))
-	if out, d := c.Lookup(context.Background(), creds); d != nil || out.FromCache {
+	if out, d := c.Lookup(context.Background(), creds); d != nil || out.Cached {
 		t.Fatalf("%+v %v", out, d)
 	}
 	// A cached copy older than max_stale is not served.
 	now := time.Now()
-	old := client(t, id.srv.URL, func(o *Options) { o.MaxStale = time.Second; o.Now = func() time.Time { return now } })
+	old := client(t, id.srv.URL, func(o *Config) { o.MaxStaleSeconds = 1; o.Now = func() time.Time { return now } })
 	id.set(ok("u2"))
 	old.Lookup(context.Background(), map[string]string{"Authorization": "Bearer u2"})
 	now = now.Add(2 * time.Second)
@@ -190,7 +190,7 @@ func TestServerErrorsNeverUseTheCache(t *testing.T) {
 
 func TestMalformedSuccessIsAnErrorNeverALogin(t *testing.T) {
 	id := newIdentity(t, ok("u1"))
-	c := client(t, id.srv.URL, func(o *Options) { o.MaxBodyBytes = 256 })
+	c := client(t, id.srv.URL, func(o *Config) { o.MaxBodyBytes = 256 })
 	for name, a := range map[string]answer{
 		"not JSON":    {status: 200, body: "<html>hi</html>", ctype: "text/html"},
 		"bad JSON":    {status: 200, body: `{"user_id":`},
@@ -225,20 +225,20 @@ func TestConnectionFailures(t *testing.T) {
 
 	// Opted in: a refused connection is a 503, and the cache may serve.
 	id := newIdentity(t, ok("u1"))
-	c503 := client(t, id.srv.URL, func(o *Options) { o.ConnErrorsAs503 = true })
+	c503 := client(t, id.srv.URL, func(o *Config) { o.ConnectionErrorsAs503 = true })
 	c503.Lookup(context.Background(), creds)
 	id.srv.Close()
 	out, d := c503.Lookup(context.Background(), creds)
-	if d != nil || !out.FromCache {
+	if d != nil || !out.Cached {
 		t.Fatalf("connection_errors_as_503: %+v %v", out, d)
 	}
 }
 
 func TestSlowServiceRespectsTheDeadline(t *testing.T) {
 	id := newIdentity(t, answer{status: 200, body: `{"user_id":"u1"}`, slow: 300 * time.Millisecond})
-	c := client(t, id.srv.URL, func(o *Options) {
-		o.AttemptTimeout = 100 * time.Millisecond
-		o.Deadline = 250 * time.Millisecond
+	c := client(t, id.srv.URL, func(o *Config) {
+		o.AttemptTimeoutMs = 100
+		o.DeadlineMs = 250
 		o.MaxAttempts = 10
 	})
 	start := time.Now()
@@ -273,7 +273,7 @@ func TestSoakFlippingService(t *testing.T) {
 		fmt.Fprintf(w, `{"user_id":%q}`, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 	})
 	const maxStale = 150 * time.Millisecond
-	c := client(t, id.srv.URL, func(o *Options) { o.MaxStale = maxStale; o.CacheSize = 64 })
+	c := client(t, id.srv.URL, func(o *Config) { o.MaxStaleSeconds = int(maxStale / time.Second); o.CacheSize = 64 })
 	stop := time.Now().Add(1500 * time.Millisecond)
 	go func() {
 		for time.Now().Before(stop) {
@@ -299,7 +299,7 @@ func TestSoakFlippingService(t *testing.T) {
 					t.Errorf("%s received %s's context", me, out.UserID)
 					return
 				}
-				if out.FromCache {
+				if out.Cached {
 					fromCache.Add(1)
 					if age := time.Since(out.StoredAt); age > maxStale+50*time.Millisecond {
 						t.Errorf("served a context %v old; max_stale %v", age, maxStale)
@@ -316,8 +316,8 @@ func TestSoakFlippingService(t *testing.T) {
 }
 
 func TestOptionsValidated(t *testing.T) {
-	for _, o := range []Options{{URL: ""}, {URL: "ftp://x"}, {URL: "http://x", ForwardHeaders: []string{""}}} {
-		if _, err := New(o); err == nil {
+	for _, o := range []Config{{IdentityURL: ""}, {IdentityURL: "ftp://x"}, {IdentityURL: "http://x", ForwardHeaders: []string{""}}} {
+		if _, err := NewClient(o); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
 	}

@@ -21,8 +21,8 @@ import (
 	"github.com/Kong/go-pdk/test"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/subgate/subgate/pkg/audit"
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 )
 
@@ -111,7 +111,7 @@ func denied(t *testing.T, env *test.TestEnv, status int, code string) errBody {
 	if status == 401 && !strings.HasPrefix(env.ClientRes.Headers.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
 		t.Fatalf("401 without WWW-Authenticate: %v", env.ClientRes.Headers)
 	}
-	if _, stored := env.Ctx.Store[claims.SharedKey]; stored {
+	if _, stored := env.Ctx.Store[jwtclaims.SharedKey]; stored {
 		t.Fatal("claims stored on a denied request")
 	}
 	return errBody{b.Code, b.Message, b.RequestID}
@@ -134,8 +134,8 @@ func TestAllowStoresClaimsAndOwnsUpstreamHeaders(t *testing.T) {
 	if got := env.ServiceReq.Headers.Values("X-Country"); len(got) != 1 || got[0] != "DE" {
 		t.Fatalf("upstream X-Country = %v", got)
 	}
-	raw, _ := env.Ctx.Store[claims.SharedKey].(string)
-	v, err := claims.Decode(raw)
+	raw, _ := env.Ctx.Store[jwtclaims.SharedKey].(string)
+	v, err := jwtclaims.Decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,8 +283,8 @@ func TestMisconfigurationDeniesEveryRequest(t *testing.T) {
 	for name, set := range tests {
 		t.Run(name, func(t *testing.T) {
 			var logs bytes.Buffer
-			audit.SetOutput(&logs)
-			defer audit.SetOutput(io.Discard)
+			kongx.SetOutput(&logs)
+			defer kongx.SetOutput(io.Discard)
 			c := kongConfig(t, set)
 			if c.gate.Err() == nil {
 				t.Fatal("bad config accepted")
@@ -307,13 +307,13 @@ func TestNullFieldsKeepDefaults(t *testing.T) {
 	}
 }
 
-func TestRepeatedTokenIsServedFromCache(t *testing.T) {
+func TestRepeatedTokenIsServedCached(t *testing.T) {
 	c := kongConfig(t, esKeys())
 	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
 	run(t, c, bearer(tok))
 	var logs bytes.Buffer
-	audit.SetOutput(&logs)
-	defer audit.SetOutput(io.Discard)
+	kongx.SetOutput(&logs)
+	defer kongx.SetOutput(io.Discard)
 	if env := run(t, c, bearer(tok)); env.ClientRes.Status != 200 {
 		t.Fatal(env.ClientRes.Status)
 	}
@@ -324,8 +324,8 @@ func TestRepeatedTokenIsServedFromCache(t *testing.T) {
 
 func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
 	var logs bytes.Buffer
-	audit.SetOutput(&logs)
-	defer audit.SetOutput(io.Discard)
+	kongx.SetOutput(&logs)
+	defer kongx.SetOutput(io.Discard)
 	c := kongConfig(t, esKeys())
 	tok := sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims())
 	run(t, c, bearer(tok))
@@ -346,7 +346,7 @@ func TestAuditLogHasDecisionsButNeverTheToken(t *testing.T) {
 }
 
 func TestMain(m *testing.M) {
-	audit.SetOutput(io.Discard)
+	kongx.SetOutput(io.Discard)
 	m.Run()
 }
 

@@ -17,8 +17,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/audit"
-	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/paytoken"
@@ -31,7 +31,7 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	audit.SetOutput(io.Discard)
+	kongx.SetOutput(io.Discard)
 	m.Run()
 }
 
@@ -72,8 +72,8 @@ func run(t *testing.T, c *Config, customer, token string) (int, string) {
 		t.Fatal(err)
 	}
 	if customer != "" {
-		s, _ := claims.Encode(&claims.Verified{CustomerID: customer, Country: "DE"})
-		env.Ctx.Store[claims.SharedKey] = s
+		s, _ := jwtclaims.Encode(&jwtclaims.Verified{CustomerID: customer, Country: "DE"})
+		env.Ctx.Store[jwtclaims.SharedKey] = s
 	}
 	env.DoHttps(c)
 	var b struct {

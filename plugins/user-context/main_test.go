@@ -12,12 +12,12 @@ import (
 
 	"github.com/Kong/go-pdk/test"
 
-	"github.com/subgate/subgate/pkg/audit"
+	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 )
 
 func TestMain(m *testing.M) {
-	audit.SetOutput(io.Discard)
+	kongx.SetOutput(io.Discard)
 	m.Run()
 }
 

@@ -1,4 +1,4 @@
-package jwks
+package jwtverify
 
 import (
 	"crypto/ecdsa"
@@ -21,8 +21,13 @@ import (
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 
-func ecJWK(kid string, k *ecdsa.PublicKey) map[string]any {
-	return map[string]any{"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(k.X.FillBytes(make([]byte, 32))), "y": b64(k.Y.FillBytes(make([]byte, 32)))}
+// ecKeyJWK is the JWK of a P-256 public key (no alg: the curve implies ES256).
+func ecKeyJWK(kid string, k *ecdsa.PublicKey) map[string]any {
+	b, err := k.Bytes() // 0x04 || X || Y
+	if err != nil {
+		panic(err)
+	}
+	return map[string]any{"kty": "EC", "crv": "P-256", "kid": kid, "x": b64(b[1:33]), "y": b64(b[33:])}
 }
 
 // endpoint serves a mutable JWKS document and counts fetches.
@@ -86,19 +91,19 @@ func genEC(t *testing.T) *ecdsa.PrivateKey {
 
 func TestRotationAndUnknownKidRateLimit(t *testing.T) {
 	k1, k2 := genEC(t), genEC(t)
-	e := newEndpoint(t, ecJWK("k1", &k1.PublicKey))
+	e := newEndpoint(t, ecKeyJWK("k1", &k1.PublicKey))
 	c := &clock{now: time.Unix(1_800_000_000, 0)}
-	s := New(e.srv.URL, Options{MinInterval: 30 * time.Second, Now: c.Now})
+	s := newSet(e.srv.URL, setOptions{MinInterval: 30 * time.Second, Now: c.Now})
 
 	k, _, err := s.Lookup("k1")
-	if err != nil || k.Algorithm != "ES256" || !k1.PublicKey.Equal(k.Public) {
+	if err != nil || k.alg != "ES256" || !k1.PublicKey.Equal(k.pub) {
 		t.Fatalf("first lookup: %v %+v", err, k)
 	}
 	gen := s.Generation()
 
 	// Rotation: k2 is published; a token with k2 arrives within the interval
 	// of the last fetch: no refetch yet, the kid is unknown.
-	e.set(ecJWK("k2", &k2.PublicKey))
+	e.set(ecKeyJWK("k2", &k2.PublicKey))
 	c.add(5 * time.Second)
 	if _, _, err := s.Lookup("k2"); !errors.Is(err, ErrUnknownKid) {
 		t.Fatalf("within MinInterval: err = %v, want ErrUnknownKid", err)
@@ -132,9 +137,9 @@ func TestRotationAndUnknownKidRateLimit(t *testing.T) {
 
 func TestConcurrentLookupsShareOneFetch(t *testing.T) {
 	k1 := genEC(t)
-	e := newEndpoint(t, ecJWK("k1", &k1.PublicKey))
+	e := newEndpoint(t, ecKeyJWK("k1", &k1.PublicKey))
 	e.delay = 100 * time.Millisecond
-	s := New(e.srv.URL, Options{})
+	s := newSet(e.srv.URL, setOptions{})
 	var wg sync.WaitGroup
 	var failures atomic.Int64
 	for range 50 {
@@ -157,9 +162,9 @@ func TestConcurrentLookupsShareOneFetch(t *testing.T) {
 
 func TestUnreachableServesLastGoodKeysForMaxStale(t *testing.T) {
 	k1 := genEC(t)
-	e := newEndpoint(t, ecJWK("k1", &k1.PublicKey))
+	e := newEndpoint(t, ecKeyJWK("k1", &k1.PublicKey))
 	c := &clock{now: time.Unix(1_800_000_000, 0)}
-	s := New(e.srv.URL, Options{MinInterval: time.Second, MaxStale: time.Hour, Now: c.Now})
+	s := newSet(e.srv.URL, setOptions{MinInterval: time.Second, MaxStale: time.Hour, Now: c.Now})
 	if _, _, err := s.Lookup("k1"); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +187,7 @@ func TestUnreachableServesLastGoodKeysForMaxStale(t *testing.T) {
 }
 
 func TestNeverReachedIsUnavailable(t *testing.T) {
-	s := New("http://127.0.0.1:1/jwks", Options{Timeout: 200 * time.Millisecond})
+	s := newSet("http://127.0.0.1:1/jwks", setOptions{Timeout: 200 * time.Millisecond})
 	if _, _, err := s.Lookup("k1"); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
@@ -190,8 +195,8 @@ func TestNeverReachedIsUnavailable(t *testing.T) {
 
 func TestStartFetchesInBackground(t *testing.T) {
 	k1 := genEC(t)
-	e := newEndpoint(t, ecJWK("k1", &k1.PublicKey))
-	s := New(e.srv.URL, Options{Refresh: 20 * time.Millisecond})
+	e := newEndpoint(t, ecKeyJWK("k1", &k1.PublicKey))
+	s := newSet(e.srv.URL, setOptions{Refresh: 20 * time.Millisecond})
 	s.Start()
 	defer s.Close()
 	deadline := time.Now().Add(5 * time.Second)
@@ -211,10 +216,10 @@ func TestParse(t *testing.T) {
 	rsaJWK := func(kid, alg string, k *rsa.PublicKey) map[string]any {
 		return map[string]any{"kty": "RSA", "kid": kid, "alg": alg, "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
 	}
-	offCurve := ecJWK("off", &ec.PublicKey)
+	offCurve := ecKeyJWK("off", &ec.PublicKey)
 	offCurve["y"] = b64(make([]byte, 32))
-	keys, err := Parse(mustJSON(map[string]any{"keys": []any{
-		ecJWK("ec", &ec.PublicKey),
+	keys, err := parseJWKS(mustJSON(map[string]any{"keys": []any{
+		ecKeyJWK("ec", &ec.PublicKey),
 		map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(edPub)},
 		rsaJWK("rsa", "PS256", &rsaK.PublicKey),
 		rsaJWK("rsa-default", "", &rsaK.PublicKey),
@@ -234,12 +239,12 @@ func TestParse(t *testing.T) {
 		t.Fatalf("got %d keys, want %d: %v", len(keys), len(want), keys)
 	}
 	for kid, alg := range want {
-		if keys[kid].Algorithm != alg {
-			t.Errorf("%s: alg %q, want %q", kid, keys[kid].Algorithm, alg)
+		if keys[kid].alg != alg {
+			t.Errorf("%s: alg %q, want %q", kid, keys[kid].alg, alg)
 		}
 	}
 	for _, bad := range []string{`not json`, `{"keys":[]}`, `{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}`} {
-		if _, err := Parse([]byte(bad)); err == nil {
+		if _, err := parseJWKS([]byte(bad)); err == nil {
 			t.Errorf("Parse(%s) succeeded", bad)
 		}
 	}

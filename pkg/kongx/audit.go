@@ -1,15 +1,15 @@
-// Package audit writes one structured line per decision: which plugin, on
-// which route, allowed or denied with which code, for which customer, and how
-// long it took. Lines are JSON on stderr, which Kong copies into its error
-// log for plugin servers. Tokens and credentials are never fields here.
-package audit
+package kongx
+
+// The audit line: one structured line per decision, which plugin, on which
+// route, allowed or denied with which code, for which customer, and how long
+// it took. Lines are JSON on stderr, which Kong copies into its error log
+// for plugin servers. Tokens and credentials are never fields here.
 
 import (
 	"context"
 	"io"
 	"log/slog"
 	"os"
-	"sync/atomic"
 	"time"
 
 	"github.com/subgate/subgate/pkg/denial"
@@ -36,23 +36,17 @@ type Record struct {
 // Add appends a plugin-specific fact.
 func (r *Record) Add(attrs ...slog.Attr) { r.Attrs = append(r.Attrs, attrs...) }
 
-var logger atomic.Pointer[slog.Logger]
-
 func init() { SetOutput(os.Stderr) }
 
-// SetOutput sends all log lines to w as JSON (tests point it at a buffer).
+// SetOutput sends all log lines, the decisions and the operational events
+// of every package (through slog's default logger), to w as JSON (tests
+// point it at a buffer).
 func SetOutput(w io.Writer) {
-	l := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	logger.Store(l)
-	slog.SetDefault(l)
+	slog.SetDefault(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
-// Logger is the process logger for operational events (misconfiguration,
-// key refreshes, lost connections).
-func Logger() *slog.Logger { return logger.Load() }
-
-// Log writes the decision line.
-func Log(r *Record) {
+// logRecord writes the decision line.
+func logRecord(r *Record) {
 	decision := "deny"
 	level := slog.LevelWarn
 	if r.Allowed {
@@ -79,5 +73,5 @@ func Log(r *Record) {
 		attrs = append(attrs, slog.Int("status", r.Status))
 	}
 	attrs = append(attrs, r.Attrs...)
-	logger.Load().LogAttrs(context.Background(), level, "decision", attrs...)
+	slog.Default().LogAttrs(context.Background(), level, "decision", attrs...)
 }

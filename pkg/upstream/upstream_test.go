@@ -1,4 +1,4 @@
-package hdr
+package upstream
 
 import "testing"
 

@@ -1,10 +1,11 @@
-// Package subpath finds the subscription id (and optionally the country) in
+package ownercheck
+
+// Path patterns: find the subscription id (and optionally the country) in
 // a request path by configured patterns such as
 // "/subscriptions/{subscription_id}/deliveries". It is strict on purpose:
 // a path either has exactly one reading or none, so that no spelling of a
 // path can make the gateway check one subscription while the upstream
 // serves another.
-package subpath
 
 import (
 	"errors"

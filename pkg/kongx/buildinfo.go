@@ -1,5 +1,6 @@
-// Package buildinfo holds what every plugin binary reports to Kong.
-package buildinfo
+package kongx
+
+// What every plugin binary reports to Kong.
 
 // Version of the subgate plugins, reported in each plugin's -dump info.
 const Version = "0.1.0"

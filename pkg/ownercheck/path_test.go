@@ -1,4 +1,4 @@
-package subpath
+package ownercheck
 
 import "testing"
 

@@ -1,14 +1,16 @@
-// Package claims is the contract between jwt-claims and the plugins after it:
-// the verified claims travel as one value in kong.ctx.shared under SharedKey.
-// Only jwt-claims writes it, after verifying the token; later plugins read it
+package jwtclaims
+
+// The contract between jwt-claims and the plugins after it: the verified
+// claims travel as one value in kong.ctx.shared under SharedKey. Only
+// jwt-claims writes it, after verifying the token; later plugins read it
 // and never fall back to anything the client sent.
-package claims
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
+
+	"github.com/subgate/subgate/pkg/upstream"
 )
 
 // SharedKey is the kong.ctx.shared key holding the encoded Verified value.
@@ -62,17 +64,6 @@ func Decode(s string) (*Verified, error) {
 	return &v, nil
 }
 
-// String returns claim name as a string. Numbers are formatted without an
-// exponent (JSON numbers decode as float64) so that a numeric id claim reads
-// as its digits; other types are not strings.
-func (v *Verified) String(name string) (string, bool) {
-	switch x := v.Claims[name].(type) {
-	case string:
-		return x, true
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), true
-	case json.Number:
-		return x.String(), true
-	}
-	return "", false
-}
+// String returns claim name as a header-safe scalar string (see
+// upstream.Scalar); other types are not strings.
+func (v *Verified) String(name string) (string, bool) { return upstream.Scalar(v.Claims[name]) }

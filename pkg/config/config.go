@@ -1,0 +1,441 @@
+// Package config is how a plugin declares its configuration once, as a Go
+// struct with tags, and gets from that one declaration: the defaults New()
+// sets, the validation at instance start (every problem at once), the Kong
+// schema printed by -dump, and the README's config table.
+//
+// Tags on a field:
+//
+//	json:"name"        the Kong field name (required; "-" hides a field)
+//	default:"v"        the default: a Go literal for scalars, JSON for arrays and
+//	                   maps, or $name for a value declared with Define
+//	kong:"..."         Kong field attributes, comma-separated: required,
+//	                   referenceable, one_of=a|b, between=min|max, gt=n,
+//	                   len_min=n, len_max=n
+//	doc:"..."          the description (schema and README)
+//
+// A struct type may add entity checks (combinations Kong refuses) by
+// implementing EntityChecker. Embedded structs are flattened, as
+// encoding/json does; a shallower field of the same name wins.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// field is one declared field, parsed from its tags.
+type field struct {
+	name      string
+	index     []int // reflect path from the declaring struct
+	typ       reflect.Type
+	def       string // raw default tag; "" = none
+	hasDef    bool
+	required  bool
+	secret    bool // referenceable
+	oneOf     []string
+	between   *[2]float64
+	gt        *float64
+	lenMin    *int
+	lenMax    *int
+	doc       string
+	kongType  string
+	recordOf  []field // for records
+	elemField *field  // for arrays (elements) and maps (values)
+}
+
+var (
+	enumsMu sync.Mutex
+	enums   = map[string][]string{}
+	defined = map[string]string{}
+)
+
+// Define declares a default that code outside the config needs too (a
+// writer's key prefix, a stream name), once, for tags to name as
+// default:"$name".
+func Define(name, value string) string {
+	enumsMu.Lock()
+	defer enumsMu.Unlock()
+	defined[name] = value
+	return value
+}
+
+// Enum declares a list of allowed values once, for tags to name as
+// one_of=$name (for example the algorithms a key may be configured with).
+func Enum(name string, values []string) []string {
+	enumsMu.Lock()
+	defer enumsMu.Unlock()
+	enums[name] = values
+	return values
+}
+
+var (
+	cacheMu sync.Mutex
+	cache   = map[reflect.Type][]field{}
+)
+
+// fields returns the declared fields of struct type t, flattening embedded
+// structs. It panics on a malformed declaration: that is a programming
+// error, caught by every plugin's tests.
+func fields(t reflect.Type) []field {
+	cacheMu.Lock()
+	if f, ok := cache[t]; ok {
+		cacheMu.Unlock()
+		return f
+	}
+	cacheMu.Unlock()
+	var out []field
+	seen := map[string]bool{}
+	var walk func(t reflect.Type, index []int, depth int)
+	walk = func(t reflect.Type, index []int, depth int) {
+		var embedded []reflect.StructField
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if !sf.IsExported() {
+				continue
+			}
+			if sf.Anonymous && sf.Type.Kind() == reflect.Struct && sf.Tag.Get("json") == "" {
+				embedded = append(embedded, sf)
+				continue
+			}
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				panic(fmt.Sprintf("config: %s.%s has no json name", t, sf.Name))
+			}
+			if seen[name] {
+				continue // shadowed by a shallower field
+			}
+			seen[name] = true
+			out = append(out, parseField(sf, append(slices.Clone(index), i)))
+		}
+		for _, sf := range embedded { // after the struct's own fields: those shadow
+			walk(sf.Type, append(slices.Clone(index), sf.Index...), depth+1)
+		}
+	}
+	walk(t, nil, 0)
+	cacheMu.Lock()
+	cache[t] = out
+	cacheMu.Unlock()
+	return out
+}
+
+func parseField(sf reflect.StructField, index []int) field {
+	name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+	f := field{name: name, index: index, typ: sf.Type, doc: sf.Tag.Get("doc")}
+	f.def, f.hasDef = sf.Tag.Lookup("default")
+	if ref, ok := strings.CutPrefix(f.def, "$"); ok {
+		enumsMu.Lock()
+		d, known := defined[ref]
+		enumsMu.Unlock()
+		if !known {
+			panic(fmt.Sprintf("config: field %s: default names nothing defined as %q", name, ref))
+		}
+		f.def = d
+	}
+	bad := func(format string, a ...any) {
+		panic(fmt.Sprintf("config: field %s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	for _, attr := range strings.Split(sf.Tag.Get("kong"), ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(attr), "=")
+		switch k {
+		case "":
+		case "required":
+			f.required = true
+		case "referenceable":
+			f.secret = true
+		case "one_of":
+			if name, ok := strings.CutPrefix(v, "$"); ok {
+				enumsMu.Lock()
+				f.oneOf = enums[name]
+				enumsMu.Unlock()
+				if f.oneOf == nil {
+					bad("one_of names no enum %q", name)
+				}
+			} else {
+				f.oneOf = strings.Split(v, "|")
+			}
+		case "between":
+			lo, hi, _ := strings.Cut(v, "|")
+			a, err1 := strconv.ParseFloat(lo, 64)
+			b, err2 := strconv.ParseFloat(hi, 64)
+			if err1 != nil || err2 != nil || a > b {
+				bad("between=%q", v)
+			}
+			f.between = &[2]float64{a, b}
+		case "gt":
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				bad("gt=%q", v)
+			}
+			f.gt = &n
+		case "len_min", "len_max":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				bad("%s=%q", k, v)
+			}
+			if k == "len_min" {
+				f.lenMin = &n
+			} else {
+				f.lenMax = &n
+			}
+		default:
+			bad("unknown kong attribute %q", k)
+		}
+	}
+	f.kongType = kongType(sf.Type)
+	switch sf.Type.Kind() {
+	case reflect.Struct:
+		f.recordOf = fields(sf.Type)
+	case reflect.Slice, reflect.Map:
+		e := field{name: name, typ: sf.Type.Elem(), kongType: kongType(sf.Type.Elem())}
+		if e.typ.Kind() == reflect.Struct {
+			e.recordOf = fields(e.typ)
+		}
+		f.elemField = &e
+	}
+	if f.secret && f.kongType != "string" {
+		bad("referenceable applies to strings only")
+	}
+	if f.hasDef {
+		if err := setDefault(reflect.New(sf.Type).Elem(), f.def); err != nil {
+			bad("default %q: %v", f.def, err)
+		}
+	}
+	return f
+}
+
+func kongType(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		return "integer"
+	case reflect.Float64:
+		return "number"
+	case reflect.Slice:
+		return "array"
+	case reflect.Map:
+		if t.Key().Kind() != reflect.String {
+			panic(fmt.Sprintf("config: map key %s is not a string", t.Key()))
+		}
+		return "map"
+	case reflect.Struct:
+		return "record"
+	}
+	panic(fmt.Sprintf("config: type %s has no Kong form", t))
+}
+
+func setDefault(v reflect.Value, def string) error {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(def)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(def)
+		if err != nil {
+			return err
+		}
+		v.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(def, 10, 64)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(def, 64)
+		if err != nil {
+			return err
+		}
+		v.SetFloat(n)
+	default:
+		return json.Unmarshal([]byte(def), v.Addr().Interface())
+	}
+	return nil
+}
+
+// Defaults sets every declared default on *ptr (records included).
+func Defaults(ptr any) {
+	v := reflect.ValueOf(ptr).Elem()
+	defaults(v, fields(v.Type()))
+}
+
+func defaults(v reflect.Value, fs []field) {
+	for _, f := range fs {
+		fv := v.FieldByIndex(f.index)
+		if f.hasDef {
+			_ = setDefault(fv, f.def) // checked when the declaration was parsed
+		} else if f.recordOf != nil {
+			defaults(fv, f.recordOf)
+		}
+	}
+}
+
+// FillZero sets the declared default on every field left at a zero value
+// the declaration does not allow (a nil list, a zero timeout): the fill for
+// configs built in Go (tests, tools) rather than sent by Kong. A zero the
+// declaration allows (leeway 0, cache_size 0) is kept.
+func FillZero(ptr any) {
+	v := reflect.ValueOf(ptr).Elem()
+	fillZero(v, fields(v.Type()))
+}
+
+func fillZero(v reflect.Value, fs []field) {
+	for _, f := range fs {
+		fv := v.FieldByIndex(f.index)
+		switch {
+		case f.recordOf != nil:
+			fillZero(fv, f.recordOf)
+		case f.hasDef && fv.IsZero() && !zeroAllowed(f):
+			_ = setDefault(fv, f.def)
+		}
+	}
+}
+
+func zeroAllowed(f field) bool {
+	var errs []error
+	validateValue(&errs, f.name, reflect.New(f.typ).Elem(), f)
+	return len(errs) == 0 && f.kongType != "string" && f.kongType != "array" && f.kongType != "map"
+}
+
+// Decode reads the config Kong sent into *ptr, which holds the defaults
+// (New() set them), and validates it. Kong's own fields (route_id, __seq__,
+// ...) are ignored; null leaves a field as it was.
+func Decode(raw []byte, ptr any) error {
+	v := reflect.ValueOf(ptr).Elem()
+	clearGivenMaps(raw, v, fields(v.Type()))
+	if err := json.Unmarshal(raw, ptr); err != nil {
+		return fmt.Errorf("decoding config: %w", err)
+	}
+	return Validate(ptr)
+}
+
+// clearGivenMaps empties the map fields raw sets: encoding/json merges an
+// object into an existing map, and a route's map replaces the default one.
+func clearGivenMaps(raw []byte, v reflect.Value, fs []field) {
+	var given map[string]json.RawMessage
+	if json.Unmarshal(raw, &given) != nil {
+		return // Unmarshal reports it
+	}
+	for _, f := range fs {
+		r, ok := given[f.name]
+		if !ok {
+			continue
+		}
+		switch f.kongType {
+		case "map":
+			v.FieldByIndex(f.index).SetZero()
+		case "record":
+			clearGivenMaps(r, v.FieldByIndex(f.index), f.recordOf)
+		}
+	}
+}
+
+// EntityChecker is implemented by a config struct whose fields must be
+// set in certain combinations.
+type EntityChecker interface {
+	EntityChecks() []Check
+}
+
+// Validate checks *ptr against its declaration and returns every problem
+// at once, each naming its field path.
+func Validate(ptr any) error {
+	v := reflect.ValueOf(ptr).Elem()
+	var errs []error
+	validate(&errs, "config", v, fields(v.Type()))
+	return errors.Join(errs...)
+}
+
+func validate(errs *[]error, path string, v reflect.Value, fs []field) {
+	for _, f := range fs {
+		validateValue(errs, path+"."+f.name, v.FieldByIndex(f.index), f)
+	}
+	if ec, ok := checker(v); ok {
+		for _, c := range ec.EntityChecks() {
+			if err := c.eval(v, fs); err != nil {
+				*errs = append(*errs, fmt.Errorf("%s: %w", path, err))
+			}
+		}
+	}
+}
+
+func checker(v reflect.Value) (EntityChecker, bool) {
+	if v.CanAddr() {
+		v = v.Addr()
+	}
+	ec, ok := v.Interface().(EntityChecker)
+	return ec, ok
+}
+
+func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
+	fail := func(format string, a ...any) {
+		*errs = append(*errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...)))
+	}
+	if f.required && fv.IsZero() && f.kongType != "boolean" && f.kongType != "record" {
+		fail("required field missing")
+		return
+	}
+	switch f.kongType {
+	case "string":
+		s := fv.String()
+		if s == "" {
+			return
+		}
+		if f.secret && strings.HasPrefix(s, "{vault://") {
+			fail("the vault reference was not resolved (Kong resolves it before the plugin starts; is the vault configured?)")
+		}
+		if f.oneOf != nil && !slices.Contains(f.oneOf, s) {
+			fail("expected one of: %s", strings.Join(f.oneOf, ", "))
+		}
+		checkLen(fail, len(s), f, "length")
+	case "integer", "number":
+		var n float64
+		if f.kongType == "integer" {
+			n = float64(fv.Int())
+		} else {
+			n = fv.Float()
+		}
+		if f.oneOf != nil && !slices.Contains(f.oneOf, strconv.FormatFloat(n, 'f', -1, 64)) {
+			fail("expected one of: %s", strings.Join(f.oneOf, ", "))
+		}
+		if f.between != nil && (n < f.between[0] || n > f.between[1]) {
+			fail("value should be between %s and %s", num(f.between[0]), num(f.between[1]))
+		}
+		if f.gt != nil && n <= *f.gt {
+			fail("value must be greater than %s", num(*f.gt))
+		}
+	case "array":
+		checkLen(fail, fv.Len(), f, "length")
+		for i := 0; i < fv.Len(); i++ {
+			validateValue(errs, fmt.Sprintf("%s[%d]", path, i+1), fv.Index(i), *f.elemField)
+		}
+	case "map":
+		checkLen(fail, fv.Len(), f, "size")
+		iter := fv.MapRange()
+		for iter.Next() {
+			validateValue(errs, path+"."+iter.Key().String(), iter.Value(), *f.elemField)
+		}
+	case "record":
+		validate(errs, path, fv, f.recordOf)
+	}
+}
+
+func checkLen(fail func(string, ...any), n int, f field, what string) {
+	if f.lenMin != nil && n < *f.lenMin {
+		fail("%s must be at least %d", what, *f.lenMin)
+	}
+	if f.lenMax != nil && n > *f.lenMax {
+		fail("%s must be at most %d", what, *f.lenMax)
+	}
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }

@@ -1,0 +1,66 @@
+package config
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// Secret is a secret config value from exactly one of three sources: the
+// field itself (referenceable: Kong resolves a vault reference such as
+// {vault://env/NAME} before the plugin sees it), a file read at instance
+// start, or an environment variable. Errors name the field and the path or
+// variable, never the secret.
+type Secret struct {
+	Field string // the config field, e.g. "keys[1].secret"
+	Value string
+	File  string
+	Env   string
+}
+
+// Set reports whether any source is given.
+func (s Secret) Set() bool { return s.Value != "" || s.File != "" || s.Env != "" }
+
+// Read returns the secret.
+func (s Secret) Read() (string, error) {
+	n := 0
+	for _, v := range []string{s.Value, s.File, s.Env} {
+		if v != "" {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return "", fmt.Errorf("%s: no secret: set %s, %s_file or %s_env", s.Field, s.Field, s.Field, s.Field)
+	case n > 1:
+		return "", fmt.Errorf("%s: set only one of %s, %s_file and %s_env", s.Field, s.Field, s.Field, s.Field)
+	case s.Value != "":
+		return s.Value, nil
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			return "", fmt.Errorf("%s_file: cannot read %s: %v", s.Field, s.File, pathError(err))
+		}
+		v := strings.TrimRight(string(b), "\r\n") // files written by editors and echo end in a newline
+		if v == "" {
+			return "", fmt.Errorf("%s_file: %s is empty", s.Field, s.File)
+		}
+		return v, nil
+	}
+	v := os.Getenv(s.Env)
+	if v == "" {
+		return "", fmt.Errorf("%s_env: environment variable %s is unset or empty in the plugin server: "+
+			"nginx clears the environment of the processes Kong starts; declare it with nginx_main_env "+
+			"(KONG_NGINX_MAIN_ENV=%s) or use %s (a vault reference) or %s_file", s.Field, s.Env, s.Env, s.Field, s.Field)
+	}
+	return v, nil
+}
+
+// pathError drops the path from an *os.PathError (the message names it once).
+func pathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}
+
