@@ -63,4 +63,3 @@ func pathError(err error) error {
 	}
 	return err
 }
-
