@@ -27,7 +27,11 @@ func Shared(ro redisconn.Options, o FollowerOptions) (*Follower, error) {
 	if o.Window <= 0 {
 		return nil, fmt.Errorf("payevents: replay window must be positive")
 	}
-	key := fmt.Sprintf("%+v|%s|%v|%v", ro, o.Stream, o.Window, o.Block)
+	if o.FirstSync <= 0 {
+		// One failed attempt and a retry, at these settings' timeouts.
+		o.FirstSync = 2 * time.Duration(ro.DialTimeoutMs+ro.ReadTimeoutMs) * time.Millisecond
+	}
+	key := fmt.Sprintf("%+v|%s|%v|%v|%v", ro, o.Stream, o.Window, o.Block, o.FirstSync)
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if f, ok := followers[key]; ok {
@@ -46,5 +50,14 @@ type Bound struct {
 	After time.Duration
 }
 
-// Stale reports whether F has not heard from Redis within After.
-func (b Bound) Stale() bool { return b.F.Stale(b.After) }
+// Stale reports whether F's state cannot be trusted: it has not heard from
+// Redis within After, or has never caught up with the stream. A check that
+// comes while a freshly started follower replays waits for that replay,
+// bounded by FirstSync after the follower's start (AwaitFirstSync): the
+// first request after a plugin-server start or a new Redis setting gets
+// the answer a later one would, and fails closed (stale) only when Redis
+// does not answer in time.
+func (b Bound) Stale() bool {
+	b.F.AwaitFirstSync()
+	return b.F.Stale(b.After)
+}
