@@ -21,7 +21,12 @@ type CheckerOptions struct {
 	// Required entitlements: the token must grant every one.
 	Required    []string
 	Revocations Revocations
-	// Stale reports that the revocation state cannot be trusted now.
+	// Stale reports that the revocation state cannot be trusted now. It
+	// may wait, briefly and bounded, while the state is first loaded after
+	// a start (payevents.Bound.Stale waits for a fresh follower's first
+	// catch-up), so that the first request after a start gets the answer a
+	// later one would. Check calls it only for a token that passed every
+	// other check, so a bad token never waits.
 	Stale      func() bool
 	RetryAfter int // seconds, on 503
 }
