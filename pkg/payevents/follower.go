@@ -21,8 +21,19 @@ type FollowerOptions struct {
 	// Block is how long one XREAD waits for new entries (default 1s). Each
 	// answer, even an empty one, proves the connection is alive.
 	Block time.Duration
-	Now   func() time.Time
+	// FirstSync bounds how long, counted from Start, a check waits for the
+	// follower's first complete catch-up (see AwaitFirstSync); default
+	// DefaultFirstSync. Past it, a follower that never caught up is stale
+	// and checks answer at once (fail closed).
+	FirstSync time.Duration
+	Now       func() time.Time
 }
+
+// DefaultFirstSync is twice redisconn's default dial plus read timeout
+// (200 ms + 100 ms): room for one failed attempt and go-redis' retry of
+// the replay's first XRANGE, far below Kong's 10 s wait for an instance
+// and the 10 s staleness bound.
+const DefaultFirstSync = 600 * time.Millisecond
 
 // Follower keeps Revocations current from the stream: it replays the
 // window on start, then reads new entries with blocking XREADs, and after
@@ -36,6 +47,14 @@ type Follower struct {
 	lastPrune   time.Time
 	lastContact atomic.Int64 // unix nanos of the last successful read; 0: never synced
 	applied     atomic.Int64
+
+	// caughtUp (and synced, closed at the same moment) says the state has
+	// once held every event in the window up to the stream's end: until
+	// then it is stale whatever lastContact says (a replay cut short by a
+	// lost connection has answered, but is not complete).
+	caughtUp      atomic.Bool
+	synced        chan struct{}
+	firstDeadline atomic.Int64 // unix nanos: Start + FirstSync; 0: not started
 
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -51,10 +70,14 @@ func NewFollower(rdb redis.UniversalClient, o FollowerOptions) *Follower {
 	if o.Block <= 0 {
 		o.Block = time.Second
 	}
+	if o.FirstSync <= 0 {
+		o.FirstSync = DefaultFirstSync
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Follower{rdb: rdb, o: o, revs: NewRevocations(), stop: make(chan struct{}), done: make(chan struct{})}
+	return &Follower{rdb: rdb, o: o, revs: NewRevocations(), synced: make(chan struct{}),
+		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // Revocations is the state the follower keeps current.
@@ -72,8 +95,58 @@ func (f *Follower) LastContact() time.Time {
 	return time.Unix(0, n)
 }
 
-// Start runs the follower until Stop.
-func (f *Follower) Start() { go f.run() }
+// Start runs the follower until Stop. It does not wait for Redis: a
+// plugin instance starts inside Kong's first request and must start fast
+// whether Redis answers or not; the first checks wait instead, bounded, in
+// AwaitFirstSync.
+func (f *Follower) Start() {
+	f.firstDeadline.Store(time.Now().Add(f.o.FirstSync).UnixNano())
+	go f.run()
+}
+
+// AwaitFirstSync waits until the follower has first caught up with the
+// stream (every event in the window, up to the stream's end, applied) or
+// until FirstSync after Start has passed, whichever comes first, and
+// reports whether it has caught up. Once caught up it returns at once, and
+// so it does after the deadline: only the checks that arrive while a fresh
+// follower replays wait, and they all wait for that one replay, sharing it
+// (no Redis call of their own).
+//
+// Why wait rather than read the state synchronously on first use: the
+// follower's replay already is that read, and it starts with the instance,
+// so the first request waits for the time of one XRANGE on a new
+// connection (about a millisecond on a LAN) and then finds the exact state
+// the follower goes on to keep current. A second, request-path read would
+// need its own hand-over to the follower (which id to resume from), could
+// race the follower's own replay, and would multiply Redis calls by the
+// number of concurrent first requests.
+func (f *Follower) AwaitFirstSync() bool {
+	if f.caughtUp.Load() {
+		return true
+	}
+	dl := f.firstDeadline.Load()
+	if dl == 0 { // not started: nothing to wait for
+		return false
+	}
+	d := time.Until(time.Unix(0, dl))
+	if d <= 0 {
+		return f.caughtUp.Load()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.synced:
+	case <-t.C:
+	case <-f.stop:
+	}
+	return f.caughtUp.Load()
+}
+
+func (f *Follower) markCaughtUp() {
+	if f.caughtUp.CompareAndSwap(false, true) {
+		close(f.synced)
+	}
+}
 
 // Stop ends the follower and waits for it.
 func (f *Follower) Stop() {
@@ -134,28 +207,39 @@ func (f *Follower) replay(ctx context.Context) error {
 	}
 	f.touch()
 	f.revs.Prune(f.o.Now().Add(-f.o.Window))
+	f.markCaughtUp()
 	return nil
 }
 
 func (f *Follower) read(ctx context.Context) error {
-	res, err := f.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{f.o.Stream, f.lastID}, Count: 1000, Block: f.o.Block}).Result()
+	res, err := f.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{f.o.Stream, f.lastID}, Count: readCount, Block: f.o.Block}).Result()
 	if errors.Is(err, redis.Nil) { // BLOCK timed out with nothing new: still a sign of life
 		f.touch()
+		f.markCaughtUp() // nothing after lastID: caught up (after a replay cut short)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	n := 0
 	for _, s := range res {
 		f.apply(s.Messages)
+		n += len(s.Messages)
 	}
 	f.touch()
+	if n < readCount { // the whole rest of the stream came in this answer
+		f.markCaughtUp()
+	}
 	if now := f.o.Now(); now.Sub(f.lastPrune) > time.Minute {
 		f.revs.Prune(now.Add(-f.o.Window))
 		f.lastPrune = now
 	}
 	return nil
 }
+
+// readCount is the most entries one XREAD returns; an answer with fewer
+// holds everything up to the stream's end.
+const readCount = 1000
 
 func (f *Follower) apply(msgs []redis.XMessage) {
 	for _, m := range msgs {
@@ -172,9 +256,13 @@ func (f *Follower) apply(msgs []redis.XMessage) {
 
 func (f *Follower) touch() { f.lastContact.Store(f.o.Now().UnixNano()) }
 
-// Stale reports whether the state cannot be trusted: never synced, or no
-// answer from Redis for longer than bound.
+// Stale reports whether the state cannot be trusted: never caught up with
+// the stream, or no answer from Redis for longer than bound. It does not
+// wait; Bound.Stale does (AwaitFirstSync).
 func (f *Follower) Stale(bound time.Duration) bool {
+	if !f.caughtUp.Load() {
+		return true
+	}
 	last := f.LastContact()
 	return last.IsZero() || f.o.Now().Sub(last) > bound
 }

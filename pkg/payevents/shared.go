@@ -19,7 +19,13 @@ func Shared(rc redisconn.Config, o FollowerOptions) (*Follower, error) {
 	if o.Window <= 0 {
 		return nil, fmt.Errorf("payevents: replay window must be positive")
 	}
-	key := fmt.Sprintf("%s|%s|%v|%v", rc.Key(), o.Stream, o.Window, o.Block)
+	if o.FirstSync <= 0 {
+		// One failed attempt and a retry, at these settings' timeouts.
+		d := rc
+		config.FillZero(&d)
+		o.FirstSync = 2 * time.Duration(d.DialTimeoutMs+d.ReadTimeoutMs) * time.Millisecond
+	}
+	key := fmt.Sprintf("%s|%s|%v|%v|%v", rc.Key(), o.Stream, o.Window, o.Block, o.FirstSync)
 	return followers.Get(key, func() (*Follower, error) {
 		// Its own client: blocking reads must not hold a request-path connection.
 		rdb, err := rc.Client("redis")
@@ -38,5 +44,14 @@ type Bound struct {
 	After time.Duration
 }
 
-// Stale reports whether F has not heard from Redis within After.
-func (b Bound) Stale() bool { return b.F.Stale(b.After) }
+// Stale reports whether F's state cannot be trusted: it has not heard from
+// Redis within After, or has never caught up with the stream. A check that
+// comes while a freshly started follower replays waits for that replay,
+// bounded by FirstSync after the follower's start (AwaitFirstSync): the
+// first request after a plugin-server start or a new Redis setting gets
+// the answer a later one would, and fails closed (stale) only when Redis
+// does not answer in time.
+func (b Bound) Stale() bool {
+	b.F.AwaitFirstSync()
+	return b.F.Stale(b.After)
+}

@@ -57,8 +57,12 @@ func New(c Config) (*Decider, error) {
 	return NewDecider(c, f.Revocations(), stale.Stale)
 }
 
-// NewDecider builds the decider on a revocation source; stale reports that
-// the revocation state cannot be trusted now.
+// NewDecider builds the decider on a revocation source. stale reports that
+// the revocation state cannot be trusted now; it may wait, briefly and
+// bounded, while the state is first loaded after a start
+// (payevents.Bound.Stale waits for a fresh follower's first catch-up), so
+// that the first request after a start gets the answer a later one would.
+// Decide calls it only for a token that passed every other check.
 func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error) {
 	config.FillZero(&c)
 	if revs == nil || stale == nil {
