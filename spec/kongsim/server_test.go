@@ -14,24 +14,33 @@ import (
 	"testing"
 )
 
-// buildProbe builds the test-only plugin server in testdata/probe.
-func buildProbe(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "probe")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/probe").CombinedOutput(); err != nil {
-		t.Fatalf("building the probe: %v\n%s", err, out)
+// probeBin is the test-only plugin server in testdata/probe, built once
+// for the package's tests.
+var probeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kongsim-test-")
+	if err != nil {
+		panic(err)
 	}
-	return bin
+	probeBin = filepath.Join(dir, "probe")
+	if out, err := exec.Command("go", "build", "-o", probeBin, "./testdata/probe").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		panic(fmt.Sprintf("building the probe: %v\n%s", err, out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
-func startProbe(t *testing.T, bin string, o Options) *Server {
+func startProbe(t *testing.T, o Options) *Server {
 	t.Helper()
 	prefix, err := PrefixDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(prefix) })
-	s, err := Start(bin, prefix, o)
+	s, err := Start(probeBin, prefix, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,11 +121,10 @@ func TestParseMainEnvAsNginxReadsKongsLine(t *testing.T) {
 // A plugin server sees TZ and the declared names, nothing else of the
 // environment it was started from (besides what /bin/sh -c itself exports).
 func TestServerStartsWithTheWorkersEnvironment(t *testing.T) {
-	bin := buildProbe(t)
 	t.Setenv("SUBGATE_DECLARED", "declared-value")
 	t.Setenv("SUBGATE_UNDECLARED", "must-not-pass")
 	t.Setenv("TZ", "Europe/Berlin")
-	s := startProbe(t, bin, Options{Env: []string{"SUBGATE_DECLARED", "SUBGATE_GIVEN=given-value", "SUBGATE_NOT_SET_ANYWHERE"}})
+	s := startProbe(t, Options{Env: []string{"SUBGATE_DECLARED", "SUBGATE_GIVEN=given-value", "SUBGATE_NOT_SET_ANYWHERE"}})
 	want := []string{"SUBGATE_DECLARED=declared-value", "SUBGATE_GIVEN=given-value", "TZ=Europe/Berlin"}
 	if !slices.Equal(s.Env(), want) {
 		t.Fatalf("server env %q, want %q", s.Env(), want)
@@ -138,12 +146,11 @@ func TestServerStartsWithTheWorkersEnvironment(t *testing.T) {
 
 // Output and PDK logs land in one error log, each at its level.
 func TestServerOutputAndPDKLogsInKongsErrorLog(t *testing.T) {
-	bin := buildProbe(t)
 	log := NewErrorLog(0)
 	if log.Level() != LogNotice {
 		t.Fatalf("default level %v, want Kong's notice", log.Level())
 	}
-	s := startProbe(t, bin, Options{Log: log})
+	s := startProbe(t, Options{Log: log})
 	pid := s.Pid()
 	a := probe(t, s)
 	if a.Pid != pid {

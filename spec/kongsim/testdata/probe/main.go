@@ -11,18 +11,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/Kong/go-pdk"
 	"github.com/Kong/go-pdk/server"
 )
 
+var firstStart sync.Once
+
 // Config is the probe's plugin config.
 type Config struct {
 	// FailStartFile: while this file exists, decoding the config fails, so
 	// go-pdk drops the connection and StartInstance fails.
 	FailStartFile string `json:"fail_start_file"`
-	// StartDelayMs delays StartInstance (decoding the config).
+	// StartDelayMs delays the process's first StartInstance (decoding the
+	// config); later starts are immediate.
 	StartDelayMs int `json:"start_delay_ms"`
 	// Tag is echoed in the answer (a config change is visible).
 	Tag string `json:"tag"`
@@ -41,7 +45,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	_ = json.Unmarshal(b, &meta)
 	c.seq = meta.Seq
-	time.Sleep(time.Duration(c.StartDelayMs) * time.Millisecond)
+	firstStart.Do(func() { time.Sleep(time.Duration(c.StartDelayMs) * time.Millisecond) })
 	if c.FailStartFile != "" {
 		if _, err := os.Stat(c.FailStartFile); err == nil {
 			return errors.New("probe: told to fail StartInstance")
