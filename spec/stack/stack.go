@@ -202,6 +202,7 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.Gateway, err = gateway.Load(yml, hosts, s.Servers, rewrite); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	s.Gateway.Log = s.Log
 	if s.GatewayURL, err = s.serve("gateway", o.GatewayAddr, s.Gateway, say); err != nil {
 		return nil, err
 	}
