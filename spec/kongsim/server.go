@@ -114,7 +114,11 @@ func Start(bin, prefix string, o Options) (*Server, error) {
 	if want := filepath.Join(prefix, info.Name+".socket"); socket != want {
 		return nil, fmt.Errorf("%s: socket %s, Kong expects %s", bin, socket, want)
 	}
-	return s, s.start()
+	if err := s.start(); err != nil {
+		s.Kill() // a process that never listened is not left behind
+		return nil, err
+	}
+	return s, nil
 }
 
 // Log is the error log the server writes to.
