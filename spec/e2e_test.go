@@ -440,12 +440,26 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("audit lines never carry a token", func(t *testing.T) {
 		tok := w.token(t, alice, "DE", time.Hour)
 		w.do(t, "GET", "/me", bearer(tok)).wantAllowed(t)
-		out := w.Servers["jwt-claims"].Output()
+		srv := w.Servers["jwt-claims"]
+		// The output reaches the log through a pipe: wait for the line.
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.Output(), `"route_id":"route-profile"`) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
+		out := srv.Output()
 		if strings.Contains(out, tok) || strings.Contains(out, strings.Split(tok, ".")[2]) {
 			t.Fatal("a token reached the plugin server's output")
 		}
 		if !strings.Contains(out, `"decision":"allow"`) || !strings.Contains(out, `"route_id":"route-profile"`) {
 			t.Fatalf("no audit line for the allowed request:\n%s", tail(out, 2000))
+		}
+		// Kong logs that output at info, "[jwt-claims:PID] " first
+		// (process.lua grab_logs): at its default log_level notice an
+		// operator sees none of it.
+		if info := w.Log.SeenAt(kongsim.LogInfo); !strings.Contains(info, fmt.Sprintf("[info] [jwt-claims:%d] {", srv.Pid())) || strings.Contains(info, tok) {
+			t.Fatalf("the audit line is not in the error log at info as Kong writes it:\n%s", tail(info, 2000))
+		}
+		if seen := w.Log.Seen(); strings.Contains(seen, `"decision":"allow"`) {
+			t.Fatalf("plugin output shown at log_level %v:\n%s", w.Log.Level(), tail(seen, 2000))
 		}
 	})
 }

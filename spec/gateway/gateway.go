@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -51,11 +52,25 @@ type Plugin struct {
 
 // Gateway serves requests through the plugins.
 type Gateway struct {
-	routes []*route
 	client *http.Client
 	// Observe, when set, sees every request's model after its chain ran
 	// (the specs count PDK calls with it).
 	Observe func(route string, req *kongsim.Request)
+	// Log is Kong's error log, where the gateway writes what Kong's
+	// plugin-server code logs (plugin.lua, pb_rpc.lua). Load sets a fresh
+	// one at kongsim.DefaultLevel; replace it before serving.
+	Log *kongsim.ErrorLog
+
+	hosts   map[string]string
+	servers map[string]*kongsim.Server
+	rewrite func(plugin string, config map[string]any)
+
+	mu     sync.RWMutex
+	routes []*route
+	seq    int // Kong's shared "plugins_iterator:__seq__" counter
+
+	imu       sync.Mutex
+	instances map[string]*instanceInfo // plugin.lua running_instances, by plugin id
 }
 
 type route struct {
@@ -63,76 +78,126 @@ type route struct {
 	paths     []string
 	stripPath bool
 	service   *url.URL
-	plugins   []*instance
+	plugins   []*pluginConf
 }
 
-type instance struct {
+// pluginConf is one plugin enabled on one route, with the config Kong
+// sends at cmd_start_instance (kongsim.EncodeConfig).
+type pluginConf struct {
 	server *kongsim.Server
+	name   string
+	id     string // the plugin entity's id: kong.plugin.get_id(), Kong's key for its instance
+	seq    int    // the config's __seq__
 	config []byte
-	mu     sync.Mutex
-	id     int32
 }
 
-// Load reads kong.yml. hosts maps "host:port" strings in it to the
-// addresses to use instead (the compose network's names to loopback
+// instanceInfo is one entry of plugin.lua's running_instances: a claim
+// while an instance is being started (started false), then its id.
+type instanceInfo struct {
+	id      int32
+	started bool
+	seq     int
+	plugin  string // set once started, as instance_info.plugin_name is
+}
+
+// Load reads kong.yml and validates and encodes every plugin config, as
+// Kong refuses a declarative config with any bad entity: an error names the
+// route and the plugin, and nothing of the file is used. It starts no
+// plugin instance: Kong starts one inside the first request that reaches a
+// plugin config (see instanceID). hosts maps "host:port" strings in kong.yml
+// to the addresses to use instead (the compose network's names to loopback
 // addresses); servers are the running plugin servers by plugin name;
-// rewrite, when not nil, may change a plugin's config before it is sent
+// rewrite, when not nil, may change a plugin's config before it is encoded
 // (the demo points Redis settings at an embedded server with it).
 func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.Server, rewrite func(plugin string, config map[string]any)) (*Gateway, error) {
+	g := &Gateway{
+		client:    &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		Log:       kongsim.NewErrorLog(kongsim.DefaultLevel),
+		hosts:     hosts,
+		servers:   servers,
+		rewrite:   rewrite,
+		instances: map[string]*instanceInfo{},
+	}
+	routes, seq, err := g.parse(kongYML, 0)
+	if err != nil {
+		return nil, err
+	}
+	g.routes, g.seq = routes, seq
+	return g, nil
+}
+
+// Reload replaces the configuration, as a DB-less Kong's POST /config does:
+// a refused file changes nothing. Every plugin config gets a new __seq__
+// (Kong re-reads every plugin entity and plugins_iterator.lua numbers each
+// config anew), so the next request to each starts a new instance and
+// closes the old one (plugin.lua get_instance_id).
+func (g *Gateway) Reload(kongYML []byte) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	routes, seq, err := g.parse(kongYML, g.seq)
+	if err != nil {
+		return err
+	}
+	g.routes, g.seq = routes, seq
+	return nil
+}
+
+func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	text := string(kongYML)
-	for from, to := range hosts {
+	for from, to := range g.hosts {
 		text = strings.ReplaceAll(text, from, to)
 	}
 	var cfg Config
 	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
-		return nil, fmt.Errorf("kong.yml: %w", err)
+		return nil, 0, fmt.Errorf("kong.yml: %w", err)
 	}
 	if cfg.FormatVersion != "3.0" {
-		return nil, fmt.Errorf("kong.yml: _format_version %q, want \"3.0\"", cfg.FormatVersion)
+		return nil, 0, fmt.Errorf("kong.yml: _format_version %q, want \"3.0\"", cfg.FormatVersion)
 	}
-	g := &Gateway{client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
-	seq := 0
+	var routes []*route
 	for _, svc := range cfg.Services {
 		u, err := url.Parse(svc.URL)
 		if err != nil || u.Host == "" {
-			return nil, fmt.Errorf("service %s: bad url %q", svc.Name, svc.URL)
+			return nil, 0, fmt.Errorf("service %s: bad url %q", svc.Name, svc.URL)
 		}
 		for _, r := range svc.Routes {
 			rt := &route{name: r.Name, paths: r.Paths, stripPath: r.StripPath == nil || *r.StripPath, service: u}
+			seen := map[string]bool{}
 			for _, p := range r.Plugins {
-				srv, ok := servers[p.Name]
+				srv, ok := g.servers[p.Name]
 				if !ok {
-					return nil, fmt.Errorf("route %s: plugin %s has no running plugin server", r.Name, p.Name)
+					return nil, 0, fmt.Errorf("route %s: plugin %s has no running plugin server", r.Name, p.Name)
 				}
+				if seen[p.Name] {
+					return nil, 0, fmt.Errorf("route %s: plugin %s is configured twice (Kong allows one per route)", r.Name, p.Name)
+				}
+				seen[p.Name] = true
 				for _, ph := range srv.Info.Phases {
 					if ph != "access" {
-						return nil, fmt.Errorf("plugin %s declares phase %q, which the gateway does not model", p.Name, ph)
+						return nil, 0, fmt.Errorf("route %s: plugin %s declares phase %q, which the gateway does not model", r.Name, p.Name, ph)
 					}
 				}
 				seq++
 				given := jsonish(p.Config)
-				if rewrite != nil && given != nil {
-					rewrite(p.Name, given)
+				if g.rewrite != nil && given != nil {
+					g.rewrite(p.Name, given)
 				}
+				pc := &pluginConf{server: srv, name: p.Name, id: fmt.Sprintf("plugin-%s-%s", r.Name, p.Name), seq: seq}
 				conf, err := kongsim.EncodeConfig(srv.Info, given, kongsim.Meta{
-					RouteID: "route-" + r.Name, ServiceID: "service-" + svc.Name,
-					PluginID: fmt.Sprintf("plugin-%s-%s", r.Name, p.Name), Seq: seq})
+					RouteID: "route-" + r.Name, ServiceID: "service-" + svc.Name, PluginID: pc.id, Seq: seq})
 				if err != nil {
-					return nil, fmt.Errorf("route %s: %w", r.Name, err)
+					return nil, 0, fmt.Errorf("route %s: plugin %s: %w", r.Name, p.Name, err)
 				}
-				in := &instance{server: srv, config: conf}
-				if in.id, err = srv.StartInstance(conf); err != nil {
-					return nil, fmt.Errorf("route %s: starting %s: %w", r.Name, p.Name, err)
-				}
-				rt.plugins = append(rt.plugins, in)
+				pc.config = conf
+				rt.plugins = append(rt.plugins, pc)
 			}
 			sort.SliceStable(rt.plugins, func(i, j int) bool {
 				return rt.plugins[i].server.Info.Priority > rt.plugins[j].server.Info.Priority
 			})
-			g.routes = append(g.routes, rt)
+			routes = append(routes, rt)
 		}
 	}
-	return g, nil
+	return routes, seq, nil
 }
 
 // jsonish turns YAML-decoded values into what encoding/json would decode
@@ -149,6 +214,8 @@ func jsonish(m map[string]any) map[string]any {
 }
 
 func (g *Gateway) match(path string) (*route, string) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
 	var best *route
 	bestLen := -1
 	prefix := ""
@@ -202,44 +269,138 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // chain runs the access phase of each plugin in order; it stops at the
-// first exit. A "closed" or "no plugin instance" error makes Kong restart
-// the instance and retry the event (pb_rpc.lua handle_event); the gateway
-// retries once.
+// first exit.
 func (g *Gateway) chain(rt *route, req *kongsim.Request) error {
-	for _, in := range rt.plugins {
-		err := in.handle(req)
+	for _, pc := range rt.plugins {
+		err := g.handleEvent(pc, "access", req, 0)
 		if errors.Is(err, kongsim.ErrExited) {
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", in.server.Info.Name, err)
+			return fmt.Errorf("%s: %w", pc.name, err)
 		}
 	}
 	return nil
 }
 
-func (in *instance) handle(req *kongsim.Request) error {
-	in.mu.Lock()
-	id := in.id
-	in.mu.Unlock()
-	err := in.server.HandleEvent(id, "access", req)
+// maxEventRetries bounds the restarts of one event. Kong's handle_event
+// retries by recursion without a bound; the gateway stops after this many
+// so a broken plugin server fails a spec instead of hanging it.
+const maxEventRetries = 10
+
+// errStart is a failed StartInstance: plugin.lua raises it with error(),
+// which skips pb_rpc.lua's restart logic and fails the request (500).
+type errStart struct{ err error }
+
+func (e errStart) Error() string { return "starting instance: " + e.err.Error() }
+func (e errStart) Unwrap() error { return e.err }
+
+// handleEvent is pb_rpc.lua's Rpc:handle_event: get (or start) the
+// instance for the config, run the event; on an error naming "no plugin
+// instance" or "closed", forget every instance of the plugin
+// (reset_instance), log it at warn, and run the event again; any other
+// error is logged and answered with 500.
+func (g *Gateway) handleEvent(pc *pluginConf, phase string, req *kongsim.Request, retries int) error {
+	id, err := g.instanceID(pc)
+	var se errStart
+	if errors.As(err, &se) {
+		return err
+	}
+	if err == nil {
+		err = pc.server.HandleEvent(id, phase, req)
+	}
 	if err == nil || errors.Is(err, kongsim.ErrExited) {
 		return err
 	}
 	msg := strings.ToLower(err.Error())
-	if !strings.Contains(msg, "closed") && !strings.Contains(msg, "no plugin instance") {
-		return err
+	if strings.Contains(msg, "no plugin instance") || strings.Contains(msg, "closed") {
+		g.resetInstances(pc.name)
+		g.Log.Kong(kongsim.LogWarn, "[kong] pb_rpc.lua [%s] %v", pc.name, err)
+		if retries >= maxEventRetries {
+			return fmt.Errorf("%w (gave up after %d restarts)", err, retries)
+		}
+		return g.handleEvent(pc, phase, req, retries+1)
 	}
-	in.mu.Lock()
-	newID, serr := in.server.StartInstance(in.config)
-	if serr == nil {
-		in.id = newID
+	g.Log.Kong(kongsim.LogErr, "[kong] pb_rpc.lua [%s] pluginserver error: %v", pc.name, err)
+	return err
+}
+
+// How long a request waits for an instance another request is starting
+// (plugin.lua get_instance_id: SLEEP_STEP = 0.1, WAIT_TIME = 10).
+const (
+	claimSleepStep = 100 * time.Millisecond
+	claimWaitTime  = 10 * time.Second
+	claimMaxSteps  = int(claimWaitTime / claimSleepStep)
+)
+
+// instanceID is plugin.lua's get_instance_id, keyed by the plugin's id as
+// Kong keys running_instances by kong.plugin.get_id(). A request that
+// finds another one starting the instance polls every claimSleepStep, and
+// gives up (dropping the claim) after claimMaxSteps. An instance of the
+// same __seq__ is reused. Otherwise this request claims the key (or marks
+// the existing entry as changing) and starts an instance itself; on failure
+// it drops the claim, so the next request tries again, and raises errStart;
+// on success after a config change it closes the old instance, ignoring
+// any error. Kong runs this between coroutine yields of one worker; the
+// lock makes each step between yields atomic in the same way.
+func (g *Gateway) instanceID(pc *pluginConf) (int32, error) {
+	g.imu.Lock()
+	info := g.instances[pc.id]
+	for waits := 0; info != nil && !info.started; {
+		g.imu.Unlock()
+		time.Sleep(claimSleepStep)
+		g.imu.Lock()
+		waits++
+		if waits > claimMaxSteps {
+			delete(g.instances, pc.id)
+			g.imu.Unlock()
+			return 0, fmt.Errorf("Could not claim instance_id for %s (key: %s)", pc.name, pc.id)
+		}
+		info = g.instances[pc.id]
 	}
-	in.mu.Unlock()
-	if serr != nil {
-		return fmt.Errorf("restarting instance: %w (after %v)", serr, err)
+	if info != nil && info.started && info.seq == pc.seq {
+		id := info.id
+		g.imu.Unlock()
+		return id, nil
 	}
-	return in.server.HandleEvent(newID, "access", req)
+	var oldID int32
+	hadOld := false
+	if info == nil {
+		info = &instanceInfo{seq: pc.seq}
+		g.instances[pc.id] = info
+	} else {
+		oldID, hadOld = info.id, true
+		info.started = false
+	}
+	g.imu.Unlock()
+
+	id, err := pc.server.StartInstance(pc.config)
+	g.imu.Lock()
+	if err != nil {
+		delete(g.instances, pc.id)
+		g.imu.Unlock()
+		g.Log.Kong(kongsim.LogErr, "[kong] plugin.lua [%s] starting instance: %v", pc.name, err)
+		return 0, errStart{err}
+	}
+	info.id, info.started, info.seq, info.plugin = id, true, pc.seq, pc.name
+	g.imu.Unlock()
+	if hadOld {
+		_ = pc.server.CloseInstance(oldID)
+	}
+	return id, nil
+}
+
+// resetInstances is plugin.lua's reset_instances_for_plugin: forget every
+// started instance of the plugin, on every route, since one plugin server
+// serves them all.
+func (g *Gateway) resetInstances(plugin string) {
+	g.imu.Lock()
+	defer g.imu.Unlock()
+	for k, in := range g.instances {
+		if in.plugin == plugin {
+			delete(g.instances, k)
+		}
+	}
 }
 
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -63,9 +64,19 @@ func (r *Request) Logs() []string {
 	return append([]string(nil), r.logs...)
 }
 
-// call answers one PDK call. An unimplemented method is an error naming it,
-// so a plugin cannot silently depend on something the specs do not model.
+// call answers one PDK call with no error log.
 func (r *Request) call(plugin, method string, args []byte) ([]byte, error) {
+	return r.callLogged(nil, plugin, method, args)
+}
+
+// pdkLevels maps kong.log.* to their nginx levels (kong/pdk/log.lua _LEVELS).
+var pdkLevels = map[string]Level{"kong.log.alert": LogAlert, "kong.log.crit": LogCrit, "kong.log.err": LogErr,
+	"kong.log.warn": LogWarn, "kong.log.notice": LogNotice, "kong.log.info": LogInfo, "kong.log.debug": LogDebug}
+
+// callLogged answers one PDK call; kong.log.* calls go to log (when not nil)
+// at their own level. An unimplemented method is an error naming it, so a
+// plugin cannot silently depend on something the specs do not model.
+func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) ([]byte, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls[plugin] = append(r.calls[plugin], method)
@@ -163,10 +174,38 @@ func (r *Request) call(plugin, method string, args []byte) ([]byte, error) {
 		if err := proto.Unmarshal(args, &lv); err != nil {
 			return nil, err
 		}
-		r.logs = append(r.logs, fmt.Sprint(lv.AsSlice()...))
+		msg := luaConcat(lv.AsSlice())
+		r.logs = append(r.logs, msg)
+		if log != nil {
+			// Kong namespaces kong.log with the running plugin's name
+			// (kong/init.lua set_namespaced_log; kong/pdk/log.lua format
+			// "[kong] %file_src:%line_src [%namespace] %message").
+			log.Write(pdkLevels[method], plugin, "[kong] pb_rpc.lua ["+plugin+"] "+msg)
+		}
 		return nil, nil
 	}
 	return nil, fmt.Errorf("kongsim: PDK method %q is not modelled: add it to spec/kongsim with Kong's semantics, and a spec for it", method)
+}
+
+// luaConcat joins kong.log's arguments as Kong does: each one tostring()-ed,
+// with no separator (kong/pdk/log.lua); numbers as LuaJIT prints them (%.14g).
+func luaConcat(args []any) string {
+	var b strings.Builder
+	for _, a := range args {
+		switch v := a.(type) {
+		case nil:
+			b.WriteString("nil")
+		case float64:
+			b.WriteString(strconv.FormatFloat(v, 'g', 14, 64))
+		case string:
+			b.WriteString(v)
+		case bool:
+			b.WriteString(strconv.FormatBool(v))
+		default:
+			b.WriteString(fmt.Sprintf("table: %v", v))
+		}
+	}
+	return b.String()
 }
 
 // setHeader applies ngx.req.set_header semantics as Kong's set_header(s)

@@ -7,7 +7,7 @@
 package kongsim
 
 import (
-	"bytes"
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -17,8 +17,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
@@ -63,46 +65,102 @@ func Dump(bin, prefix string) (Info, string, error) {
 	return d.Plugins[0], d.SocketPath, nil
 }
 
+// Options say how a plugin server is started.
+type Options struct {
+	// Env lists the names declared with nginx's `env` directive (Kong's
+	// nginx_main_env, see ParseMainEnv): "NAME" passes this process's value,
+	// "NAME=value" sets one. With TZ, they are the server's whole
+	// environment (see env.go).
+	Env []string
+	// Log is Kong's error log, where the server's output and its plugin's
+	// kong.log.* calls go; nil: a log of its own at DefaultLevel.
+	Log *ErrorLog
+}
+
 // Server is one running plugin server process.
 type Server struct {
 	Info   Info
 	bin    string
 	prefix string
 	socket string
+	env    []string
+	log    *ErrorLog
 	seq    atomic.Int64
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log *lockedWriter // stdout and stderr, one lock
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	pid    int
+	output chan struct{} // closed when the current process's output is drained
 
 	idle chan net.Conn // kept-alive connections, as Kong's c:setkeepalive() pools them
 }
 
-// Start queries and starts bin under prefix and waits for its socket.
-func Start(bin, prefix string) (*Server, error) {
+// Start queries bin under prefix, starts it as Kong does and waits for its
+// socket. The environment is resolved once, from this process, as nginx
+// resolves its workers' environment once at startup.
+func Start(bin, prefix string, o Options) (*Server, error) {
 	info, socket, err := Dump(bin, prefix)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Info: info, bin: bin, prefix: prefix, socket: socket, idle: make(chan net.Conn, 64)}
+	env, err := WorkerEnv(o.Env, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = NewErrorLog(DefaultLevel)
+	}
+	s := &Server{Info: info, bin: bin, prefix: prefix, socket: socket, env: env, log: o.Log, idle: make(chan net.Conn, 64)}
 	if want := filepath.Join(prefix, info.Name+".socket"); socket != want {
 		return nil, fmt.Errorf("%s: socket %s, Kong expects %s", bin, socket, want)
 	}
-	return s, s.start()
+	if err := s.start(); err != nil {
+		s.Kill() // a process that never listened is not left behind
+		return nil, err
+	}
+	return s, nil
 }
 
+// Log is the error log the server writes to.
+func (s *Server) Log() *ErrorLog { return s.log }
+
+// Env is the environment the server's process starts with.
+func (s *Server) Env() []string { return append([]string(nil), s.env...) }
+
+// Pid is the current process's id (0 when not running).
+func (s *Server) Pid() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pid
+}
+
+// start spawns the process as process.lua's pluginserver_timer does:
+// `exec <start_cmd>` through /bin/sh -c (ngx.pipe's way with a string
+// command), the worker's environment only, stderr merged into stdout, and
+// every line of that stream copied to the error log at INFO.
 func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cmd := exec.Command(s.bin, "-kong-prefix", s.prefix)
-	if s.log == nil { // kept across restarts: the whole history
-		s.log = &lockedWriter{}
-	}
-	cmd.Stdout, cmd.Stderr = s.log, s.log
-	if err := cmd.Start(); err != nil {
+	startCmd := shellQuote(s.bin) + " -kong-prefix " + shellQuote(s.prefix)
+	s.log.Kong(LogNotice, "[kong] process.lua [pluginserver] starting pluginserver process for %s", s.Info.Name)
+	cmd := exec.Command("/bin/sh", "-c", "exec "+startCmd)
+	cmd.Env = append([]string{}, s.env...) // non-nil: nothing inherited from the test process
+	r, w, err := os.Pipe()
+	if err != nil {
 		return err
 	}
-	s.cmd = cmd
+	cmd.Stdout, cmd.Stderr = w, w // merge_stderr = true: one stream, in write order
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return err
+	}
+	w.Close() // the child holds the write end now
+	s.cmd, s.pid = cmd, cmd.Process.Pid
+	s.log.Kong(LogNotice, "[kong] process.lua [pluginserver] started, pid %d", s.pid)
+	done := make(chan struct{})
+	s.output = done
+	go s.grabLogs(r, s.pid, done)
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("unix", s.socket); err == nil {
@@ -114,7 +172,29 @@ func (s *Server) start() error {
 	return fmt.Errorf("%s: no socket at %s after 10s", s.Info.Name, s.socket)
 }
 
-// Kill ends the process abruptly, as a crash would.
+// grabLogs is process.lua's grab_logs: read the merged output line by line
+// and log each non-empty line (a last partial line too) at INFO, prefixed
+// "[name:pid] ".
+func (s *Server) grabLogs(r *os.File, pid int, done chan struct{}) {
+	defer close(done)
+	defer r.Close()
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadString('\n')
+		line = strings.TrimSuffix(line, "\n")
+		if line != "" {
+			s.log.serverLine(s.Info.Name, pid, line)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// Kill ends the process abruptly, as a crash would, and waits until its
+// output has reached the log.
 func (s *Server) Kill() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -123,47 +203,38 @@ func (s *Server) Kill() {
 	}
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
+		err := s.cmd.Wait()
+		<-s.output
+		reason, status := "exit", 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				reason, status = "signal", int(ws.Signal())
+			} else {
+				status = ee.ExitCode()
+			}
+		}
+		s.log.Kong(LogNotice, "[kong] process.lua external pluginserver '%s' terminated: %s %d", s.Info.Name, reason, status)
+		s.cmd, s.pid = nil, 0
 	}
 }
 
 // Restart starts the process again after Kill (Kong's process.lua respawns
-// a plugin server that exits).
+// a plugin server that exits, at most once a second; the specs choose when).
 func (s *Server) Restart() error {
 	s.Kill()
 	return s.start()
 }
 
-// Output is what the plugin server wrote to stdout/stderr (Kong copies it
-// into its error log): the audit lines.
-func (s *Server) Output() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.log.String()
-}
-
-type lockedWriter struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedWriter) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
+// Output is what the plugin server wrote to stdout/stderr, across restarts,
+// without the "[name:pid] " prefix Kong's error log adds (see ErrorLog for
+// what an operator sees): the audit lines.
+func (s *Server) Output() string { return s.log.Output(s.Info.Name) }
 
 // StartInstance sends cmd_start_instance with the config JSON and returns
-// the instance id.
+// the instance id (pb_rpc.lua call_start_instance).
 func (s *Server) StartInstance(config []byte) (int32, error) {
-	c, err := net.Dial("unix", s.socket)
+	c, err := s.dial()
 	if err != nil {
 		return 0, err
 	}
@@ -181,7 +252,42 @@ func (s *Server) StartInstance(config []byte) (int32, error) {
 	if ret.Sequence != seq || st == nil {
 		return 0, fmt.Errorf("start instance: unexpected return %v", &ret)
 	}
+	var meta struct {
+		Seq int `json:"__seq__"`
+	}
+	_ = json.Unmarshal(config, &meta)
+	s.log.Kong(LogDebug, "[kong] pb_rpc.lua [%s] started plugin server: seq %d, worker 0, instance id %d", s.Info.Name, meta.Seq, st.InstanceId)
 	return st.InstanceId, nil
+}
+
+// CloseInstance sends cmd_close_instance (pb_rpc.lua call_close_instance;
+// plugin.lua closes the old instance after starting one for a new config).
+func (s *Server) CloseInstance(id int32) error {
+	c, err := s.dial()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	seq := s.seq.Add(1)
+	if err := writeMsg(c, &pb.RpcCall{Sequence: seq, Call: &pb.RpcCall_CmdCloseInstance{
+		CmdCloseInstance: &pb.CmdCloseInstance{InstanceId: id}}}); err != nil {
+		return err
+	}
+	var ret pb.RpcReturn
+	if err := readMsg(c, &ret); err != nil {
+		return fmt.Errorf("close instance: %w", err)
+	}
+	return nil
+}
+
+// dial opens a connection as pb_rpc.lua's Rpc:call does, logging a
+// failure as it does (kong.log.err("trying to connect: ", err)).
+func (s *Server) dial() (net.Conn, error) {
+	c, err := net.Dial("unix", s.socket)
+	if err != nil {
+		s.log.Kong(LogErr, "[kong] pb_rpc.lua [%s] trying to connect: %v", s.Info.Name, err)
+	}
+	return c, err
 }
 
 // ErrExited is returned by HandleEvent when the plugin called
@@ -220,7 +326,7 @@ func (s *Server) HandleEvent(instance int32, phase string, req *Request) error {
 		if err != nil {
 			return err
 		}
-		reply, err := req.call(s.Info.Name, string(method), args)
+		reply, err := req.callLogged(s.log, s.Info.Name, string(method), args)
 		if errors.Is(err, ErrExited) {
 			return ErrExited // the connection is dropped unanswered, as Kong's yield leaves it
 		}
@@ -252,7 +358,7 @@ func (s *Server) conn() (net.Conn, error) {
 	case c := <-s.idle:
 		return c, nil
 	default:
-		return net.Dial("unix", s.socket)
+		return s.dial()
 	}
 }
 

@@ -51,6 +51,15 @@ type Options struct {
 	// no Sentinel, so the plugins' Redis settings are pointed at it directly.
 	Miniredis bool
 	Progress  io.Writer // where to say what starts; nil: nowhere
+	// MainEnv lists the variables declared for the plugin servers with
+	// nginx's `env` directive (Kong's nginx_main_env; "NAME" or
+	// "NAME=value"); with TZ they are the servers' whole environment, as
+	// under Kong (see kongsim.WorkerEnv). nil: read KONG_NGINX_MAIN_ENV from
+	// this process as Kong would (unset: nothing declared).
+	MainEnv []string
+	// LogLevel is Kong's log_level for the error log (0: notice, Kong's
+	// default).
+	LogLevel kongsim.Level
 }
 
 // Stack is the running set.
@@ -63,6 +72,9 @@ type Stack struct {
 	Redis                                        *redistest.Server // nil with Miniredis
 	Sentinel                                     *redistest.Server // nil with Miniredis
 	RDB                                          *redis.Client
+	// Log is Kong's error log: the plugin servers' output (at info), their
+	// kong.log.* calls and what Kong's plugin-server code logs.
+	Log *kongsim.ErrorLog
 
 	seedCSV string
 	closers []func()
@@ -71,7 +83,7 @@ type Stack struct {
 // Start starts everything; on any failure it stops what it started and
 // says which part failed.
 func Start(o Options) (_ *Stack, err error) {
-	s := &Stack{Servers: map[string]*kongsim.Server{}}
+	s := &Stack{Servers: map[string]*kongsim.Server{}, Log: kongsim.NewErrorLog(o.LogLevel)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -141,9 +153,15 @@ func Start(o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("plugin binaries: %w (run make build)", err)
 	}
+	env := o.MainEnv
+	if env == nil {
+		if env, err = kongsim.MainEnvFromProcess(); err != nil {
+			return nil, err
+		}
+	}
 	var names []string
 	for _, e := range entries {
-		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix)
+		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix, kongsim.Options{Env: env, Log: s.Log})
 		if err != nil {
 			return nil, fmt.Errorf("plugin server %s: %w", e.Name(), err)
 		}
@@ -152,7 +170,11 @@ func Start(o Options) (_ *Stack, err error) {
 		names = append(names, fmt.Sprintf("%s (priority %d)", e.Name(), srv.Info.Priority))
 	}
 	sort.Strings(names)
-	say("plugin servers: %v, sockets under %s", names, prefix)
+	declared := "nothing declared with nginx_main_env"
+	if len(env) > 0 {
+		declared = fmt.Sprintf("declared with nginx_main_env: %v", env)
+	}
+	say("plugin servers: %v, sockets under %s; their environment is nginx's: TZ and the names %s", names, prefix, declared)
 
 	if s.Identity, err = demosvc.NewIdentity(); err != nil {
 		return nil, err
@@ -180,6 +202,7 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.Gateway, err = gateway.Load(yml, hosts, s.Servers, rewrite); err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
+	s.Gateway.Log = s.Log
 	if s.GatewayURL, err = s.serve("gateway", o.GatewayAddr, s.Gateway, say); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,101 @@
+package spec
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/spec/gateway"
+	"github.com/subgate/subgate/spec/kongsim"
+)
+
+// A plugin server started by Kong sees only TZ and the variables declared
+// with nginx_main_env (spec/kongsim/env.go). jwt-claims with an HS256 key
+// whose secret_env names an undeclared variable cannot build its key: every
+// request is 500 plugin_misconfigured. Declared, the same config verifies.
+func TestSecretEnvReachesJWTClaimsOnlyWhenDeclared(t *testing.T) {
+	bin := filepath.Join(binaries(t), "jwt-claims")
+	const name = "SUBGATE_SPEC_HS256_SECRET"
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := hex.EncodeToString(raw)
+	t.Setenv(name, secret) // set in the process that starts "Kong"
+	upstream := httptest.NewServer(demosvc.Echo())
+	defer upstream.Close()
+	yml := fmt.Sprintf(`_format_version: "3.0"
+services:
+  - name: echo
+    url: %s
+    routes:
+      - name: hs
+        paths: [/hs]
+        strip_path: false
+        plugins:
+          - name: jwt-claims
+            config:
+              keys: [{kid: hs, algorithm: HS256, secret_env: %s}]
+`, upstream.URL, name)
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": alice, "country": "DE", "exp": time.Now().Add(time.Hour).Unix()})
+	tok.Header["kid"] = "hs"
+	signed, err := tok.SignedString([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		declared []string
+		status   int
+		code     string
+	}{
+		{"undeclared", nil, 500, "plugin_misconfigured"},
+		{"declared with nginx_main_env", []string{name}, 200, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prefix, err := kongsim.PrefixDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer os.RemoveAll(prefix)
+			log := kongsim.NewErrorLog(0)
+			srv, err := kongsim.Start(bin, prefix, kongsim.Options{Env: c.declared, Log: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Kill()
+			g, err := gateway.Load([]byte(yml), nil, map[string]*kongsim.Server{"jwt-claims": srv}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.Log = log
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", "/hs", nil)
+			req.Header.Set("Authorization", "Bearer "+signed)
+			g.ServeHTTP(rec, req)
+			var body struct{ Code, Message string }
+			_ = json.Unmarshal(rec.Body.Bytes(), &body)
+			if rec.Code != c.status || body.Code != c.code {
+				t.Fatalf("got %d %s, want %d %q", rec.Code, rec.Body, c.status, c.code)
+			}
+			if c.status != 500 {
+				return
+			}
+			pid := srv.Pid()
+			srv.Kill() // drains the output into the log
+			why := "environment variable " + name + " is unset or empty"
+			if !strings.Contains(log.SeenAt(kongsim.LogInfo), fmt.Sprintf("[jwt-claims:%d] ", pid)) || !strings.Contains(srv.Output(), why) {
+				t.Fatalf("the plugin did not say why in its output:\n%s", log.SeenAt(kongsim.LogInfo))
+			}
+			t.Logf("at Kong's default log_level notice, the reason is shown: %v", strings.Contains(log.Seen(), why))
+		})
+	}
+}
