@@ -6,12 +6,13 @@ BIN     := $(CURDIR)/bin
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint fuzz bench bench-memory demo demo-docker docker-validate clean
+.PHONY: help build test lint validate fuzz bench bench-memory demo demo-docker docker-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
 	@echo "lint         gofmt, go vet, go mod tidy -diff, staticcheck (pinned, via go run)"
+	@echo "validate     check kong/kong.yml against the plugins' Kong schemas, as Kong would at load"
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "demo         the local demo (no Docker needed)"
@@ -35,8 +36,14 @@ lint:
 # failure instead of a skip. The specs drive the binaries built into bin/.
 test: lint build
 	SUBGATE_REQUIRE_REDIS=1 SUBGATE_BIN=$(BIN) $(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory validate
 	$(MAKE) --no-print-directory fuzz
 	bash docker/validate.sh
+
+# Validates kong/kong.yml with the schemas the built binaries print (-dump),
+# as Kong does at load, plus subgate's own rules (spec/validate).
+validate: build
+	$(GO) run ./spec/validate -bin $(BIN) kong/kong.yml
 
 fuzz:
 	@for t in $$(grep -rl --include='*_test.go' '^func Fuzz' pkg plugins | xargs -n1 dirname | sort -u); do \
