@@ -80,7 +80,7 @@ func (c Check) eval(v reflect.Value, fs []field) error {
 		}
 	case "mutually_exclusive":
 		if set > 1 {
-			return fmt.Errorf("only one of these fields may be set: '%s'", list)
+			return fmt.Errorf("only one or none of these fields must be set: '%s'", list)
 		}
 	case "conditional":
 		if reflect.DeepEqual(lookup(c.ifField).Interface(), c.ifEq) && lookup(c.thenField).IsZero() {

@@ -190,6 +190,9 @@ func parseField(sf reflect.StructField, index []int) field {
 			bad("unknown kong attribute %q", k)
 		}
 	}
+	if f.doc != "" && (len(f.doc) < 10 || len(f.doc) > 500) {
+		bad("doc must have 10 to 500 characters (Kong's metaschema, description)")
+	}
 	f.kongType = kongType(sf.Type)
 	switch sf.Type.Kind() {
 	case reflect.Struct:

@@ -291,7 +291,7 @@ func TestBadConfigurations(t *testing.T) {
 		{"RS with secret", []Key{{Kid: "a", Algorithm: "RS256", SecretEnv: "SUBGATE_LONG"}}, "not a secret"},
 		{"secret file missing", []Key{{Kid: "a", Algorithm: "HS256", SecretFile: "/nonexistent/hs"}}, "keys[1].secret_file: cannot read /nonexistent/hs"},
 		{"secret file empty", []Key{{Kid: "a", Algorithm: "HS256", SecretFile: emptyFile}}, "is empty"},
-		{"two secret sources", []Key{{Kid: "a", Algorithm: "HS256", Secret: strings.Repeat("s", 32), SecretEnv: "SUBGATE_LONG"}}, "only one of these fields may be set"},
+		{"two secret sources", []Key{{Kid: "a", Algorithm: "HS256", Secret: strings.Repeat("s", 32), SecretEnv: "SUBGATE_LONG"}}, "only one or none of these fields must be set"},
 		{"unresolved vault reference", []Key{{Kid: "a", Algorithm: "HS256", Secret: "{vault://env/SUBGATE_X}"}}, "vault reference was not resolved"},
 		{"duplicate kid", []Key{{Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}, {Kid: "a", Algorithm: "RS256", PublicKey: rs.pubPEM}}, "twice"},
 	}

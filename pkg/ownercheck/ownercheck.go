@@ -39,7 +39,7 @@ type Config struct {
 	CountrySource     string           `json:"country_source" default:"claim" kong:"one_of=claim|path" doc:"Take the country from the verified claims or from the path."`
 	CustomerIDClaim   string           `json:"customer_id_claim" doc:"Claim holding the customer UUID; empty uses jwt-claims' customer id."`
 	CountryClaim      string           `json:"country_claim" doc:"Claim holding the country; empty uses jwt-claims' country."`
-	TimeoutMs         int              `json:"timeout_ms" default:"250" kong:"between=1|60000" doc:"Deadline of the ownership lookup; past it the answer is 503."`
+	TimeoutMs         int              `json:"timeout_ms" default:"250" kong:"gt=0" doc:"Deadline of the ownership lookup; past it the answer is 503."`
 	RetryAfterSeconds int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 ownership_unavailable."`
 	CacheTTLSeconds   int              `json:"cache_ttl_seconds" default:"0" kong:"between=0|3600" doc:"How long a positive answer is cached in the plugin server (0: never)."`
 	CacheSize         int              `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Entries of that cache."`

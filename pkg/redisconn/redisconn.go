@@ -21,7 +21,7 @@ import (
 type Config struct {
 	Addresses            []string `json:"addresses" kong:"required,len_min=1" doc:"host:port of the node, of the Cluster seeds, or of the Sentinels when master_name is set."`
 	MasterName           string   `json:"master_name" doc:"Sentinel: the monitored master's name."`
-	Username             string   `json:"username" doc:"ACL user."`
+	Username             string   `json:"username" doc:"ACL user name for Redis AUTH."`
 	Password             string   `json:"password" kong:"referenceable" doc:"Password, best as a vault reference such as {vault://env/SUBGATE_REDIS_PASSWORD}."`
 	PasswordFile         string   `json:"password_file" doc:"File holding the password, read at instance start."`
 	PasswordEnv          string   `json:"password_env" doc:"Environment variable holding the password; it must be declared in nginx_main_env."`
