@@ -6,13 +6,14 @@ BIN     := $(CURDIR)/bin
 FUZZTIME ?= 10s
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint validate fuzz bench bench-memory demo demo-docker docker-validate clean
+.PHONY: help build test lint validate readme fuzz bench bench-memory demo demo-docker docker-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
 	@echo "lint         gofmt, go vet, go mod tidy -diff, staticcheck (pinned, via go run)"
 	@echo "validate     check kong/kong.yml against the plugins' Kong schemas, as Kong would at load"
+	@echo "readme       regenerate the README's config tables from the plugins' config declarations"
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "demo         the local demo (no Docker needed)"
@@ -64,6 +65,10 @@ bench-memory:
 # installed), the plugin servers, demo services and a local gateway on :8000.
 demo: build
 	$(GO) run ./spec/demo -bin $(BIN) -kong kong/kong.yml
+
+# Regenerates the README's config tables from the plugins' declarations.
+readme:
+	SUBGATE_UPDATE_README=1 $(GO) test -count=1 -run '^TestREADMEConfigTablesAreGenerated$$' ./spec
 
 demo-docker:
 	docker compose -f docker/docker-compose.yml up --build
