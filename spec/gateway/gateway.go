@@ -354,6 +354,7 @@ func (g *Gateway) instanceID(pc *pluginConf) (int32, error) {
 		if waits > claimMaxSteps {
 			delete(g.instances, pc.id)
 			g.imu.Unlock()
+			//lint:ignore ST1005 Kong's own message (plugin.lua get_instance_id), word for word
 			return 0, fmt.Errorf("Could not claim instance_id for %s (key: %s)", pc.name, pc.id)
 		}
 		info = g.instances[pc.id]

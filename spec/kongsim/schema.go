@@ -216,7 +216,7 @@ func luaPattern(p string) (*regexp.Regexp, error) {
 			return body, c != lower, nil
 		}
 		if c == 'b' || c == 'f' || (c >= '0' && c <= '9') {
-			return "", false, fmt.Errorf("Lua pattern %q: %%%c is not supported here", p, c)
+			return "", false, fmt.Errorf("pattern %q (a Lua pattern): %%%c is not supported here", p, c)
 		}
 		return regexp.QuoteMeta(string(c)), false, nil
 	}
@@ -252,7 +252,7 @@ func luaPattern(p string) (*regexp.Regexp, error) {
 				if p[j] == '%' && j+1 < len(p) {
 					body, neg, err := class(p[j+1])
 					if err != nil || neg {
-						return nil, fmt.Errorf("Lua pattern %q: negated class in a set is not supported", p)
+						return nil, fmt.Errorf("pattern %q (a Lua pattern): negated class in a set is not supported", p)
 					}
 					set.WriteString(body)
 					j++
@@ -263,7 +263,7 @@ func luaPattern(p string) (*regexp.Regexp, error) {
 				}
 			}
 			if j >= len(p) {
-				return nil, fmt.Errorf("Lua pattern %q: malformed set", p)
+				return nil, fmt.Errorf("pattern %q (a Lua pattern): malformed set", p)
 			}
 			b.WriteString(set.String() + `]`)
 			i = j + 1
