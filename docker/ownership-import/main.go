@@ -6,7 +6,7 @@
 //
 //	ownership-import -redis 127.0.0.1:6379 [-prefix subgate:own:] [-password-env REDIS_PASSWORD] file.csv
 //	ownership-import -redis ... -          # CSV on standard input
-//	ownership-import -sentinel-master mymaster -redis s1:26379,s2:26379 file.csv
+//	ownership-import -sentinel-master mymaster -redis s1:26379,s2:26379 [-sentinel-password-env SENTINEL_PASSWORD] file.csv
 package main
 
 import (
@@ -33,6 +33,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	master := fs.String("sentinel-master", "", "Sentinel master name")
 	prefix := fs.String("prefix", ownership.DefaultPrefix, "key prefix (as the plugin's key_prefix)")
 	pwEnv := fs.String("password-env", "", "environment variable holding the Redis password")
+	sentinelPwEnv := fs.String("sentinel-password-env", "", "environment variable holding the Sentinels' password (their requirepass)")
 	timeout := fs.Duration("timeout", 2*time.Second, "per-command timeout")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -53,7 +54,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	ms := int(timeout.Milliseconds())
 	rdb, err := redisconn.Config{Addresses: strings.Split(*addrs, ","), MasterName: *master,
-		PasswordEnv: *pwEnv, DialTimeoutMs: ms, ReadTimeoutMs: ms, MaxRetries: 3}.Client("redis")
+		PasswordEnv: *pwEnv, SentinelPasswordEnv: *sentinelPwEnv, DialTimeoutMs: ms, ReadTimeoutMs: ms, MaxRetries: 3}.Client("redis")
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

@@ -35,3 +35,13 @@ func TestImportAgainstRealRedis(t *testing.T) {
 		t.Fatal("Redis down but exit 0")
 	}
 }
+
+func TestSentinelPasswordEnvMustBeSet(t *testing.T) {
+	t.Setenv("SUBGATE_TEST_UNSET_PASSWORD", "")
+	var out, errs bytes.Buffer
+	code := run([]string{"-sentinel-master", "m", "-redis", "127.0.0.1:1", "-sentinel-password-env", "SUBGATE_TEST_UNSET_PASSWORD", "-"},
+		strings.NewReader(""), &out, &errs)
+	if code != 1 || !strings.Contains(errs.String(), "SUBGATE_TEST_UNSET_PASSWORD") {
+		t.Fatalf("code %d, stderr %q", code, errs.String())
+	}
+}

@@ -1,6 +1,8 @@
 // Command payment is the demo payment service (see demosvc.Payment).
 // REDIS names the Redis of the payment events (host:port, default
 // 127.0.0.1:6379); with REDIS_MASTER set, REDIS lists Sentinels.
+// REDIS_PASSWORD, when set, authenticates to Redis and to the Sentinels
+// (the demo gives them one password).
 package main
 
 import (
@@ -17,8 +19,12 @@ func main() {
 	if redisAddr == "" {
 		redisAddr = "127.0.0.1:6379"
 	}
-	rdb, err := redisconn.Config{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
-		DialTimeoutMs: 1000, ReadTimeoutMs: 1000}.Client("redis")
+	cfg := redisconn.Config{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
+		DialTimeoutMs: 1000, ReadTimeoutMs: 1000}
+	if os.Getenv("REDIS_PASSWORD") != "" {
+		cfg.PasswordEnv, cfg.SentinelPasswordEnv = "REDIS_PASSWORD", "REDIS_PASSWORD"
+	}
+	rdb, err := cfg.Client("redis")
 	if err != nil {
 		log.Fatal(err)
 	}
