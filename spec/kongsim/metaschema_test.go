@@ -57,7 +57,7 @@ func TestMetaschemaRefusesBadSchemas(t *testing.T) {
 		{schemaWith(`{"a":{"type":"array","elements":{"type":"string"},"default":["x",1]}}`, ""), "config.a.default[1]: expected a string"},
 		{schemaWith(`{"a":{"type":"string","description":"short"}}`, ""), "config.a.description: length must be between 10 and 500"},
 		{schemaWith(`{"a":{"type":"integer","referenceable":true}}`, ""), "config.a: referenceable is only honoured on string fields, not integer (subgate)"},
-		{schemaWith(`{"a":{"type":"string","match":"%b()"}}`, ""), "config.a.match: Lua pattern"},
+		{schemaWith(`{"a":{"type":"string","match":"%b()"}}`, ""), "config.a.match: pattern \"%b()\" (a Lua pattern)"},
 		{schemaWith(`{"a":{"type":"string"}}`, `,"entity_checks":[{"at_least_one_of":["config.b"]}]`), `entity_checks[0].at_least_one_of: no field "config.b" in this record (subgate)`},
 		{schemaWith(`{"r":{"type":"record","fields":[{"x":{"type":"string"}}],"entity_checks":[{"only_one_of":["x","y"]}]}}`, ""), `config.r.entity_checks[0].only_one_of: no field "y"`},
 		{schemaWith(`{"a":{"type":"string"}}`, `,"entity_checks":[{"one_of_these":["config.a"]}]`), "entity_checks[0].one_of_these: unknown field"},
