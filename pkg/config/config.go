@@ -96,11 +96,11 @@ func fields(t reflect.Type) []field {
 		var embedded []reflect.StructField
 		for i := 0; i < t.NumField(); i++ {
 			sf := t.Field(i)
-			if !sf.IsExported() {
+			if sf.Anonymous && sf.Type.Kind() == reflect.Struct && sf.Tag.Get("json") == "" {
+				embedded = append(embedded, sf) // flattened, exported or not, as encoding/json does
 				continue
 			}
-			if sf.Anonymous && sf.Type.Kind() == reflect.Struct && sf.Tag.Get("json") == "" {
-				embedded = append(embedded, sf)
+			if !sf.IsExported() {
 				continue
 			}
 			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
@@ -207,6 +207,9 @@ func parseField(sf reflect.StructField, index []int) field {
 	if f.secret && f.kongType != "string" {
 		bad("referenceable applies to strings only")
 	}
+	if f.hasDef && f.recordOf != nil {
+		bad("a record takes its defaults from its fields")
+	}
 	if f.hasDef {
 		if err := setDefault(reflect.New(sf.Type).Elem(), f.def); err != nil {
 			bad("default %q: %v", f.def, err)
@@ -267,41 +270,29 @@ func setDefault(v reflect.Value, def string) error {
 }
 
 // Defaults sets every declared default on *ptr (records included).
-func Defaults(ptr any) {
-	v := reflect.ValueOf(ptr).Elem()
-	defaults(v, fields(v.Type()))
-}
-
-func defaults(v reflect.Value, fs []field) {
-	for _, f := range fs {
-		fv := v.FieldByIndex(f.index)
-		if f.hasDef {
-			_ = setDefault(fv, f.def) // checked when the declaration was parsed
-		} else if f.recordOf != nil {
-			defaults(fv, f.recordOf)
-		}
-	}
-}
+func Defaults(ptr any) { setDefaults(ptr, false) }
 
 // FillZero sets the declared default on every field left at a zero value
 // the declaration does not allow (a nil list, a zero timeout): the fill for
 // configs built in Go (tests, tools) rather than sent by Kong. A zero the
 // declaration allows (leeway 0, cache_size 0) is kept.
-func FillZero(ptr any) {
-	v := reflect.ValueOf(ptr).Elem()
-	fillZero(v, fields(v.Type()))
-}
+func FillZero(ptr any) { setDefaults(ptr, true) }
 
-func fillZero(v reflect.Value, fs []field) {
-	for _, f := range fs {
-		fv := v.FieldByIndex(f.index)
-		switch {
-		case f.recordOf != nil:
-			fillZero(fv, f.recordOf)
-		case f.hasDef && fv.IsZero() && !zeroAllowed(f):
-			_ = setDefault(fv, f.def)
+func setDefaults(ptr any, onlyForbiddenZero bool) {
+	v := reflect.ValueOf(ptr).Elem()
+	var walk func(v reflect.Value, fs []field)
+	walk = func(v reflect.Value, fs []field) {
+		for _, f := range fs {
+			fv := v.FieldByIndex(f.index)
+			switch {
+			case f.recordOf != nil: // records declare no default of their own
+				walk(fv, f.recordOf)
+			case f.hasDef && (!onlyForbiddenZero || fv.IsZero() && !zeroAllowed(f)):
+				_ = setDefault(fv, f.def) // checked when the declaration was parsed
+			}
 		}
 	}
+	walk(v, fields(v.Type()))
 }
 
 func zeroAllowed(f field) bool {
