@@ -23,16 +23,24 @@ import (
 // with nginx_main_env (spec/kongsim/env.go). jwt-claims with an HS256 key
 // whose secret_env names an undeclared variable cannot build its key: every
 // request is 500 plugin_misconfigured. Declared, the same config verifies.
-func TestSecretEnvReachesJWTClaimsOnlyWhenDeclared(t *testing.T) {
+// The other two sources work with the environment cleared: a vault
+// reference (Kong resolves it from its own environment before the config
+// reaches the plugin) and a file.
+func TestSecretsReachJWTClaimsWithTheEnvironmentCleared(t *testing.T) {
 	bin := filepath.Join(binaries(t), "jwt-claims")
 	const name = "SUBGATE_SPEC_HS256_SECRET"
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
 	secret := hex.EncodeToString(raw)
 	t.Setenv(name, secret) // set in the process that starts "Kong"
+	file := filepath.Join(t.TempDir(), "hs-secret")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	upstream := httptest.NewServer(demosvc.Echo())
 	defer upstream.Close()
-	yml := fmt.Sprintf(`_format_version: "3.0"
+	yml := func(source string) string {
+		return fmt.Sprintf(`_format_version: "3.0"
 services:
   - name: echo
     url: %s
@@ -43,8 +51,9 @@ services:
         plugins:
           - name: jwt-claims
             config:
-              keys: [{kid: hs, algorithm: HS256, secret_env: %s}]
-`, upstream.URL, name)
+              keys: [{kid: hs, algorithm: HS256, %s}]
+`, upstream.URL, source)
+	}
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": alice, "country": "DE", "exp": time.Now().Add(time.Hour).Unix()})
 	tok.Header["kid"] = "hs"
 	signed, err := tok.SignedString([]byte(secret))
@@ -53,12 +62,15 @@ services:
 	}
 	for _, c := range []struct {
 		name     string
+		source   string
 		declared []string
 		status   int
 		code     string
 	}{
-		{"undeclared", nil, 500, "plugin_misconfigured"},
-		{"declared with nginx_main_env", []string{name}, 200, ""},
+		{"secret_env undeclared", "secret_env: " + name, nil, 500, "plugin_misconfigured"},
+		{"secret_env declared with nginx_main_env", "secret_env: " + name, []string{name}, 200, ""},
+		{"secret as a vault reference", `secret: "{vault://env/` + name + `}"`, nil, 200, ""},
+		{"secret_file", "secret_file: " + file, nil, 200, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			prefix, err := kongsim.PrefixDir()
@@ -72,7 +84,7 @@ services:
 				t.Fatal(err)
 			}
 			defer srv.Kill()
-			g, err := gateway.Load([]byte(yml), nil, map[string]*kongsim.Server{"jwt-claims": srv}, nil)
+			g, err := gateway.Load([]byte(yml(c.source)), nil, map[string]*kongsim.Server{"jwt-claims": srv}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

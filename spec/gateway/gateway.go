@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -62,6 +63,7 @@ type Gateway struct {
 	Log *kongsim.ErrorLog
 
 	hosts   map[string]string
+	env     map[string]string // what the env vault resolves references from (environ)
 	servers map[string]*kongsim.Server
 	rewrite func(plugin string, config map[string]any)
 
@@ -117,6 +119,7 @@ func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.S
 		servers:   servers,
 		rewrite:   rewrite,
 		instances: map[string]*instanceInfo{},
+		env:       environ(),
 	}
 	routes, seq, err := g.parse(kongYML, 0)
 	if err != nil {
@@ -124,6 +127,19 @@ func Load(kongYML []byte, hosts map[string]string, servers map[string]*kongsim.S
 	}
 	g.routes, g.seq = routes, seq
 	return g, nil
+}
+
+// environ is the environment Kong's env vault reads: the Kong process's
+// own, read in the nginx master at init before nginx clears the workers'
+// (kong/vaults/env/init.lua). The stand-in's analogue is this process's.
+func environ() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
 }
 
 // Reload replaces the configuration, as a DB-less Kong's POST /config does:
@@ -184,7 +200,7 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 				}
 				pc := &pluginConf{server: srv, name: p.Name, id: fmt.Sprintf("plugin-%s-%s", r.Name, p.Name), seq: seq}
 				conf, err := kongsim.EncodeConfig(srv.Info, given, kongsim.Meta{
-					RouteID: "route-" + r.Name, ServiceID: "service-" + svc.Name, PluginID: pc.id, Seq: seq})
+					RouteID: "route-" + r.Name, ServiceID: "service-" + svc.Name, PluginID: pc.id, Seq: seq, Env: g.env})
 				if err != nil {
 					return nil, 0, fmt.Errorf("route %s: plugin %s: %w", r.Name, p.Name, err)
 				}
