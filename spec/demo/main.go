@@ -27,16 +27,17 @@ func main() {
 	kongYML := flag.String("kong", "kong/kong.yml", "declarative Kong config to serve")
 	seed := flag.String("seed", stack.SeedCSV, "ownership pairs to import (CSV)")
 	gw := flag.String("gateway", "127.0.0.1:8000", "gateway listen address")
-	identity := flag.String("identity", "127.0.0.1:8001", "demo identity service listen address")
-	payment := flag.String("payment", "127.0.0.1:8002", "demo payment service listen address")
-	echo := flag.String("echo", "127.0.0.1:8003", "demo upstream listen address")
+	admin := flag.String("admin", "127.0.0.1:8001", "Admin API (schemas, POST /config) listen address, as Kong's")
+	identity := flag.String("identity", "127.0.0.1:8081", "demo identity service listen address")
+	payment := flag.String("payment", "127.0.0.1:8082", "demo payment service listen address")
+	echo := flag.String("echo", "127.0.0.1:8083", "demo upstream listen address")
 	selftest := flag.Bool("selftest", false, "run the walkthrough's commands, check each answer, and exit")
 	embedded := flag.Bool("miniredis", false, "use the embedded miniredis even when redis-server is installed")
 	flag.Parse()
 
 	_, err := exec.LookPath("redis-server")
 	fmt.Println("subgate demo: starting")
-	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, SeedCSV: *seed, GatewayAddr: *gw,
+	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, SeedCSV: *seed, GatewayAddr: *gw, AdminAddr: *admin,
 		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n(everything started so far has been stopped)\n", err)

@@ -34,7 +34,7 @@ func TestWalkthroughAnswersAsPrinted(t *testing.T) {
 	for name, mini := range modes {
 		t.Run(name, func(t *testing.T) {
 			var progress bytes.Buffer
-			st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", SeedCSV: "../../" + stack.SeedCSV, GatewayAddr: "127.0.0.1:0",
+			st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", SeedCSV: "../../" + stack.SeedCSV, GatewayAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 				IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0", Miniredis: mini, Progress: &progress})
 			if err != nil {
 				t.Fatal(err)

@@ -20,12 +20,14 @@ type step struct {
 	path    string
 	headers [][2]string // name, value; values may name $ALICE / $BOB
 	body    string
-	base    string // "gateway" (default), "identity" or "payment"
+	base    string // "gateway" (default), "admin", "identity" or "payment"
 	status  int
 	// settle: the answer depends on an event propagating; the self-test
 	// retries it for up to two seconds (propagation takes well under 1 ms).
 	settle bool
 	code   string // expected error code, "" for a success
+	// contains: text the answer's body must hold.
+	contains string
 }
 
 func walkthrough() []step {
@@ -70,11 +72,21 @@ func walkthrough() []step {
 			body: `{"type":"cancellation","customer_id":"` + stack.Alice + `"}`, status: 200},
 		{title: "...and her live payment-access-token is revoked at once", path: "/training/plan", settle: true,
 			headers: [][2]string{{"Authorization", "Bearer $ALICE"}, {"X-Payment-Token", "$PAY"}}, status: 401, code: "payment_token_revoked"},
+		{title: "The schema Kong enforces for jwt-claims (defaults, bounds, referenceable secrets)", base: "admin",
+			path: "/schemas/plugins/jwt-claims", status: 200, contains: `"leeway_seconds":{"between":[0,600],"default":30`},
+		{title: "A config with a typo is refused, naming the field; the running config stays", base: "admin", method: "POST",
+			path: "/config", body: badConfig, status: 400, contains: "config.leway_seconds: unknown field"},
 	}
 }
 
+// badConfig is a declarative config a Kong operator might send with a typo.
+const badConfig = `{"_format_version":"3.0","services":[{"name":"echo","url":"http://echo:8080","routes":[{"name":"profile",` +
+	`"paths":["/me"],"plugins":[{"name":"jwt-claims","config":{"jwks_url":"http://identity:8080/.well-known/jwks.json","leway_seconds":30}}]}]}]}`
+
 func (s step) url(st *stack.Stack) string {
 	switch s.base {
+	case "admin":
+		return st.AdminURL + s.path
 	case "identity":
 		return st.IdentityURL + s.path
 	case "payment":
@@ -140,8 +152,8 @@ func (s step) once(st *stack.Stack, tokens map[string]string) error {
 		Code string `json:"code"`
 	}
 	_ = json.Unmarshal(raw, &body)
-	if resp.StatusCode != s.status || body.Code != s.code {
-		return fmt.Errorf("%q: got %d %s, promised %d %s", s.title, resp.StatusCode, raw, s.status, s.code)
+	if resp.StatusCode != s.status || body.Code != s.code || !strings.Contains(string(raw), s.contains) {
+		return fmt.Errorf("%q: got %d %s, promised %d %s %s", s.title, resp.StatusCode, raw, s.status, s.code, s.contains)
 	}
 	return nil
 }

@@ -44,6 +44,7 @@ type Options struct {
 	KongYML      string // path to kong.yml
 	SeedCSV      string // path to the ownership pairs to import
 	GatewayAddr  string
+	AdminAddr    string // the Admin API model (gateway.Admin); "" serves none
 	IdentityAddr string
 	PaymentAddr  string
 	EchoAddr     string
@@ -64,14 +65,14 @@ type Options struct {
 
 // Stack is the running set.
 type Stack struct {
-	GatewayURL, IdentityURL, PaymentURL, EchoURL string
-	Gateway                                      *gateway.Gateway
-	Identity                                     *demosvc.Identity
-	Payment                                      *demosvc.Payment
-	Servers                                      map[string]*kongsim.Server
-	Redis                                        *redistest.Server // nil with Miniredis
-	Sentinel                                     *redistest.Server // nil with Miniredis
-	RDB                                          *redis.Client
+	GatewayURL, AdminURL, IdentityURL, PaymentURL, EchoURL string
+	Gateway                                                *gateway.Gateway
+	Identity                                               *demosvc.Identity
+	Payment                                                *demosvc.Payment
+	Servers                                                map[string]*kongsim.Server
+	Redis                                                  *redistest.Server // nil with Miniredis
+	Sentinel                                               *redistest.Server // nil with Miniredis
+	RDB                                                    *redis.Client
 	// Log is Kong's error log: the plugin servers' output (at info), their
 	// kong.log.* calls and what Kong's plugin-server code logs.
 	Log *kongsim.ErrorLog
@@ -205,6 +206,11 @@ func Start(o Options) (_ *Stack, err error) {
 	s.Gateway.Log = s.Log
 	if s.GatewayURL, err = s.serve("gateway", o.GatewayAddr, s.Gateway, say); err != nil {
 		return nil, err
+	}
+	if o.AdminAddr != "" {
+		if s.AdminURL, err = s.serve("admin API", o.AdminAddr, s.Gateway.Admin(), say); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
