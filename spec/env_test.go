@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -109,5 +112,40 @@ services:
 			}
 			t.Logf("at Kong's default log_level notice, the reason is shown: %v", strings.Contains(log.Seen(), why))
 		})
+	}
+}
+
+// The metrics listener is a flag of the start command (kong.conf's
+// pluginserver_<name>_start_cmd), not an environment variable, so it works
+// in the environment nginx leaves a plugin server.
+func TestMetricsAddrIsAStartCommandFlag(t *testing.T) {
+	bin := filepath.Join(binaries(t), "jwt-claims")
+	prefix, err := kongsim.PrefixDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(prefix)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	srv, err := kongsim.Start(bin, prefix, kongsim.Options{Args: []string{"-metrics-addr", addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Kill()
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			break
+		}
+	}
+	if !strings.Contains(string(body), "subgate_decisions_total") {
+		t.Fatalf("no metrics on %s: %q", addr, body)
 	}
 }

@@ -75,6 +75,9 @@ type Options struct {
 	// Log is Kong's error log, where the server's output and its plugin's
 	// kong.log.* calls go; nil: a log of its own at DefaultLevel.
 	Log *ErrorLog
+	// Args are further arguments of the start command, as kong.conf's
+	// pluginserver_<name>_start_cmd carries them (e.g. -metrics-addr).
+	Args []string
 }
 
 // Server is one running plugin server process.
@@ -82,6 +85,7 @@ type Server struct {
 	Info   Info
 	bin    string
 	prefix string
+	args   []string // of the start command, after -kong-prefix
 	socket string
 	env    []string
 	log    *ErrorLog
@@ -110,7 +114,7 @@ func Start(bin, prefix string, o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = NewErrorLog(DefaultLevel)
 	}
-	s := &Server{Info: info, bin: bin, prefix: prefix, socket: socket, env: env, log: o.Log, idle: make(chan net.Conn, 64)}
+	s := &Server{Info: info, bin: bin, prefix: prefix, args: o.Args, socket: socket, env: env, log: o.Log, idle: make(chan net.Conn, 64)}
 	if want := filepath.Join(prefix, info.Name+".socket"); socket != want {
 		return nil, fmt.Errorf("%s: socket %s, Kong expects %s", bin, socket, want)
 	}
@@ -142,6 +146,9 @@ func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	startCmd := shellQuote(s.bin) + " -kong-prefix " + shellQuote(s.prefix)
+	for _, a := range s.args {
+		startCmd += " " + shellQuote(a)
+	}
 	s.log.Kong(LogNotice, "[kong] process.lua [pluginserver] starting pluginserver process for %s", s.Info.Name)
 	cmd := exec.Command("/bin/sh", "-c", "exec "+startCmd)
 	cmd.Env = append([]string{}, s.env...) // non-nil: nothing inherited from the test process
