@@ -59,6 +59,9 @@ func (r response) answer() string {
 		fmt.Fprintf(&b, "%d upstream saw", r.status)
 		for _, k := range names {
 			v := r.upstrm[k]
+			if k == "X-Kong-Request-Id" {
+				continue // Kong's id of each request, by design different
+			}
 			if k == "X-User-Context" {
 				var ctx map[string]any
 				if err := json.Unmarshal([]byte(v), &ctx); err == nil {

@@ -134,6 +134,9 @@ type Denial struct {
 	Message string
 	// RetryAfter, in seconds, is sent as Retry-After when positive.
 	RetryAfter int
+	// Cause is what an operator needs to know (a Redis error, a refused
+	// config); never sent to the client, never a token or a secret.
+	Cause string
 }
 
 func (d *Denial) Error() string { return string(d.Code) + ": " + d.Message }
@@ -155,6 +158,12 @@ func New(c Code, message string) *Denial {
 // Newf is New with a formatted message.
 func Newf(c Code, format string, args ...any) *Denial {
 	return New(c, fmt.Sprintf(format, args...))
+}
+
+// WithCause records the operator-facing cause.
+func (d *Denial) WithCause(cause string) *Denial {
+	d.Cause = cause
+	return d
 }
 
 // WithStatus overrides the status (used where a status is passed through, as

@@ -25,6 +25,7 @@ type Config struct {
 	UpstreamHeaders map[string]string `json:"upstream_headers" default:"{\"X-Country\":\"country\",\"X-Customer-Id\":\"sub\"}" doc:"Upstream header to claim; each is removed from the client's request first."`
 	HideCredentials bool              `json:"hide_credentials" default:"false" doc:"Remove the token header from the upstream request."`
 	jwtverify.Config
+	config.Decisions
 }
 
 // Decider decides for one route. Safe for concurrent use.
@@ -86,6 +87,7 @@ type Result struct {
 	Claims   *Verified
 	Upstream map[string]string // header -> value; owned headers absent here are removed
 	Cached   bool
+	Kid, JTI string // of the token, for the decision log (never the token)
 }
 
 // Decide verifies the token found in the header value (or, when that is
@@ -108,7 +110,9 @@ func (d *Decider) Decide(headerValue, cookieHeader string) (*Result, *denial.Den
 		Claims:   &Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
 		Upstream: make(map[string]string, len(d.cfg.UpstreamHeaders)),
 		Cached:   v.Cached,
+		Kid:      v.Kid,
 	}
+	out.JTI, _ = v.Claims["jti"].(string)
 	for h, claim := range d.cfg.UpstreamHeaders {
 		if val, ok := upstream.Scalar(v.Claims[claim]); ok && upstream.Safe(val) {
 			out.Upstream[http.CanonicalHeaderKey(h)] = val
@@ -175,7 +179,7 @@ func deny(err error, retryAfter int) *denial.Denial {
 	}
 	d := denial.New(code, e.Detail)
 	if code == denial.KeysUnavailable {
-		d.WithRetryAfter(retryAfter)
+		d.WithRetryAfter(retryAfter).WithCause("JWKS unreachable and no fresh copy of its keys")
 	}
 	return d
 }

@@ -29,7 +29,9 @@ type Record struct {
 	// path does not spend a PDK call on it), so Kong's access log is the join.
 	RequestID string
 	Latency   time.Duration
-	// Attrs carry plugin-specific facts (e.g. "served_from_cache").
+	// Cause is a denial's operator-facing cause (denial.Denial.Cause).
+	Cause string
+	// Attrs carry plugin-specific facts (e.g. "cached", "subscription_id").
 	Attrs []slog.Attr
 }
 
@@ -63,7 +65,7 @@ func logRecord(r *Record) {
 	)
 	for _, kv := range [...][2]string{
 		{"route_id", r.RouteID}, {"service_id", r.ServiceID}, {"instance", r.Instance},
-		{"code", string(r.Code)}, {"customer_id", r.CustomerID}, {"request_id", r.RequestID},
+		{"code", string(r.Code)}, {"customer_id", r.CustomerID}, {"request_id", r.RequestID}, {"cause", r.Cause},
 	} {
 		if kv[1] != "" {
 			attrs = append(attrs, slog.String(kv[0], kv[1]))

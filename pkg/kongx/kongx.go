@@ -39,6 +39,7 @@ type Meta struct {
 type Gate[D any] struct {
 	plugin  string
 	meta    Meta
+	logging string // log_decisions
 	decider D
 	err     error
 }
@@ -46,7 +47,7 @@ type Gate[D any] struct {
 // Unstarted is the gate a plugin's New() returns: until Kong's config has
 // been decoded into it, every request is denied as misconfigured.
 func Unstarted[D any](plugin string) *Gate[D] {
-	return &Gate[D]{plugin: plugin, err: fmt.Errorf("%s: configuration was never decoded", plugin)}
+	return &Gate[D]{plugin: plugin, logging: config.LogDeny, err: fmt.Errorf("%s: configuration was never decoded", plugin)}
 }
 
 // Start is called from a config's UnmarshalJSON with the raw config Kong
@@ -56,10 +57,13 @@ func Unstarted[D any](plugin string) *Gate[D] {
 // and denied with 500 plugin_misconfigured on every request, never let
 // through.
 func Start[C, D any](plugin string, raw []byte, cfg *C, build func(C) (D, error)) *Gate[D] {
-	g := &Gate[D]{plugin: plugin}
+	g := &Gate[D]{plugin: plugin, logging: config.LogDeny}
 	_ = json.Unmarshal(raw, &g.meta) // metadata is optional; a test may send none
 	if g.err = config.Decode(raw, cfg); g.err == nil {
 		g.decider, g.err = build(*cfg)
+	}
+	if l, ok := any(cfg).(interface{ DecisionLogging() string }); ok && l.DecisionLogging() != "" {
+		g.logging = l.DecisionLogging()
 	}
 	if g.err != nil {
 		slog.Error("plugin misconfigured: every request on this route will be denied",
@@ -77,9 +81,15 @@ func (g *Gate[D]) Decider() D { return g.decider }
 
 // Run runs one phase. decide does the plugin's PDK reads, asks its decider,
 // and returns nil to let the request through or a denial. Run answers the
-// denial (one PDK call, see Deny), recovers a panic
-// into a 500 (a panic would otherwise kill the plugin server and every request
-// on it), and writes the audit line and metrics for every outcome.
+// denial (see deny), recovers a panic into a 500 (a panic would otherwise
+// kill the plugin server and every request on it), hands the decision to
+// Kong's log serializer as log_decisions says, and writes the audit line
+// and metrics for every outcome.
+//
+// PDK calls added to decide's: none on an allow by default (one with
+// log_decisions all); on a denial, Kong's request id, the serialized
+// decision (unless none), an operator line when the denial needs action
+// (rate-limited), and the exit.
 func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denial) {
 	start := time.Now()
 	rec := &Record{Plugin: g.plugin, RouteID: g.meta.RouteID, ServiceID: g.meta.ServiceID, Instance: g.meta.InstanceName}
@@ -87,7 +97,7 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denia
 		if p := recover(); p != nil {
 			slog.Error("panic in plugin handler; request denied",
 				slog.String("plugin", g.plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			g.deny(kong, rec, start, denial.New(denial.InternalError, ""))
+			g.deny(kong, rec, start, denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic: %v", p)))
 		}
 		if rec.Latency == 0 {
 			rec.Latency = time.Since(start)
@@ -101,7 +111,7 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denia
 		metrics.Latency.Observe(rec.Latency, g.plugin)
 	}()
 	if g.err != nil {
-		g.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, ""))
+		g.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, "").WithCause("configuration refused at instance start: "+g.err.Error()))
 		return
 	}
 	if d := decide(g.decider, rec); d != nil {
@@ -109,32 +119,43 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denia
 		return
 	}
 	rec.Allowed = true
+	if g.logging == config.LogAll {
+		rec.Latency = time.Since(start)
+		serialize(kong, rec)
+	}
 }
 
 // deny measures the latency before answering: in Kong's access phase
 // kong.response.exit does not return to the plugin until Kong has finished
-// the request, so time spent after it is Kong's, not ours.
+// the request, so time spent after it is Kong's, not ours. Everything Kong
+// must see comes before the exit: after it Kong never resumes the plugin.
 func (g *Gate[D]) deny(kong *pdk.PDK, rec *Record, start time.Time, d *denial.Denial) {
 	rec.Allowed = false
-	rec.Code, rec.Status = d.Code, d.Status
+	rec.Code, rec.Status, rec.Cause = d.Code, d.Status, d.Cause
 	rec.Latency = time.Since(start)
-	rec.RequestID = Deny(kong, d)
+	rec.RequestID = requestID(kong)
+	operatorLine(kong, rec)
+	if g.logging != config.LogNone {
+		serialize(kong, rec)
+	}
+	kong.Response.Exit(d.Status, d.Body(rec.RequestID), d.Headers())
 }
 
-// Deny answers d through kong.response.exit (one PDK call) and returns the
-// request id it put in the body. The id is generated here rather than read
-// from Kong (that would be another round trip on every denial); the audit
-// line carries the same id, which is what an operator searches for.
-// Kong records the exit and skips the rest of the chain; the caller must
-// return right after.
-func Deny(kong *pdk.PDK, d *denial.Denial) string {
-	id := NewRequestID()
-	kong.Response.Exit(d.Status, d.Body(id), d.Headers())
-	return id
+// requestID is Kong's own request id (the nginx variable kong_request_id,
+// the X-Kong-Request-Id Kong sends and logs; one PDK call, on denials
+// only). Should Kong not answer, a random id still lets the audit line and
+// the body be joined.
+func requestID(kong *pdk.PDK) string {
+	if goPDKHarness {
+		return randomID()
+	}
+	if id, err := kong.Nginx.GetVar("kong_request_id"); err == nil && id != "" {
+		return id
+	}
+	return randomID()
 }
 
-// NewRequestID returns 16 random bytes in hex.
-func NewRequestID() string {
+func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on supported platforms
 	return hex.EncodeToString(b[:])

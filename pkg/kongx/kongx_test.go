@@ -63,6 +63,8 @@ func do(t *testing.T, p *probe, h http.Header) *test.TestEnv {
 	return env
 }
 
+func init() { UseGoPDKTestHarness() }
+
 func capture(t *testing.T) *bytes.Buffer {
 	var b bytes.Buffer
 	SetOutput(&b)

@@ -44,6 +44,7 @@ type Config struct {
 	CacheTTLSeconds   int              `json:"cache_ttl_seconds" default:"0" kong:"between=0|3600" doc:"How long a positive answer is cached in the plugin server (0: never)."`
 	CacheSize         int              `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Entries of that cache."`
 	VerifiedHeader    string           `json:"verified_header" doc:"Upstream header set to {country}:{subscription_id} on success."`
+	config.Decisions
 }
 
 // Decider decides for one route. Safe for concurrent use.
@@ -110,6 +111,7 @@ type Result struct {
 	Country        string
 	SubscriptionID int64
 	Cached         bool
+	Lookup         time.Duration // the Redis round trip; 0 when cached
 }
 
 // Decide checks the request. v comes from kong.ctx.shared, never from the client.
@@ -154,9 +156,12 @@ func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.TimeoutMs)*time.Millisecond)
 	defer cancel()
+	began := time.Now()
 	owns, err := d.store.Owns(ctx, country, id, customer)
+	res.Lookup = time.Since(began)
 	if err != nil {
-		return nil, denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(d.cfg.RetryAfterSeconds)
+		return nil, denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(d.cfg.RetryAfterSeconds).
+			WithCause(fmt.Sprintf("ownership lookup failed after %v: %v", res.Lookup.Round(time.Millisecond), err))
 	}
 	if !owns {
 		return nil, denial.New(denial.SubscriptionForbidden, "") // unknown and foreign read the same

@@ -3,6 +3,7 @@ package paytoken
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -32,6 +33,7 @@ type Config struct {
 	LeewaySeconds           int              `json:"leeway_seconds" default:"5" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
 	RetryAfterSeconds       int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with a 503."`
 	jwtverify.Config
+	config.Decisions
 }
 
 // Decider decides a request from its payment-access-token.
@@ -89,7 +91,8 @@ func (d *Decider) TokenHeader() string { return d.cfg.TokenHeader }
 
 // Result is an allowed request's facts, for the audit line.
 type Result struct {
-	TokenID  string
+	TokenID  string // jti
+	Kid      string
 	IssuedAt time.Time
 	Cached   bool
 }
@@ -108,7 +111,7 @@ func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 		case jwtverify.Expired:
 			return nil, denial.New(denial.PaymentTokenExpired, "")
 		case jwtverify.KeysUnavailable:
-			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(c.cfg.RetryAfterSeconds)
+			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(c.cfg.RetryAfterSeconds).WithCause("payment-token keys: " + err.Error())
 		}
 		return nil, denial.New(denial.PaymentTokenInvalid, err.Error())
 	}
@@ -123,13 +126,14 @@ func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 		}
 	}
 	if c.stale() {
-		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(c.cfg.RetryAfterSeconds)
+		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(c.cfg.RetryAfterSeconds).
+			WithCause(fmt.Sprintf("the revocation follower of stream %s has not heard from Redis within %ds", c.cfg.EventsStream, c.cfg.StaleAfterSeconds))
 	}
 	if c.revs.Revoked(customer, v.IssuedAt) {
 		return nil, denial.New(denial.PaymentTokenRevoked, "")
 	}
 	jti, _ := v.Claims["jti"].(string)
-	return &Result{TokenID: jti, IssuedAt: v.IssuedAt, Cached: v.Cached}, nil
+	return &Result{TokenID: jti, Kid: v.Kid, IssuedAt: v.IssuedAt, Cached: v.Cached}, nil
 }
 
 func entitlements(v any) []string {

@@ -62,6 +62,7 @@ type Config struct {
 	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
 
 	Now func() time.Time `json:"-"` // tests
+	config.Decisions
 }
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -79,6 +80,7 @@ type Result struct {
 	*Context
 	Cached   bool
 	Attempts int
+	Lookup   time.Duration // the whole lookup, retries included
 }
 
 type entry = *Context
@@ -164,8 +166,11 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 		lookups.Inc("overloaded")
 		return nil, denial.New(denial.IdentityTimeout, "too many identity lookups in flight")
 	}
+	began := time.Now()
 	var last class
+	attempts := 0
 	for attempt := 1; attempt <= c.o.MaxAttempts; attempt++ {
+		attempts = attempt
 		cl, got, den := c.attempt(ctx, creds)
 		switch cl {
 		case success:
@@ -173,7 +178,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 				c.svc.cache.Add(key, got)
 			}
 			lookups.Inc("fresh")
-			return &Result{Context: got, Attempts: attempt}, nil
+			return &Result{Context: got, Attempts: attempt, Lookup: time.Since(began)}, nil
 		case final:
 			if cacheable && (den.Code == denial.IdentityUnauthorized || den.Code == denial.IdentityForbidden) {
 				c.svc.cache.Remove(key) // the identity service says no: forget what it said before
@@ -184,7 +189,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 			if cacheable {
 				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= time.Duration(c.o.MaxStaleSeconds)*time.Second {
 					lookups.Inc("cache_fallback")
-					return &Result{Context: e, Cached: true, Attempts: attempt}, nil
+					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
 				}
 			}
 		}
@@ -195,10 +200,13 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 	}
 	if last == unavailable {
 		lookups.Inc("unavailable")
-		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfterSeconds)
+		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfterSeconds).
+			WithCause(fmt.Sprintf("identity service %s unavailable (503 or connection failure) on %d attempts in %v, no usable cached context",
+				c.o.IdentityURL, attempts, time.Since(began).Round(time.Millisecond)))
 	}
 	lookups.Inc("timeout")
-	return nil, denial.New(denial.IdentityTimeout, "")
+	return nil, denial.New(denial.IdentityTimeout, "").WithCause(fmt.Sprintf("identity service %s did not answer in time on %d attempts in %v",
+		c.o.IdentityURL, attempts, time.Since(began).Round(time.Millisecond)))
 }
 
 // sleep waits the backoff for attempt (full jitter), false if the deadline

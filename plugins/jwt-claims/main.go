@@ -53,7 +53,7 @@ func (c *Config) Access(kong *pdk.PDK) {
 			return den
 		}
 		rec.CustomerID = res.Claims.CustomerID
-		rec.Add(slog.Bool("cached", res.Cached))
+		rec.Add(slog.Bool("cached", res.Cached), slog.String("kid", res.Kid), slog.String("jti", res.JTI))
 		if err := kongx.StoreClaims(kong, res.Claims); err != nil {
 			return denial.New(denial.InternalError, "could not store the verified claims")
 		}

@@ -60,7 +60,7 @@ func (c *Config) Access(kong *pdk.PDK) {
 		if den != nil {
 			return den
 		}
-		rec.Add(slog.String("payment_token_id", res.TokenID), slog.Bool("cached", res.Cached))
+		rec.Add(slog.String("jti", res.TokenID), slog.String("kid", res.Kid), slog.Bool("cached", res.Cached))
 		return nil
 	})
 }

@@ -59,7 +59,7 @@ func (c *Config) Access(kong *pdk.PDK) {
 		if den != nil {
 			return den
 		}
-		rec.Add(slog.String("country", res.Country), slog.String("subscription_id", strconv.FormatInt(res.SubscriptionID, 10)), slog.Bool("cached", res.Cached))
+		rec.Add(slog.String("country", res.Country), slog.String("subscription_id", strconv.FormatInt(res.SubscriptionID, 10)), slog.Bool("cached", res.Cached), slog.Duration("redis", res.Lookup))
 		if err := kongx.SetUpstream(kong, d.Owned(), d.Upstream(res)); err != nil {
 			return denial.New(denial.InternalError, "could not set the upstream headers")
 		}

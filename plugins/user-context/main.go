@@ -55,7 +55,7 @@ func (c *Config) Access(kong *pdk.PDK) {
 			return den
 		}
 		rec.CustomerID = res.UserID
-		rec.Add(slog.Bool("cached", res.Cached), slog.Int("attempts", res.Attempts))
+		rec.Add(slog.Bool("cached", res.Cached), slog.Int("attempts", res.Attempts), slog.Duration("identity", res.Lookup))
 		if res.Cached {
 			rec.Add(slog.Duration("cache_age", time.Since(res.StoredAt).Round(time.Millisecond)))
 		}

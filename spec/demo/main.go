@@ -77,7 +77,9 @@ Paste into another terminal:
 		}
 		fmt.Printf("\n  # %s (expect %s)\n  %s\n", s.title, expect, s.curl(st))
 	}
+	fmt.Println("\nKong's file-log (kong.yml) writes each request's log entry below, subgate's decisions under \"subgate\".")
 	fmt.Println("\nCtrl-C stops everything the demo started.")
+	st.Gateway.Stdout = os.Stdout
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)

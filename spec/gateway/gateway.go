@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ import (
 type Config struct {
 	FormatVersion string    `yaml:"_format_version"`
 	Services      []Service `yaml:"services"`
+	Plugins       []Plugin  `yaml:"plugins"` // global ones (only bundled log plugins are modelled)
 }
 
 // Service is an upstream with its routes.
@@ -54,6 +56,11 @@ type Plugin struct {
 // Gateway serves requests through the plugins.
 type Gateway struct {
 	client *http.Client
+	// Stdout receives file-log lines whose path is /dev/stdout (the
+	// demo's terminal); nil drops them.
+	Stdout io.Writer
+	logMu  sync.Mutex
+
 	// Observe, when set, sees every request's model after its chain ran
 	// (the specs count PDK calls with it).
 	Observe func(route string, req *kongsim.Request)
@@ -81,6 +88,20 @@ type route struct {
 	stripPath bool
 	service   *url.URL
 	plugins   []*pluginConf
+	logs      []string // file-log paths: the route's own and the global ones
+}
+
+// bundledLogPlugin is the one Kong log plugin the stand-in models:
+// file-log, which appends kong.log.serialize()'s entry as a JSON line to
+// config.path in the log phase (kong/plugins/file-log/handler.lua).
+const bundledLogPlugin = "file-log"
+
+func logPath(p Plugin) (string, error) {
+	path, _ := p.Config["path"].(string)
+	if path == "" {
+		return "", fmt.Errorf("plugin %s: config.path: required field missing", p.Name)
+	}
+	return path, nil
 }
 
 // pluginConf is one plugin enabled on one route, with the config Kong
@@ -170,6 +191,17 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	if cfg.FormatVersion != "3.0" {
 		return nil, 0, fmt.Errorf("kong.yml: _format_version %q, want \"3.0\"", cfg.FormatVersion)
 	}
+	var global []string
+	for _, p := range cfg.Plugins {
+		if p.Name != bundledLogPlugin {
+			return nil, 0, fmt.Errorf("plugins: global plugin %s is not modelled by the stand-in", p.Name)
+		}
+		path, err := logPath(p)
+		if err != nil {
+			return nil, 0, err
+		}
+		global = append(global, path)
+	}
 	var routes []*route
 	for _, svc := range cfg.Services {
 		u, err := url.Parse(svc.URL)
@@ -177,9 +209,17 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 			return nil, 0, fmt.Errorf("service %s: bad url %q", svc.Name, svc.URL)
 		}
 		for _, r := range svc.Routes {
-			rt := &route{name: r.Name, paths: r.Paths, stripPath: r.StripPath == nil || *r.StripPath, service: u}
+			rt := &route{name: r.Name, paths: r.Paths, stripPath: r.StripPath == nil || *r.StripPath, service: u, logs: global}
 			seen := map[string]bool{}
 			for _, p := range r.Plugins {
+				if p.Name == bundledLogPlugin {
+					path, err := logPath(p)
+					if err != nil {
+						return nil, 0, fmt.Errorf("route %s: %w", r.Name, err)
+					}
+					rt.logs = append(slices.Clone(rt.logs), path)
+					continue
+				}
 				srv, ok := g.servers[p.Name]
 				if !ok {
 					return nil, 0, fmt.Errorf("route %s: plugin %s has no running plugin server", r.Name, p.Name)
@@ -265,7 +305,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if g.Observe != nil {
 		g.Observe(rt.name, req)
 	}
-	if exit := req.Exited(); exit != nil {
+	// Kong sends its request id upstream and to the client, exits included.
+	w.Header().Set("X-Kong-Request-Id", req.ID)
+	status := http.StatusInternalServerError
+	switch exit := req.Exited(); {
+	case exit != nil:
 		for k, vs := range exit.Headers {
 			for _, v := range vs {
 				w.Header().Add(k, v)
@@ -273,15 +317,45 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		w.WriteHeader(exit.Status)
 		_, _ = w.Write(exit.Body)
-		return
-	}
-	if err != nil {
+		status = exit.Status
+	case err != nil:
 		// Kong's pb_rpc: any event error other than a restartable one is
 		// kong.response.error(500). Never a pass-through.
-		kongError(w, http.StatusInternalServerError, "An unexpected error occurred")
+		kongError(w, status, "An unexpected error occurred")
+	default:
+		status = g.proxy(w, r, rt, prefix, path, req)
+	}
+	g.logPhase(rt, req, status)
+}
+
+// logPhase runs the route's file-log plugins: one JSON line per request,
+// the entry kong.log.serialize() returns.
+func (g *Gateway) logPhase(rt *route, req *kongsim.Request, status int) {
+	if len(rt.logs) == 0 {
 		return
 	}
-	g.proxy(w, r, rt, prefix, path, req)
+	line, err := json.Marshal(req.Serialize(status, rt.name))
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
+	g.logMu.Lock()
+	defer g.logMu.Unlock()
+	for _, path := range rt.logs {
+		if path == "/dev/stdout" {
+			if g.Stdout != nil {
+				_, _ = g.Stdout.Write(line)
+			}
+			continue
+		}
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			g.Log.Kong(kongsim.LogErr, "[kong] handler.lua [file-log] failed to open the file: %s", err)
+			continue
+		}
+		_, _ = f.Write(line)
+		f.Close()
+	}
 }
 
 // chain runs the access phase of each plugin in order; it stops at the
@@ -422,7 +496,7 @@ func (g *Gateway) resetInstances(plugin string) {
 
 var hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
-func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt *route, prefix, path string, req *kongsim.Request) {
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt *route, prefix, path string, req *kongsim.Request) int {
 	up := *rt.service
 	rest := path
 	if rt.stripPath {
@@ -436,16 +510,17 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt *route, prefi
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, up.String(), r.Body)
 	if err != nil {
 		kongError(w, http.StatusBadGateway, "An invalid response was received from the upstream server")
-		return
+		return http.StatusBadGateway
 	}
 	out.Header = req.Headers.Clone()
+	out.Header.Set("X-Kong-Request-Id", req.ID)
 	for _, h := range hopByHop {
 		out.Header.Del(h)
 	}
 	resp, err := g.client.Do(out)
 	if err != nil {
 		kongError(w, http.StatusBadGateway, "An invalid response was received from the upstream server")
-		return
+		return http.StatusBadGateway
 	}
 	defer resp.Body.Close()
 	for k, vs := range resp.Header {
@@ -455,4 +530,5 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt *route, prefi
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = io.Copy(w, resp.Body)
+	return resp.StatusCode
 }

@@ -1,6 +1,9 @@
 package kongsim
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -24,11 +27,16 @@ type Request struct {
 	// receives.
 	Headers http.Header
 
-	mu     sync.Mutex
-	shared map[string]any // kong.ctx.shared
-	exit   *Exit
-	calls  map[string][]string // plugin -> PDK methods in order
-	logs   []string
+	// ID is Kong's request id (the nginx variable kong_request_id, sent
+	// as X-Kong-Request-Id): 32 hex characters, as Kong's.
+	ID string
+
+	mu         sync.Mutex
+	shared     map[string]any // kong.ctx.shared
+	serialized map[string]any // kong.log.set_serialize_value
+	exit       *Exit
+	calls      map[string][]string // plugin -> PDK methods in order
+	logs       []string
 }
 
 // Exit is the response a plugin ended the request with.
@@ -40,8 +48,10 @@ type Exit struct {
 
 // NewRequest builds the model from a client request.
 func NewRequest(method, rawPath, query string, h http.Header) *Request {
-	return &Request{Method: method, RawPath: rawPath, Query: query, Headers: h.Clone(),
-		shared: map[string]any{}, calls: map[string][]string{}}
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	return &Request{Method: method, RawPath: rawPath, Query: query, Headers: h.Clone(), ID: hex.EncodeToString(id[:]),
+		shared: map[string]any{}, serialized: map[string]any{}, calls: map[string][]string{}}
 }
 
 // Exited returns the first exit, or nil.
@@ -169,6 +179,27 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 			r.exit = &Exit{Status: int(ea.Status), Body: ea.Body, Headers: h}
 		}
 		return nil, ErrExited
+	case "kong.nginx.get_var":
+		name, err := str()
+		if err != nil {
+			return nil, err
+		}
+		if name != "kong_request_id" {
+			return nil, fmt.Errorf("kongsim: nginx variable %q is not modelled", name)
+		}
+		return out(&pb.String{V: r.ID})
+	case "kong.log.set_serialize_value":
+		var kv pb.KV
+		if err := proto.Unmarshal(args, &kv); err != nil {
+			return nil, err
+		}
+		return nil, setPath(r.serialized, kv.K, kv.V.AsInterface())
+	case "kong.log.serialize":
+		b, err := json.Marshal(r.serialize(0, ""))
+		if err != nil {
+			return nil, err
+		}
+		return out(&pb.String{V: string(b)})
 	case "kong.log.alert", "kong.log.crit", "kong.log.err", "kong.log.warn", "kong.log.notice", "kong.log.info", "kong.log.debug":
 		var lv structpb.ListValue
 		if err := proto.Unmarshal(args, &lv); err != nil {
@@ -185,6 +216,69 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		return nil, nil
 	}
 	return nil, fmt.Errorf("kongsim: PDK method %q is not modelled: add it to spec/kongsim with Kong's semantics, and a spec for it", method)
+}
+
+// setPath sets a dot-separated key as kong.log.set_serialize_value does
+// (kong/pdk/log.lua): intermediate tables are made, and a non-table on the
+// way is an error.
+func setPath(m map[string]any, key string, v any) error {
+	parts := strings.Split(key, ".")
+	for _, p := range parts[:len(parts)-1] {
+		next, ok := m[p]
+		if !ok {
+			next = map[string]any{}
+			m[p] = next
+		}
+		nm, ok := next.(map[string]any)
+		if !ok {
+			return fmt.Errorf("kong.log.set_serialize_value: %q is not a table on the way to %q", p, key)
+		}
+		m = nm
+	}
+	m[parts[len(parts)-1]] = v
+	return nil
+}
+
+// Serialize is what kong.log.serialize() returns in the log phase, the
+// entry every log plugin (file-log, http-log, ...) writes: Kong's basic
+// serializer's fields this model knows (kong/pdk/log.lua: credentials in
+// authorization headers redacted) with the set_serialize_value fields laid
+// over them.
+func (r *Request) Serialize(status int, route string) map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.serialize(status, route)
+}
+
+func (r *Request) serialize(status int, route string) map[string]any {
+	headers := map[string]any{}
+	for k, vs := range r.Headers {
+		k = strings.ToLower(k)
+		switch {
+		case k == "authorization" || k == "proxy-authorization":
+			headers[k] = "REDACTED"
+		case len(vs) == 1:
+			headers[k] = vs[0]
+		default:
+			headers[k] = append([]string(nil), vs...)
+		}
+	}
+	uri := r.RawPath
+	if r.Query != "" {
+		uri += "?" + r.Query
+	}
+	entry := map[string]any{
+		"request":  map[string]any{"id": r.ID, "method": r.Method, "uri": uri, "headers": headers},
+		"response": map[string]any{"status": status},
+		"route":    map[string]any{"name": route},
+	}
+	b, _ := json.Marshal(r.serialized) // a deep copy
+	var extra map[string]any
+	_ = json.Unmarshal(b, &extra)
+	for k, v := range extra {
+		entry[k] = v
+	}
+	return entry
 }
 
 // luaConcat joins kong.log's arguments as Kong does: each one tostring()-ed,

@@ -100,6 +100,11 @@ func loadSchemas(dir string) (map[string]*kongsim.Schema, []string) {
 	}
 	schemas := map[string]*kongsim.Schema{}
 	var problems []string
+	if s, err := kongsim.ParseSchema([]byte(kongsim.FileLogSchema)); err == nil {
+		schemas["file-log"] = s // bundled with Kong
+	} else {
+		problems = append(problems, "file-log schema: "+err.Error())
+	}
 	for _, e := range entries {
 		info, err := e.Info()
 		if err != nil || !info.Mode().IsRegular() || info.Mode()&0o111 == 0 {

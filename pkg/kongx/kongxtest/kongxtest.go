@@ -7,7 +7,12 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/subgate/subgate/pkg/kongx"
 )
+
+// Plugin tests drive plugins through go-pdk's test package.
+func init() { kongx.UseGoPDKTestHarness() }
 
 // Config builds the JSON Kong sends at instance start (the schema's
 // defaults filled in, records merged field by field, plus Kong's metadata)
