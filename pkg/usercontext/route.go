@@ -49,7 +49,7 @@ func (r *Decider) Decide(ctx context.Context, clientHeaders map[string][]string)
 			creds[name] = v[0]
 		}
 	}
-	out, den := r.client.Lookup(ctx, creds)
+	out, den := r.client.Lookup(WithTrace(ctx, clientHeaders), creds)
 	if den != nil {
 		return nil, nil, den
 	}

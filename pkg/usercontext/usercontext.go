@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/upstream"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -143,6 +144,36 @@ func NewClient(o Config) (*Client, error) {
 
 var lookups = metrics.NewCounter("subgate_identity_lookups_total", "User-context lookups by outcome.", "outcome")
 
+// traceHeaders are the W3C Trace Context headers forwarded, unchanged, to
+// the identity service, so its span joins the caller's trace. They are not
+// credentials: never part of the cache key.
+var traceHeaders = []string{"traceparent", "tracestate"}
+
+type traceKey struct{}
+
+// WithTrace returns ctx carrying the client's trace headers (Kong's
+// lower-cased header table) for the identity request.
+func WithTrace(ctx context.Context, clientHeaders map[string][]string) context.Context {
+	var t map[string]string
+	for _, name := range traceHeaders {
+		if v := clientHeaders[name]; len(v) > 0 && v[0] != "" && upstream.Safe(v[0]) {
+			if t == nil {
+				t = map[string]string{}
+			}
+			t[name] = v[0]
+		}
+	}
+	if t == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+func traceFrom(ctx context.Context) map[string]string {
+	t, _ := ctx.Value(traceKey{}).(map[string]string)
+	return t
+}
+
 // attempt classes
 type class int
 
@@ -253,6 +284,9 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 		return final, nil, denial.New(denial.IdentityError, "")
 	}
 	for name, v := range creds {
+		req.Header.Set(name, v)
+	}
+	for name, v := range traceFrom(ctx) {
 		req.Header.Set(name, v)
 	}
 	req.Header.Set("Accept", "application/json")

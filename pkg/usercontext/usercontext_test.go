@@ -322,3 +322,36 @@ func TestOptionsValidated(t *testing.T) {
 		}
 	}
 }
+
+// W3C trace headers reach the identity service unchanged; none is invented.
+func TestTraceContextIsForwarded(t *testing.T) {
+	var got []http.Header
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.Header.Clone())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"user_id":"u1"}`))
+	}))
+	defer srv.Close()
+	d, err := New(Config{IdentityURL: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	h := map[string][]string{"authorization": {"Bearer x"}, "traceparent": {tp}, "tracestate": {"vendor=1"}}
+	if _, _, den := d.Decide(context.Background(), h); den != nil {
+		t.Fatal(den)
+	}
+	if len(got) != 1 || got[0].Get("Traceparent") != tp || got[0].Get("Tracestate") != "vendor=1" {
+		t.Fatalf("identity saw %v", got)
+	}
+	// No trace headers: none sent.
+	if _, _, den := d.Decide(context.Background(), map[string][]string{"authorization": {"Bearer y"}}); den != nil {
+		t.Fatal(den)
+	}
+	if got[1].Get("Traceparent") != "" {
+		t.Fatalf("a traceparent was invented: %v", got[1])
+	}
+}
