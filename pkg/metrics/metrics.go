@@ -152,7 +152,17 @@ func SetBuildInfo(plugin, version string) {
 	Latency.vec.WithLabelValues(plugin)
 }
 
+// Revision, when set at link time (go build -ldflags "-X
+// github.com/subgate/subgate/pkg/metrics.Revision=$(git rev-parse HEAD)"),
+// is the build_info revision: a build without the repository's .git (the
+// Docker build context excludes it) or with -buildvcs=false has no VCS
+// stamp to read.
+var Revision string
+
 func revision() string {
+	if Revision != "" {
+		return Revision
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		rev, dirty := "", false
 		for _, s := range bi.Settings {
