@@ -140,30 +140,7 @@ func NewClient(o Config) (*Client, error) {
 	return &Client{o: o, svc: svc}, nil
 }
 
-var (
-	lookups = metrics.NewCounter("subgate_identity_lookups_total",
-		"User-context lookups by outcome (fresh, cache_fallback, rejected, unavailable, timeout, overloaded); outcome cache_fallback over all outcomes is the share of lookups served from the fallback cache.",
-		"outcome")
-	cacheReads = metrics.NewCounter("subgate_identity_cache_reads_total",
-		"Lookups that met an identity 503 with a credential to key the fallback cache, and so read it. The cache hit ratio is rate(subgate_identity_cache_hits_total) / rate(subgate_identity_cache_reads_total): two counters rather than a ratio gauge, so it can be taken over any window and summed across plugin servers.",
-		"identity_url")
-	cacheHits = metrics.NewCounter("subgate_identity_cache_hits_total",
-		"Lookups the fallback cache served (a cached context younger than max_stale_seconds); see subgate_identity_cache_reads_total.",
-		"identity_url")
-)
-
-// The fallback caches' sizes, per identity URL.
-func init() {
-	metrics.RegisterGaugeFunc("subgate_identity_cache_entries",
-		"User contexts in the fallback cache of an identity URL (bounded by cache_size). The URL is shown without user info or query.",
-		[]string{"identity_url"}, func(emit func(float64, ...string)) {
-			sizes := map[string]float64{}
-			services.Range(func(_ string, s *service) { sizes[s.label] += float64(s.cache.Len()) })
-			for u, n := range sizes {
-				emit(n, u)
-			}
-		})
-}
+var lookups = metrics.NewCounter("subgate_identity_lookups_total", "User-context lookups by outcome.", "outcome")
 
 // attempt classes
 type class int
@@ -181,6 +158,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
+	read := false // the fallback cache was read (counted once per lookup; see fallback)
 	select {
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
@@ -189,7 +167,6 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 		return nil, denial.New(denial.IdentityTimeout, "too many identity lookups in flight")
 	}
 	var last class
-	read := false // the fallback cache was read (once per lookup in the metrics)
 	for attempt := 1; attempt <= c.o.MaxAttempts; attempt++ {
 		cl, got, den := c.attempt(ctx, creds)
 		switch cl {
@@ -207,12 +184,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 			return nil, den
 		case unavailable:
 			if cacheable {
-				if !read {
-					read = true
-					cacheReads.Inc(c.svc.label)
-				}
-				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= time.Duration(c.o.MaxStaleSeconds)*time.Second {
-					cacheHits.Inc(c.svc.label)
+				if e, hit := c.fallback(key, &read); hit {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt}, nil
 				}
