@@ -40,8 +40,8 @@ for s in yaml.safe_load(open(sys.argv[1]))["services"].values():
         print(s["image"])
 EOF
 while read -r img; do
-  [[ $img =~ @sha256:[0-9a-f]{64}$ || $img =~ :[0-9]+\.[0-9]+\.[0-9]+([-.][A-Za-z0-9.]+)?$ ]] ||
-    fail "image $img is not pinned to an exact version (name:X.Y.Z)"
+  [[ $img =~ @sha256:[0-9a-f]{64}$ || $img =~ :v?[0-9]+\.[0-9]+\.[0-9]+([-.][A-Za-z0-9.]+)?$ ]] ||
+    fail "image $img is not pinned to an exact version (name:X.Y.Z or name:vX.Y.Z)"
 done <"$tmp/images"
 grep -qE '^FROM kong:3\.[0-9]+\.[0-9]+$' docker/Dockerfile || fail "docker/Dockerfile must build FROM an exact kong:3.X.Y"
 
@@ -81,6 +81,7 @@ for k in $(grep -oE '^[A-Z_]+=' kong/plugins.env | tr -d =); do
 done
 grep -rn --exclude=validate.sh 'SUBGATE_METRICS_' docker kong && fail "SUBGATE_METRICS_* is set above: nginx clears it before a plugin server starts; use -metrics-addr in the start command"
 metrics_ports=" "
+: >"$tmp/metrics-targets" # "name port host" per plugin server, for the Prometheus check
 for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
   [ -d "plugins/$name" ] || fail "plugins.env names $name, but plugins/$name does not exist"
   var=$(echo "$name" | tr 'a-z-' 'A-Z_')
@@ -92,9 +93,10 @@ for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
   "$tmp/$name" -dump | grep -q "\"Name\":\"$name\"" || fail "$name -dump does not describe $name"
   # Server-wide settings are start-command flags; one metrics port per server.
   start="KONG_PLUGINSERVER_${var}_START_CMD"; start=${!start}
-  [[ $start =~ (^|[[:space:]])-metrics-addr[[:space:]]+[^[:space:]]+:(954[2-5])($|[[:space:]]) ]] ||
+  [[ $start =~ (^|[[:space:]])-metrics-addr[[:space:]]+([^[:space:]]+):(954[2-5])($|[[:space:]]) ]] ||
     fail "$name's start command has no -metrics-addr HOST:PORT with PORT in 9542..9545"
-  port=${BASH_REMATCH[2]}
+  port=${BASH_REMATCH[3]}
+  echo "$name $port ${BASH_REMATCH[2]}" >>"$tmp/metrics-targets"
   [[ $metrics_ports == *" $port "* ]] && fail "$name's metrics port $port is taken by another plugin server"
   metrics_ports+="$port "
   # Every flag of the start command is one the binary defines (else it exits at once).
@@ -109,6 +111,44 @@ for name in $(ls plugins); do
   [[ ",$KONG_PLUGINSERVER_NAMES," == *",$name,"* ]] || fail "plugin $name is not in KONG_PLUGINSERVER_NAMES"
   [[ ",$KONG_PLUGINS," == *",$name,"* ]] || fail "plugin $name is not in KONG_PLUGINS"
 done
+
+# Prometheus scrapes every plugin server's metrics port in the kong container,
+# one job per plugin, and nothing else; its UI is on the host's loopback only.
+python3 - "$tmp/compose.yml" "$tmp/metrics-targets" <<'EOF' || fail "Prometheus does not fit kong/plugins.env (see above)"
+import sys, yaml
+svcs = yaml.safe_load(open(sys.argv[1]))["services"]
+want = {}
+errors = []
+for line in open(sys.argv[2]):
+    name, port, host = line.split()
+    want[name] = [f"kong:{port}"]
+    if host in ("127.0.0.1", "localhost", "[::1]"):
+        errors.append(f"{name} serves metrics on {host}:{port}: Prometheus, in another container, cannot reach it")
+p = svcs.get("prometheus")
+if p is None:
+    errors.append("no prometheus service in docker/docker-compose.yml")
+else:
+    def target(v):
+        return v.get("target") if isinstance(v, dict) else str(v).split(":")[1]
+    if not any(target(v) == "/etc/prometheus/prometheus.yml" for v in p.get("volumes", [])):
+        errors.append("the prometheus service does not mount docker/prometheus/prometheus.yml at /etc/prometheus/prometheus.yml")
+    for port in p.get("ports", []):
+        ip = port.get("host_ip", "") if isinstance(port, dict) else (str(port).split(":")[0] if str(port).count(":") == 2 else "")
+        if ip not in ("127.0.0.1", "::1"):
+            errors.append(f"prometheus publishes {port} beyond the host's loopback")
+cfg = yaml.safe_load(open("docker/prometheus/prometheus.yml"))
+got = {}
+for job in cfg.get("scrape_configs", []):
+    got[job["job_name"]] = [t for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+for name, targets in want.items():
+    if got.get(name) != targets:
+        errors.append(f"prometheus.yml job {name} scrapes {got.get(name)}, want {targets} (kong/plugins.env)")
+for name in sorted(got.keys() - want.keys()):
+    errors.append(f"prometheus.yml job {name} is not a plugin server in kong/plugins.env")
+for e in errors:
+    print("docker/validate: " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+EOF
 
 # kong.yml: every plugin it enables is served, every host it names is a service.
 for name in $(grep -E '^\s*- name: ' kong/kong.yml | awk '{print $3}' | sort -u); do
@@ -233,4 +273,4 @@ for e in errors:
     print("docker/validate: " + e, file=sys.stderr)
 sys.exit(1 if errors else 0)
 EOF
-echo "docker/validate: compose file valid; images pinned; .dockerignore fits; Dockerfile sources present; images' Go builds pass; ports, secrets, start commands, kong.yml, plugins.env and compose agree"
+echo "docker/validate: compose file valid; images pinned; .dockerignore fits; Dockerfile sources present; images' Go builds pass; ports, secrets, start commands, kong.yml, plugins.env, Prometheus targets and compose agree"

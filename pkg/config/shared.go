@@ -30,3 +30,20 @@ func (s *Shared[K, V]) Get(key K, build func() (V, error)) (V, error) {
 	s.m[key] = v
 	return v, nil
 }
+
+// Range calls fn for every value built so far, in no particular order (for
+// metrics collectors). It works on a copy taken under the lock, so fn may be
+// slow or call Get without blocking other callers or deadlocking.
+func (s *Shared[K, V]) Range(fn func(K, V)) {
+	s.mu.Lock()
+	keys := make([]K, 0, len(s.m))
+	vals := make([]V, 0, len(s.m))
+	for k, v := range s.m {
+		keys = append(keys, k)
+		vals = append(vals, v)
+	}
+	s.mu.Unlock()
+	for i := range keys {
+		fn(keys[i], vals[i])
+	}
+}

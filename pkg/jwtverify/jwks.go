@@ -114,6 +114,26 @@ func (s *Set) Start() {
 // Close stops the refresh loop.
 func (s *Set) Close() { s.once.Do(func() { close(s.stop) }) }
 
+// URL is the JWKS URL the set fetches.
+func (s *Set) URL() string { return s.url }
+
+// LastSuccess is when the keys were last fetched (zero: never).
+func (s *Set) LastSuccess() time.Time {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastSuccess
+}
+
+// RefreshAge is how long ago the keys were last fetched, by the set's
+// clock; ok is false when they never were.
+func (s *Set) RefreshAge() (age time.Duration, ok bool) {
+	last := s.LastSuccess()
+	if last.IsZero() {
+		return 0, false
+	}
+	return s.opts.Now().Sub(last), true
+}
+
 // Generation changes whenever a fetch brings a different key set, so that
 // caches of verified tokens can be dropped when a key is withdrawn.
 func (s *Set) Generation() uint64 {

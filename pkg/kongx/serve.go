@@ -37,6 +37,7 @@ func Serve(plugin string, constructor func() any, priority int, decl any) {
 		}
 		return
 	}
+	metrics.SetBuildInfo(plugin, Version)
 	if *metricsAddr != "" {
 		go func() {
 			mux := http.NewServeMux()

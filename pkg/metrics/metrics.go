@@ -1,165 +1,241 @@
-// Package metrics keeps in-process counters and latency histograms and
-// serves them in the Prometheus text format. Each plugin binary is its own
-// process, so each exposes its own listener when configured (see Serve).
+// Package metrics declares subgate's Prometheus metrics and serves them,
+// through github.com/prometheus/client_golang, on a registry of its own
+// (not the library's global default, so nothing another package registers
+// there leaks into subgate's exposition). Each plugin binary is its own
+// process, so each exposes its own listener when configured (kongx.Serve,
+// -metrics-addr).
 //
-// A hand-written registry rather than the Prometheus client: the plugins
-// need two metric kinds with fixed labels, and keeping the dependency tree
-// of a gateway plugin small is worth the eighty lines.
+// The packages whose state is observed (redisconn, jwtverify, payevents,
+// usercontext) import this one and register what they expose (NewCounter,
+// RegisterGaugeFunc, RegisterCounterFunc); this package imports none of
+// them.
 package metrics
 
 import (
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
-	"sort"
-	"strings"
+	"net/url"
+	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Buckets are the latency histogram's upper bounds, in seconds.
 var Buckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1}
 
-type series struct {
-	labels string // rendered {k="v",...}
-	count  atomic.Uint64
-	// histogram only
-	buckets []atomic.Uint64
-	sumNs   atomic.Uint64
+// registry holds every subgate metric plus the Go runtime and process
+// collectors.
+var registry = prometheus.NewRegistry()
+
+func init() {
+	registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
 }
 
-type family struct {
-	name, help, kind string
-	labelNames       []string
-	mu               sync.RWMutex
-	series           map[string]*series
+// Registry is subgate's registry (for tests and for embedding the metrics
+// in another exposition).
+func Registry() *prometheus.Registry { return registry }
+
+var (
+	byNameMu sync.Mutex
+	byName   = map[string]prometheus.Collector{}
+)
+
+// register registers c under name once: a second declaration of the same
+// name returns the first one (tests and plugins may share a metric). A
+// different kind under a taken name is a programming error.
+func register[C prometheus.Collector](name string, c C) C {
+	byNameMu.Lock()
+	defer byNameMu.Unlock()
+	if old, ok := byName[name]; ok {
+		if o, ok := old.(C); ok {
+			return o
+		}
+		panic(fmt.Sprintf("metrics: %s is already registered as another kind", name))
+	}
+	registry.MustRegister(c)
+	byName[name] = c
+	return c
 }
 
 // Counter is a monotonically increasing count with fixed label names.
-type Counter struct{ f *family }
+type Counter struct{ vec *prometheus.CounterVec }
 
-// Histogram records durations with fixed label names.
-type Histogram struct{ f *family }
-
-var (
-	regMu    sync.Mutex
-	families []*family
-)
-
-func register(name, help, kind string, labels []string) *family {
-	regMu.Lock()
-	defer regMu.Unlock()
-	for _, f := range families {
-		if f.name == name {
-			return f // same name, same metric: lets tests and plugins share one
-		}
-	}
-	f := &family{name: name, help: help, kind: kind, labelNames: labels, series: map[string]*series{}}
-	families = append(families, f)
-	return f
-}
+// Histogram records durations, in seconds, with fixed label names.
+type Histogram struct{ vec *prometheus.HistogramVec }
 
 // NewCounter registers (or returns) the counter called name.
 func NewCounter(name, help string, labels ...string) *Counter {
-	return &Counter{register(name, help, "counter", labels)}
+	return register(name, &Counter{prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)})
 }
 
-// NewHistogram registers (or returns) the histogram called name.
+// NewHistogram registers (or returns) the histogram called name, with
+// Buckets.
 func NewHistogram(name, help string, labels ...string) *Histogram {
-	return &Histogram{register(name, help, "histogram", labels)}
+	return register(name, &Histogram{prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: Buckets}, labels)})
 }
 
-func (f *family) get(values []string) *series {
-	if len(values) != len(f.labelNames) {
-		panic(fmt.Sprintf("metrics: %s takes %d labels, got %d", f.name, len(f.labelNames), len(values)))
-	}
-	key := strings.Join(values, "\xff")
-	f.mu.RLock()
-	s := f.series[key]
-	f.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if s = f.series[key]; s == nil {
-		parts := make([]string, len(values))
-		for i, v := range values {
-			parts[i] = fmt.Sprintf("%s=%q", f.labelNames[i], v)
-		}
-		s = &series{labels: strings.Join(parts, ",")}
-		if f.kind == "histogram" {
-			s.buckets = make([]atomic.Uint64, len(Buckets))
-		}
-		f.series[key] = s
-	}
-	return s
-}
+// Describe and Collect make a Counter a prometheus.Collector.
+func (c *Counter) Describe(ch chan<- *prometheus.Desc) { c.vec.Describe(ch) }
 
-// Inc adds one to the series with these label values.
-func (c *Counter) Inc(values ...string) { c.f.get(values).count.Add(1) }
+// Collect implements prometheus.Collector.
+func (c *Counter) Collect(ch chan<- prometheus.Metric) { c.vec.Collect(ch) }
+
+// Describe implements prometheus.Collector.
+func (h *Histogram) Describe(ch chan<- *prometheus.Desc) { h.vec.Describe(ch) }
+
+// Collect implements prometheus.Collector.
+func (h *Histogram) Collect(ch chan<- prometheus.Metric) { h.vec.Collect(ch) }
+
+// Inc adds one to the series with these label values (in the order the
+// labels were declared). A wrong number of values panics.
+func (c *Counter) Inc(values ...string) { c.vec.WithLabelValues(values...).Inc() }
 
 // Value reads a series (for tests and the demo).
-func (c *Counter) Value(values ...string) uint64 { return c.f.get(values).count.Load() }
+func (c *Counter) Value(values ...string) uint64 {
+	var m dto.Metric
+	if err := c.vec.WithLabelValues(values...).Write(&m); err != nil {
+		panic(err)
+	}
+	return uint64(m.GetCounter().GetValue())
+}
 
 // Observe records one duration.
 func (h *Histogram) Observe(d time.Duration, values ...string) {
-	s := h.f.get(values)
-	sec := d.Seconds()
-	for i, ub := range Buckets {
-		if sec <= ub {
-			s.buckets[i].Add(1)
-		}
-	}
-	s.count.Add(1)
-	s.sumNs.Add(uint64(d.Nanoseconds()))
+	h.vec.WithLabelValues(values...).Observe(d.Seconds())
 }
 
-// Write renders every metric in the Prometheus text exposition format.
-func Write(w io.Writer) {
-	regMu.Lock()
-	fs := append([]*family(nil), families...)
-	regMu.Unlock()
-	for _, f := range fs {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", f.name, f.help, f.name, f.kind)
-		f.mu.RLock()
-		keys := make([]string, 0, len(f.series))
-		for k := range f.series {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			s := f.series[k]
-			if f.kind == "counter" {
-				fmt.Fprintf(w, "%s{%s} %d\n", f.name, s.labels, s.count.Load())
-				continue
-			}
-			sep := ""
-			if s.labels != "" {
-				sep = ","
-			}
-			for i, ub := range Buckets {
-				fmt.Fprintf(w, "%s_bucket{%s%sle=\"%g\"} %d\n", f.name, s.labels, sep, ub, s.buckets[i].Load())
-			}
-			fmt.Fprintf(w, "%s_bucket{%s%sle=\"+Inf\"} %d\n", f.name, s.labels, sep, s.count.Load())
-			fmt.Fprintf(w, "%s_sum{%s} %g\n", f.name, s.labels, float64(s.sumNs.Load())/1e9)
-			fmt.Fprintf(w, "%s_count{%s} %d\n", f.name, s.labels, s.count.Load())
-		}
-		f.mu.RUnlock()
-	}
-}
-
-// Handler serves Write on /metrics.
+// Handler serves the registry in the format the scraper asks for (text by
+// default), with promhttp's own request counters. A collector that fails
+// is logged and left out; the rest is still served.
 func Handler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		Write(w)
-	})
+	return promhttp.InstrumentMetricHandler(registry, promhttp.HandlerFor(registry, promhttp.HandlerOpts{
+		ErrorLog:      logger{},
+		ErrorHandling: promhttp.ContinueOnError,
+		Registry:      registry,
+	}))
 }
+
+type logger struct{}
+
+func (logger) Println(v ...any) { slog.Warn("metrics: " + fmt.Sprint(v...)) }
 
 // The metrics every plugin records through kongx.
 var (
-	Decisions = NewCounter("subgate_decisions_total", "Decisions by plugin, outcome and code.", "plugin", "decision", "code")
+	Decisions = NewCounter("subgate_decisions_total", "Decisions by plugin, outcome (allow/deny) and denial code.", "plugin", "decision", "code")
 	Latency   = NewHistogram("subgate_decision_seconds", "Time a plugin spent deciding, PDK calls included.", "plugin")
 )
+
+var buildInfo = register("subgate_build_info", prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "subgate_build_info",
+	Help: "Always 1: the plugin this process serves, its version and the VCS revision it was built from (unknown when built without VCS stamping).",
+}, []string{"version", "revision", "plugin"}))
+
+// SetBuildInfo records which plugin this process serves and its version
+// (kongx.Serve calls it; this package cannot import kongx's Version). It
+// also starts the plugin's allow count and latency histogram at zero, so
+// that a fresh server already exposes subgate_decisions_total and
+// subgate_decision_seconds (client_golang shows a labelled metric only
+// once it has a series) and rate() counts the first decisions.
+func SetBuildInfo(plugin, version string) {
+	buildInfo.Reset()
+	buildInfo.WithLabelValues(version, revision(), plugin).Set(1)
+	Decisions.vec.WithLabelValues(plugin, "allow", "")
+	Latency.vec.WithLabelValues(plugin)
+}
+
+// Revision, when set at link time (go build -ldflags "-X
+// github.com/subgate/subgate/pkg/metrics.Revision=$(git rev-parse HEAD)"),
+// is the build_info revision: a build without the repository's .git (the
+// Docker build context excludes it) or with -buildvcs=false has no VCS
+// stamp to read.
+var Revision string
+
+func revision() string {
+	if Revision != "" {
+		return Revision
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return rev
+		}
+	}
+	return "unknown"
+}
+
+// funcCollector reads its values at scrape time from the package that
+// registered it.
+type funcCollector struct {
+	desc    *prometheus.Desc
+	kind    prometheus.ValueType
+	collect func(emit func(value float64, labelValues ...string))
+}
+
+func (f *funcCollector) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+func (f *funcCollector) Collect(ch chan<- prometheus.Metric) {
+	f.collect(func(v float64, lv ...string) {
+		m, err := prometheus.NewConstMetric(f.desc, f.kind, v, lv...)
+		if err != nil {
+			m = prometheus.NewInvalidMetric(f.desc, err)
+		}
+		ch <- m
+	})
+}
+
+// RegisterGaugeFunc registers a gauge whose series are read at each
+// scrape: collect calls emit once per series, with the label values in
+// the order of labels. Each set of label values must be emitted once per
+// scrape (aggregate first). Label values are exposed as they are: never
+// pass a secret (see URLLabel).
+func RegisterGaugeFunc(name, help string, labels []string, collect func(emit func(value float64, labelValues ...string))) {
+	registerFunc(name, help, prometheus.GaugeValue, labels, collect)
+}
+
+// RegisterCounterFunc is RegisterGaugeFunc for a value that only grows
+// (for example a count kept by a library, such as go-redis' pool stats).
+func RegisterCounterFunc(name, help string, labels []string, collect func(emit func(value float64, labelValues ...string))) {
+	registerFunc(name, help, prometheus.CounterValue, labels, collect)
+}
+
+func registerFunc(name, help string, kind prometheus.ValueType, labels []string, collect func(emit func(value float64, labelValues ...string))) {
+	byNameMu.Lock()
+	defer byNameMu.Unlock()
+	if _, ok := byName[name]; ok {
+		panic("metrics: " + name + " is registered twice")
+	}
+	c := &funcCollector{desc: prometheus.NewDesc(name, help, labels, nil), kind: kind, collect: collect}
+	registry.MustRegister(c)
+	byName[name] = c
+}
+
+// URLLabel is a URL as a label value: scheme, host and path only. User
+// info, query and fragment may carry credentials (an API key in the
+// query, a password before the host) and never reach the exposition.
+func URLLabel(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "invalid"
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
+}

@@ -95,6 +95,19 @@ func (f *Follower) LastContact() time.Time {
 	return time.Unix(0, n)
 }
 
+// Stream is the stream the follower reads.
+func (f *Follower) Stream() string { return f.o.Stream }
+
+// Lag is how long ago Redis last answered the follower, by the follower's
+// clock; ok is false when it never has.
+func (f *Follower) Lag() (lag time.Duration, ok bool) {
+	last := f.LastContact()
+	if last.IsZero() {
+		return 0, false
+	}
+	return f.o.Now().Sub(last), true
+}
+
 // Start runs the follower until Stop. It does not wait for Redis: a
 // plugin instance starts inside Kong's first request and must start fast
 // whether Redis answers or not; the first checks wait instead, bounded, in

@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
@@ -100,7 +101,16 @@ func (c Config) Client(field string) (redis.UniversalClient, error) {
 	return redis.NewUniversalClient(u), nil
 }
 
-var clients config.Shared[string, redis.UniversalClient]
+// sharedClient is a shared client with what may be said about it in
+// metrics: its addresses and master name, never its secrets.
+type sharedClient struct {
+	client     redis.UniversalClient
+	addresses  string // comma-separated, as configured
+	masterName string
+}
+
+// clients is keyed by the settings and the secrets read (see Shared).
+var clients config.Shared[string, sharedClient]
 
 // Shared validates c and returns the process-wide client for these
 // settings (the secrets read now, so a rotated file makes a new client).
@@ -110,9 +120,18 @@ func Shared(c Config, field string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	return clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (redis.UniversalClient, error) {
-		return redis.NewUniversalClient(u), nil
+	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (sharedClient, error) {
+		return sharedClient{redis.NewUniversalClient(u), strings.Join(c.Addresses, ","), c.MasterName}, nil
 	})
+	return s.client, err
+}
+
+// Each calls fn for every client Shared has made in this process, with its
+// comma-separated addresses and its master name ("" without Sentinel):
+// what identifies a Redis without its secrets. Several clients may share
+// both (other settings, other DB, a rotated password).
+func Each(fn func(addresses, masterName string, c redis.UniversalClient)) {
+	clients.Range(func(_ string, s sharedClient) { fn(s.addresses, s.masterName, s.client) })
 }
 
 // Key identifies the settings, for sharing values built on them.

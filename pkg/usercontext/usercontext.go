@@ -92,6 +92,7 @@ type service struct {
 	client *http.Client
 	cache  *lru.Cache[[32]byte, entry]
 	slots  chan struct{}
+	label  string // the identity URL as a metric label (metrics.URLLabel)
 }
 
 var services config.Shared[string, *service]
@@ -106,7 +107,7 @@ func shared(o Config) (*service, error) {
 		tr.MaxIdleConnsPerHost = 64
 		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
 		return &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			cache: c, slots: make(chan struct{}, o.MaxConcurrent)}, nil
+			cache: c, slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL)}, nil
 	})
 }
 
@@ -190,6 +191,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
+	read := false // the fallback cache was read (counted once per lookup; see fallback)
 	select {
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
@@ -218,7 +220,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 			return nil, den
 		case unavailable:
 			if cacheable {
-				if e, hit := c.svc.cache.Get(key); hit && c.o.Now().Sub(e.StoredAt) <= time.Duration(c.o.MaxStaleSeconds)*time.Second {
+				if e, hit := c.fallback(key, &read); hit {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
 				}

@@ -1,0 +1,40 @@
+package payevents
+
+import (
+	"math"
+
+	"github.com/subgate/subgate/pkg/metrics"
+)
+
+// The revocation followers, per stream: how long since Redis last answered
+// (the staleness a payment-token check fails closed on) and the events
+// applied. Followers of one stream at several Redis settings are combined:
+// the worst lag, the sum of events.
+func init() {
+	metrics.RegisterGaugeFunc("subgate_revocation_follower_lag_seconds",
+		"Seconds since the payment-events follower last heard from Redis (+Inf: never).",
+		[]string{"stream"}, func(emit func(float64, ...string)) {
+			lags := map[string]float64{}
+			followers.Range(func(_ string, f *Follower) {
+				lag := math.Inf(1)
+				if d, ok := f.Lag(); ok {
+					lag = d.Seconds()
+				}
+				if old, seen := lags[f.Stream()]; !seen || lag > old {
+					lags[f.Stream()] = lag
+				}
+			})
+			for s, v := range lags {
+				emit(v, s)
+			}
+		})
+	metrics.RegisterCounterFunc("subgate_revocation_events_applied_total",
+		"Payment events the followers applied since the plugin server started.",
+		[]string{"stream"}, func(emit func(float64, ...string)) {
+			sums := map[string]float64{}
+			followers.Range(func(_ string, f *Follower) { sums[f.Stream()] += float64(f.Applied()) })
+			for s, v := range sums {
+				emit(v, s)
+			}
+		})
+}

@@ -1,0 +1,47 @@
+package usercontext
+
+import (
+	"time"
+
+	"github.com/subgate/subgate/pkg/metrics"
+)
+
+// The fallback cache's hit ratio, as two counters per identity URL.
+var (
+	cacheReads = metrics.NewCounter("subgate_identity_cache_reads_total",
+		"Lookups that met an identity 503 with a credential to key the fallback cache, and so read it (once per lookup). The cache hit ratio is rate(subgate_identity_cache_hits_total) / rate(subgate_identity_cache_reads_total): two counters rather than a ratio gauge, so it can be taken over any window and summed across plugin servers. Outcome cache_fallback of subgate_identity_lookups_total over all its outcomes is the share of all lookups the cache served.",
+		"identity_url")
+	cacheHits = metrics.NewCounter("subgate_identity_cache_hits_total",
+		"Lookups the fallback cache served (a cached context younger than max_stale_seconds); see subgate_identity_cache_reads_total.",
+		"identity_url")
+)
+
+// The fallback caches' sizes, per identity URL.
+func init() {
+	metrics.RegisterGaugeFunc("subgate_identity_cache_entries",
+		"User contexts in the fallback cache of an identity URL (bounded by cache_size). The URL is shown without user info or query.",
+		[]string{"identity_url"}, func(emit func(float64, ...string)) {
+			sizes := map[string]float64{}
+			services.Range(func(_ string, s *service) { sizes[s.label] += float64(s.cache.Len()) })
+			for u, n := range sizes {
+				emit(n, u)
+			}
+		})
+}
+
+// fallback is the cache's answer to a 503: the cached context for key if
+// it is younger than MaxStale. *read records that this lookup has read
+// the cache already, so that a lookup retrying through several 503s counts
+// as one read.
+func (c *Client) fallback(key [32]byte, read *bool) (entry, bool) {
+	if !*read {
+		*read = true
+		cacheReads.Inc(c.svc.label)
+	}
+	e, hit := c.svc.cache.Get(key)
+	if !hit || c.o.Now().Sub(e.StoredAt) > time.Duration(c.o.MaxStaleSeconds)*time.Second {
+		return nil, false
+	}
+	cacheHits.Inc(c.svc.label)
+	return e, true
+}
