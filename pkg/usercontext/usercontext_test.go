@@ -272,9 +272,9 @@ func TestSoakFlippingService(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"user_id":%q}`, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
 	})
-	const maxStale = 150 * time.Millisecond
+	const maxStale = time.Second // max_stale_seconds has a one-second grain
 	c := client(t, id.srv.URL, func(o *Config) { o.MaxStaleSeconds = int(maxStale / time.Second); o.CacheSize = 64 })
-	stop := time.Now().Add(1500 * time.Millisecond)
+	stop := time.Now().Add(2500 * time.Millisecond)
 	go func() {
 		for time.Now().Before(stop) {
 			down.Store(!down.Load())
