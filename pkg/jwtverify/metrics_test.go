@@ -4,8 +4,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"io"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -14,19 +12,6 @@ import (
 
 	"github.com/subgate/subgate/pkg/metrics"
 )
-
-func scrape(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(metrics.Handler())
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 // Each shared JWKS URL shows the age of its last good fetch, +Inf before
 // the first; the URL's query (an API key, say) never reaches the label.
@@ -50,7 +35,7 @@ func TestJWKSRefreshAgeMetric(t *testing.T) {
 		}
 	}
 	now.Add(int64(90 * time.Second))
-	out := scrape(t)
+	out := metrics.Exposition()
 	if strings.Contains(out, "s3cret") {
 		t.Fatalf("the JWKS URL's query reached the exposition:\n%s", out)
 	}

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime/debug"
 	"sync"
@@ -111,6 +112,13 @@ func (c *Counter) Value(values ...string) uint64 {
 // Observe records one duration.
 func (h *Histogram) Observe(d time.Duration, values ...string) {
 	h.vec.WithLabelValues(values...).Observe(d.Seconds())
+}
+
+// Exposition is the page Handler serves, for tests and tools.
+func Exposition() string {
+	rec := httptest.NewRecorder()
+	Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }
 
 // Handler serves the registry in the format the scraper asks for (text by

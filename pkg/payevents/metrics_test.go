@@ -2,8 +2,6 @@ package payevents
 
 import (
 	"context"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,19 +13,6 @@ import (
 	"github.com/subgate/subgate/pkg/metrics"
 	"github.com/subgate/subgate/pkg/redisconn"
 )
-
-func scrape(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(metrics.Handler())
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 // The shared followers expose, per stream, the seconds since Redis last
 // answered (+Inf when it never has) and the events applied; the Redis
@@ -69,7 +54,7 @@ func TestFollowerMetrics(t *testing.T) {
 	f.Stop() // no more contact: the lag is the clock's advance
 	now.Add(int64(30 * time.Second))
 
-	out := scrape(t)
+	out := metrics.Exposition()
 	if strings.Contains(out, "pw-0123456789") {
 		t.Fatalf("the Redis password reached the exposition:\n%s", out)
 	}

@@ -2,8 +2,6 @@ package redisconn
 
 import (
 	"context"
-	"io"
-	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -12,19 +10,6 @@ import (
 
 	"github.com/subgate/subgate/pkg/metrics"
 )
-
-func scrape(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(metrics.Handler())
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 // The shared clients' pool stats are exposed per Redis, labelled by
 // address and master name only: no password, user name or other setting.
@@ -46,7 +31,7 @@ func TestPoolStatsMetrics(t *testing.T) {
 	if _, err := Shared(Config{Addresses: []string{"127.0.0.1:1", "127.0.0.1:2"}, MasterName: "subgate", SentinelPassword: "spw-0123456789"}, "redis"); err != nil {
 		t.Fatal(err)
 	}
-	out := scrape(t)
+	out := metrics.Exposition()
 	if !strings.Contains(out, `subgate_redis_pool_connections{addresses="127.0.0.1:1,127.0.0.1:2",master_name="subgate"} 0`) {
 		t.Errorf("no series for the Sentinel client in:\n%s", out)
 	}

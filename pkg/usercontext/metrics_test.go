@@ -2,26 +2,11 @@ package usercontext
 
 import (
 	"context"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/subgate/subgate/pkg/metrics"
 )
-
-func scrape(t *testing.T) string {
-	t.Helper()
-	srv := httptest.NewServer(metrics.Handler())
-	defer srv.Close()
-	resp, err := srv.Client().Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
 
 // Per identity URL: the fallback cache's size, and the reads and hits
 // whose ratio is the cache's hit ratio (a read counted once per lookup,
@@ -46,7 +31,7 @@ func TestFallbackCacheMetrics(t *testing.T) {
 		t.Fatalf("attempts %d, want 1 (served) + 3 (retried)", id.hits.Load())
 	}
 
-	out := scrape(t)
+	out := metrics.Exposition()
 	for _, secret := range []string{"s3cret", "tok-u"} {
 		if strings.Contains(out, secret) {
 			t.Fatalf("%q reached the exposition:\n%s", secret, out)
