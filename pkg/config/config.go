@@ -13,6 +13,12 @@
 //	                   len_min=n, len_max=n
 //	doc:"..."          the description (schema and README)
 //
+// A pointer-to-struct field is an optional record: Kong lets a route omit it
+// (the schema says required: false, which keeps Kong's make_records_required
+// from requiring it) and sends null, so the pointer stays nil; Defaults fills
+// nothing in an absent one, and one a config gives starts from its declared
+// defaults. Every other record is required, as Kong makes it.
+//
 // A struct type may add entity checks (combinations Kong refuses) by
 // implementing EntityChecker. Embedded structs are flattened, as
 // encoding/json does; a shallower field of the same name wins.
@@ -46,6 +52,7 @@ type field struct {
 	doc       string
 	kongType  string
 	recordOf  []field // for records
+	optional  bool    // a pointer-to-struct record: may be absent (nil)
 	elemField *field  // for arrays (elements) and maps (values)
 }
 
@@ -197,6 +204,11 @@ func parseField(sf reflect.StructField, index []int) field {
 	switch sf.Type.Kind() {
 	case reflect.Struct:
 		f.recordOf = fields(sf.Type)
+	case reflect.Pointer:
+		f.recordOf, f.optional = fields(sf.Type.Elem()), true
+		if f.required {
+			bad("an optional record (pointer) cannot be required")
+		}
 	case reflect.Slice, reflect.Map:
 		e := field{name: name, typ: sf.Type.Elem(), kongType: kongType(sf.Type.Elem())}
 		if e.typ.Kind() == reflect.Struct {
@@ -237,6 +249,10 @@ func kongType(t reflect.Type) string {
 		return "map"
 	case reflect.Struct:
 		return "record"
+	case reflect.Pointer:
+		if t.Elem().Kind() == reflect.Struct {
+			return "record" // optional
+		}
 	}
 	panic(fmt.Sprintf("config: type %s has no Kong form", t))
 }
@@ -285,6 +301,10 @@ func setDefaults(ptr any, onlyForbiddenZero bool) {
 		for _, f := range fs {
 			fv := v.FieldByIndex(f.index)
 			switch {
+			case f.optional: // absent: nothing to fill
+				if !fv.IsNil() {
+					walk(fv.Elem(), f.recordOf)
+				}
 			case f.recordOf != nil: // records declare no default of their own
 				walk(fv, f.recordOf)
 			case f.hasDef && (!onlyForbiddenZero || fv.IsZero() && !zeroAllowed(f)):
@@ -306,16 +326,18 @@ func zeroAllowed(f field) bool {
 // ...) are ignored; null leaves a field as it was.
 func Decode(raw []byte, ptr any) error {
 	v := reflect.ValueOf(ptr).Elem()
-	clearGivenMaps(raw, v, fields(v.Type()))
+	prepareGiven(raw, v, fields(v.Type()))
 	if err := json.Unmarshal(raw, ptr); err != nil {
 		return fmt.Errorf("decoding config: %w", err)
 	}
 	return Validate(ptr)
 }
 
-// clearGivenMaps empties the map fields raw sets: encoding/json merges an
+// prepareGiven empties the map fields raw sets: encoding/json merges an
 // object into an existing map, and a route's map replaces the default one.
-func clearGivenMaps(raw []byte, v reflect.Value, fs []field) {
+// An optional record raw gives (not null) that is still absent starts from
+// its declared defaults, as a required record does.
+func prepareGiven(raw []byte, v reflect.Value, fs []field) {
 	var given map[string]json.RawMessage
 	if json.Unmarshal(raw, &given) != nil {
 		return // Unmarshal reports it
@@ -325,11 +347,20 @@ func clearGivenMaps(raw []byte, v reflect.Value, fs []field) {
 		if !ok {
 			continue
 		}
-		switch f.kongType {
-		case "map":
-			v.FieldByIndex(f.index).SetZero()
-		case "record":
-			clearGivenMaps(r, v.FieldByIndex(f.index), f.recordOf)
+		switch fv := v.FieldByIndex(f.index); {
+		case f.kongType == "map":
+			fv.SetZero()
+		case f.optional:
+			if string(r) == "null" {
+				continue // json sets the pointer to nil: absent
+			}
+			if fv.IsNil() {
+				fv.Set(reflect.New(f.typ.Elem()))
+				Defaults(fv.Interface())
+			}
+			prepareGiven(r, fv.Elem(), f.recordOf)
+		case f.kongType == "record":
+			prepareGiven(r, fv, f.recordOf)
 		}
 	}
 }
@@ -419,6 +450,12 @@ func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
 			validateValue(errs, path+"."+iter.Key().String(), iter.Value(), *f.elemField)
 		}
 	case "record":
+		if f.optional {
+			if fv.IsNil() {
+				return // absent: its check does not run
+			}
+			fv = fv.Elem()
+		}
 		validate(errs, path, fv, f.recordOf)
 	}
 }

@@ -155,3 +155,59 @@ func TestSharedRange(t *testing.T) {
 		t.Fatalf("after a Get inside Range: %d values, want 4", n)
 	}
 }
+
+type withOptional struct {
+	Must  inner  `json:"must" doc:"A record Kong makes required."`
+	Maybe *inner `json:"maybe" doc:"A record a route may omit."`
+	Decisions
+}
+
+func TestOptionalRecord(t *testing.T) {
+	b, _ := json.Marshal(Schema(withOptional{}))
+	for _, want := range []string{
+		`{"maybe":{"description":"A record a route may omit.","fields":[`,
+		`"required":false,"type":"record"}}`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("schema lacks %s:\n%s", want, b)
+		}
+	}
+	if strings.Count(string(b), `"required":false`) != 1 {
+		t.Errorf("only the optional record says required false: %s", b)
+	}
+	if tbl := Table(withOptional{}); !strings.Contains(tbl, "| `maybe` | record |  | optional |") || !strings.Contains(tbl, "| `maybe.timeout_ms` | integer | `200` |") {
+		t.Errorf("table:\n%s", tbl)
+	}
+
+	var c withOptional
+	Defaults(&c)
+	if c.Maybe != nil || c.Must.Timeout != 200 {
+		t.Fatalf("Defaults must fill the required record and leave the optional one absent: %+v", c)
+	}
+	FillZero(&c)
+	if c.Maybe != nil {
+		t.Fatal("FillZero must leave an absent optional record absent")
+	}
+	// Absent and null: nil, and its fields are not validated.
+	for _, raw := range []string{`{"must":{"addr":["a"]}}`, `{"must":{"addr":["a"]},"maybe":null}`} {
+		var c withOptional
+		Defaults(&c)
+		if err := Decode([]byte(raw), &c); err != nil || c.Maybe != nil {
+			t.Errorf("%s: %v, maybe %+v", raw, err, c.Maybe)
+		}
+	}
+	// Given: it starts from its defaults and is validated.
+	var g withOptional
+	Defaults(&g)
+	if err := Decode([]byte(`{"must":{"addr":["a"]},"maybe":{"addr":["b"]}}`), &g); err != nil || g.Maybe == nil || g.Maybe.Timeout != 200 || g.Maybe.Addr[0] != "b" {
+		t.Fatalf("given optional record: %v %+v", err, g.Maybe)
+	}
+	var bad withOptional
+	Defaults(&bad)
+	err := Decode([]byte(`{"must":{"addr":["a"]},"maybe":{"timeout_ms":0}}`), &bad)
+	for _, want := range []string{"config.maybe.addr: required field missing", "config.maybe.timeout_ms: value must be greater than 0"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}

@@ -46,6 +46,13 @@ func fieldSchema(f field) map[string]any {
 	if f.required {
 		s["required"] = true
 	}
+	if f.optional {
+		// Kong's Entity.new_subschema makes every record required unless it
+		// says otherwise (make_records_required), and expands a missing
+		// required record with its defaults; required false leaves an
+		// absent one null (handle_missing_field).
+		s["required"] = false
+	}
 	if f.hasDef {
 		s["default"] = defaultValue(f)
 	}
@@ -141,6 +148,9 @@ func rules(f field) string {
 	var r []string
 	if f.required {
 		r = append(r, "required")
+	}
+	if f.optional {
+		r = append(r, "optional")
 	}
 	if f.secret {
 		r = append(r, "referenceable")
