@@ -13,4 +13,7 @@ const (
 	PrioritySubscriptionOwner = 1250
 	PriorityPaymentToken      = 1200
 	PriorityUserContext       = 1150
+	// PrioritySubgate runs the whole chain in one event, where its first
+	// plugin runs.
+	PrioritySubgate = PriorityJWTClaims
 )

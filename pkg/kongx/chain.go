@@ -1,0 +1,194 @@
+package kongx
+
+// The subgate plugin's decision: the four checks of the plugin chain
+// (jwt-claims, subscription-owner, payment-token, user-context) in one
+// access event, in the chain's order, each by its own package's Decide. A
+// route moves from the chain to subgate by nesting each plugin's config
+// under its section; only how the request is read from and written to Kong
+// differs: one read of every header, the path when the ownership section is
+// present, one write of every owned upstream header, and the claims stay in
+// Go (no kong.ctx.shared).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/ownercheck"
+	"github.com/subgate/subgate/pkg/paytoken"
+	"github.com/subgate/subgate/pkg/usercontext"
+)
+
+// ChainConfig is the subgate plugin's config, declared once (see
+// pkg/config): each section is exactly the config of the plugin that does
+// the same job; a check runs only when its section is present. A section's
+// own log_decisions is accepted (a plugin's config nests unchanged) and
+// ignored: the top-level one applies to the one decision subgate makes.
+type ChainConfig struct {
+	JWT       jwtclaims.Config     `json:"jwt" kong:"required" doc:"The jwt-claims check (always runs first): jwt-claims' config."`
+	Ownership *ownercheck.Config   `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
+	Payment   *paytoken.Config     `json:"payment" doc:"The payment-token check, when present: payment-token's config."`
+	Identity  *usercontext.Config  `json:"identity" doc:"The user-context check, when present: user-context's config."`
+	config.Decisions
+}
+
+// Chain decides for one subgate route. Safe for concurrent use.
+type Chain struct {
+	jwt       *jwtclaims.Decider
+	ownership *ownercheck.Decider // nil: the section is absent
+	payment   *paytoken.Decider
+	identity  *usercontext.Decider
+	owned     []string // every section's owned upstream headers, without duplicates
+}
+
+// NewChain builds the decider of every present section with that section's
+// own constructor, reporting every problem at once, each under its section.
+func NewChain(c ChainConfig) (*Chain, error) {
+	var errs []error
+	section := func(name string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	ch := &Chain{}
+	var err error
+	ch.jwt, err = jwtclaims.New(c.JWT)
+	section("jwt", err)
+	if c.Ownership != nil {
+		ch.ownership, err = ownercheck.New(*c.Ownership)
+		section("ownership", err)
+	}
+	if c.Payment != nil {
+		ch.payment, err = paytoken.New(*c.Payment)
+		section("payment", err)
+	}
+	if c.Identity != nil {
+		ch.identity, err = usercontext.New(*c.Identity)
+		section("identity", err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, list := range [][]string{ch.jwt.Owned(), ch.ownershipOwned(), ch.identityOwned()} {
+		for _, h := range list {
+			if !seen[h] {
+				seen[h] = true
+				ch.owned = append(ch.owned, h)
+			}
+		}
+	}
+	return ch, nil
+}
+
+func (c *Chain) ownershipOwned() []string {
+	if c.ownership == nil {
+		return nil
+	}
+	return c.ownership.Owned()
+}
+
+func (c *Chain) identityOwned() []string {
+	if c.identity == nil {
+		return nil
+	}
+	return c.identity.Owned()
+}
+
+// NeedsPath reports whether Decide needs the request path (the ownership
+// section is present).
+func (c *Chain) NeedsPath() bool { return c.ownership != nil }
+
+// Owned lists every upstream header the route owns, over all sections: the
+// plugin passes them to SetUpstream so client copies go.
+func (c *Chain) Owned() []string { return c.owned }
+
+// Decide runs the present checks in the chain's order on the client's
+// headers (Kong's get_headers table: lower-case names; Decide may change
+// it) and the normalized path (needed only when NeedsPath), and returns the
+// value of each owned upstream header (absent: removed). It records the
+// customer and each check's facts in rec, as the plugins of the chain do.
+//
+// Each later check sees the request the chain's plugin would see: in Kong a
+// plugin's kong.service.request.set_headers changes the headers the next
+// plugin reads, so each section's upstream headers are applied to headers
+// before the next section reads them.
+func (c *Chain) Decide(ctx context.Context, headers map[string][]string, path string, rec *Record) (map[string]string, *denial.Denial) {
+	up := make(map[string]string, len(c.owned))
+	apply := func(owned []string, values map[string]string) {
+		for _, h := range owned {
+			v := values[h]
+			up[h] = v
+			if v == "" {
+				delete(headers, strings.ToLower(h))
+			} else {
+				headers[strings.ToLower(h)] = []string{v}
+			}
+		}
+	}
+
+	cookie := ""
+	if c.jwt.UsesCookie() {
+		cookie = first(headers, "Cookie")
+	}
+	jr, den := c.jwt.Decide(first(headers, c.jwt.TokenHeader()), cookie)
+	if den != nil {
+		return nil, den
+	}
+	v := jr.Claims
+	rec.CustomerID = v.CustomerID
+	rec.Add(slog.Group("jwt", slog.Bool("cached", jr.Cached), slog.String("kid", jr.Kid), slog.String("jti", jr.JTI)))
+	apply(c.jwt.Owned(), jr.Upstream)
+
+	if c.ownership != nil {
+		or, den := c.ownership.Decide(ctx, path, v)
+		if den != nil {
+			return nil, den
+		}
+		rec.Add(slog.Group("ownership", slog.String("country", or.Country), slog.String("subscription_id", strconv.FormatInt(or.SubscriptionID, 10)),
+			slog.Bool("cached", or.Cached), slog.Duration("redis", or.Lookup)))
+		apply(c.ownership.Owned(), c.ownership.Upstream(or))
+	}
+
+	if c.payment != nil {
+		pr, den := c.payment.Decide(first(headers, c.payment.TokenHeader()), v.CustomerID)
+		if den != nil {
+			return nil, den
+		}
+		rec.Add(slog.Group("payment", slog.String("jti", pr.TokenID), slog.String("kid", pr.Kid), slog.Bool("cached", pr.Cached)))
+	}
+
+	if c.identity != nil {
+		iup, ir, den := c.identity.Decide(ctx, headers)
+		if den != nil {
+			return nil, den
+		}
+		attrs := []any{slog.Bool("cached", ir.Cached), slog.Int("attempts", ir.Attempts), slog.Duration("identity", ir.Lookup)}
+		if ir.Cached {
+			attrs = append(attrs, slog.Duration("cache_age", time.Since(ir.StoredAt).Round(time.Millisecond)))
+		}
+		rec.Add(slog.Group("identity", attrs...))
+		apply(c.identity.Owned(), iup)
+	}
+	return up, nil
+}
+
+// first reads a header from Kong's lower-cased header table.
+func first(h map[string][]string, name string) string {
+	if v := h[strings.ToLower(name)]; len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h { // a table not lower-cased (tests)
+		if len(v) > 0 && strings.EqualFold(k, name) {
+			return v[0]
+		}
+	}
+	return ""
+}

@@ -1,0 +1,71 @@
+// Command subgate is the Kong plugin that runs the checks of the four-plugin
+// chain (jwt-claims, subscription-owner, payment-token, user-context) in one
+// access event, in the same order, each configured by its own section
+// (jwt required; ownership, payment, identity when present) with exactly
+// that plugin's config. The decisions are the same packages' (see
+// kongx.Chain); only the PDK traffic differs.
+//
+// Allow path: at most 3 PDK calls (every request header; the path, only
+// with an ownership section; every owned upstream header, set or cleared).
+// The claims stay in Go: no kong.ctx.shared.
+package main
+
+import (
+	"context"
+
+	"github.com/Kong/go-pdk"
+
+	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/kongx"
+)
+
+// Name is the plugin name (and the binary's file name).
+const Name = "subgate"
+
+// Config is the route's plugin config: the declared kongx.ChainConfig and
+// the decider built from it at instance start.
+type Config struct {
+	kongx.ChainConfig
+	gate *kongx.Gate[*kongx.Chain]
+}
+
+// New returns the declared defaults (absent sections stay absent).
+func New() any {
+	c := &Config{gate: kongx.Unstarted[*kongx.Chain](Name)}
+	config.Defaults(&c.ChainConfig)
+	return c
+}
+
+// UnmarshalJSON receives Kong's config at instance start and builds the
+// deciders once; a bad config is logged and denied on every request.
+func (c *Config) UnmarshalJSON(b []byte) error {
+	c.gate = kongx.Start(Name, b, &c.ChainConfig, kongx.NewChain)
+	return nil
+}
+
+// Access runs the whole chain.
+func (c *Config) Access(kong *pdk.PDK) {
+	c.gate.Run(kong, func(d *kongx.Chain, rec *kongx.Record) *denial.Denial {
+		headers, err := kong.Request.GetHeaders(-1)
+		if err != nil {
+			return denial.New(denial.InternalError, "could not read the request headers")
+		}
+		path := ""
+		if d.NeedsPath() {
+			if path, err = kong.Request.GetPath(); err != nil {
+				return denial.New(denial.InternalError, "could not read the request path")
+			}
+		}
+		up, den := d.Decide(context.Background(), headers, path, rec)
+		if den != nil {
+			return den
+		}
+		if err := kongx.SetUpstream(kong, d.Owned(), up); err != nil {
+			return denial.New(denial.InternalError, "could not set the upstream headers")
+		}
+		return nil
+	})
+}
+
+func main() { kongx.Serve(Name, New, kongx.PrioritySubgate, kongx.ChainConfig{}) }
