@@ -93,8 +93,8 @@ for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
   "$tmp/$name" -dump | grep -q "\"Name\":\"$name\"" || fail "$name -dump does not describe $name"
   # Server-wide settings are start-command flags; one metrics port per server.
   start="KONG_PLUGINSERVER_${var}_START_CMD"; start=${!start}
-  [[ $start =~ (^|[[:space:]])-metrics-addr[[:space:]]+([^[:space:]]+):(954[2-5])($|[[:space:]]) ]] ||
-    fail "$name's start command has no -metrics-addr HOST:PORT with PORT in 9542..9545"
+  [[ $start =~ (^|[[:space:]])-metrics-addr[[:space:]]+([^[:space:]]+):(954[2-6])($|[[:space:]]) ]] ||
+    fail "$name's start command has no -metrics-addr HOST:PORT with PORT in 9542..9546"
   port=${BASH_REMATCH[3]}
   echo "$name $port ${BASH_REMATCH[2]}" >>"$tmp/metrics-targets"
   [[ $metrics_ports == *" $port "* ]] && fail "$name's metrics port $port is taken by another plugin server"
