@@ -7,6 +7,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/ownercheck"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/usercontext"
@@ -19,6 +20,7 @@ var declarations = map[string]any{
 	"subscription-owner": ownercheck.Config{},
 	"payment-token":      paytoken.Config{},
 	"user-context":       usercontext.Config{},
+	"subgate":            kongx.ChainConfig{},
 }
 
 // The README's config tables are generated from the declarations: this
