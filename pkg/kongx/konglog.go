@@ -63,15 +63,25 @@ func (r *Record) serialized() map[string]any {
 	if r.Status != 0 {
 		m["status"] = r.Status
 	}
-	for _, a := range r.Attrs {
+	putAttrs(m, r.Attrs)
+	return m
+}
+
+// putAttrs adds plugin-specific facts; a group (subgate's per-section
+// facts) becomes a nested object.
+func putAttrs(m map[string]any, attrs []slog.Attr) {
+	for _, a := range attrs {
 		switch v := a.Value.Resolve(); v.Kind() {
 		case slog.KindDuration:
 			m[a.Key+"_ms"] = float64(v.Duration().Microseconds()) / 1000
+		case slog.KindGroup:
+			g := map[string]any{}
+			putAttrs(g, v.Group())
+			m[a.Key] = g
 		default:
 			m[a.Key] = v.Any()
 		}
 	}
-	return m
 }
 
 // operatorInterval bounds how often one cause is written to Kong's error log.
