@@ -181,6 +181,14 @@ func TestEndToEnd(t *testing.T) {
 			}
 			last = srv.Info.Priority
 		}
+		// subgate runs the whole chain where its first plugin runs.
+		sg, jc := w.Servers["subgate"], w.Servers["jwt-claims"]
+		if sg == nil || jc == nil {
+			t.Fatal("subgate or jwt-claims is not built")
+		}
+		if fmt.Sprint(sg.Info.Phases) != "[access]" || sg.Info.Priority != jc.Info.Priority {
+			t.Errorf("subgate: phases %v priority %d, want [access] and jwt-claims' %d", sg.Info.Phases, sg.Info.Priority, jc.Info.Priority)
+		}
 	})
 
 	t.Run("public route runs no plugin", func(t *testing.T) {
@@ -270,6 +278,30 @@ func TestEndToEnd(t *testing.T) {
 			}
 		}
 		t.Log(table.String())
+	})
+
+	t.Run("subgate's PDK calls on a denial", func(t *testing.T) {
+		w.mu.Lock()
+		w.calls = map[string][]callRecord{}
+		w.mu.Unlock()
+		w.do(t, "GET", "/sg/me", nil).wantDenied(t, 401, "token_missing")
+		w.do(t, "GET", "/sg/coach/subscriptions/5678", bearer(w.token(t, alice, "DE", time.Hour))).wantDenied(t, 403, "subscription_forbidden")
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		// The reads, then what kongx.Gate adds to every denial: Kong's
+		// request id, the serialized decision, the exit.
+		for route, want := range map[string]string{
+			"sg-profile":  "kong.request.get_headers kong.nginx.get_var kong.log.set_serialize_value kong.response.exit",
+			"sg-coaching": "kong.request.get_headers kong.request.get_path kong.nginx.get_var kong.log.set_serialize_value kong.response.exit",
+		} {
+			recs := w.calls[route]
+			if len(recs) != 1 || recs[0].allowed {
+				t.Fatalf("%s: %+v", route, recs)
+			}
+			if got := strings.Join(recs[0].calls["subgate"], " "); got != want {
+				t.Errorf("%s denial: %s, want %s", route, got, want)
+			}
+		}
 	})
 
 	runScenarios(t, w, redisDown)
