@@ -216,3 +216,35 @@ func TestLuaPattern(t *testing.T) {
 		t.Error("balanced match accepted")
 	}
 }
+
+// A record Kong makes required (no required attribute: make_records_required)
+// is expanded with its defaults when absent; one with required false (an
+// optional section, pkg/config's pointer-to-struct) stays null, and is
+// validated only when given.
+func TestOptionalRecordAsKong(t *testing.T) {
+	s := parseTest(t, `{"name":"p","fields":[{"config":{"type":"record","fields":[
+		{"jwt":{"type":"record","fields":[{"header":{"type":"string","default":"Authorization"}}]}},
+		{"identity":{"type":"record","required":false,"fields":[
+			{"url":{"type":"string","required":true}},{"method":{"type":"string","default":"GET"}}]}}]}}]}`)
+	config, errs := s.Validate(jsonMap(t, `{}`))
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if jwt, _ := config["jwt"].(map[string]any); jwt["header"] != "Authorization" {
+		t.Errorf("a required record must be expanded with its defaults: %v", config)
+	}
+	if v, ok := config["identity"]; !ok || v != nil {
+		t.Errorf("an absent optional record must be null: %v", config)
+	}
+	if out, _ := Select(s.Entity.Field("config"), config, nil); out["identity"] != nil {
+		t.Errorf("the plugin must not receive an absent optional record: %v", out)
+	}
+	config, errs = s.Validate(jsonMap(t, `{"identity":{}}`))
+	if len(errs) != 1 || !strings.Contains(errs.Error(), "config.identity.url: required field missing") {
+		t.Errorf("a given optional record is validated: %v", errs)
+	}
+	config, errs = s.Validate(jsonMap(t, `{"identity":{"url":"http://id"}}`))
+	if id, _ := config["identity"].(map[string]any); len(errs) > 0 || id["method"] != "GET" {
+		t.Errorf("a given optional record gets its defaults: %v %v", config, errs)
+	}
+}
