@@ -239,7 +239,7 @@ func TestOptionalRecordAsKong(t *testing.T) {
 	if out, _ := Select(s.Entity.Field("config"), config, nil); out["identity"] != nil {
 		t.Errorf("the plugin must not receive an absent optional record: %v", out)
 	}
-	config, errs = s.Validate(jsonMap(t, `{"identity":{}}`))
+	_, errs = s.Validate(jsonMap(t, `{"identity":{}}`))
 	if len(errs) != 1 || !strings.Contains(errs.Error(), "config.identity.url: required field missing") {
 		t.Errorf("a given optional record is validated: %v", errs)
 	}
