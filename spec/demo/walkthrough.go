@@ -60,6 +60,8 @@ func walkthrough() []step {
 			headers: [][2]string{{"Authorization", "Bearer $ALICE"}, {"X-Payment-Token", "$PAY_BOB"}}, status: 403, code: "payment_token_customer_mismatch"},
 		{title: "All four plugins: Alice's subscription, payment token and user context", path: "/coach/subscriptions/1234",
 			headers: [][2]string{{"Authorization", "Bearer $ALICE"}, {"X-Payment-Token", "$PAY"}}, status: 200},
+		{title: "The same four checks in one Kong event: the subgate plugin", path: "/sg/coach/subscriptions/1234",
+			headers: [][2]string{{"Authorization", "Bearer $ALICE"}, {"X-Payment-Token", "$PAY"}}, status: 200},
 		{title: "The identity service goes down (503 on every lookup)", base: "identity", method: "POST", path: "/admin/mode",
 			body: `{"mode":"503"}`, status: 200},
 		{title: "Alice is served from the fallback cache (see X-User-Context-Source: cache in the echo)", path: "/account",

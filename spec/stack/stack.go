@@ -106,11 +106,20 @@ func Start(o Options) (_ *Stack, err error) {
 		s.closers = append(s.closers, m.Close)
 		say("redis: embedded miniredis on %s (redis-server is not installed; no Sentinel, the plugins talk to it directly)", m.Addr())
 		s.RDB = redis.NewClient(&redis.Options{Addr: m.Addr()})
-		rewrite = func(_ string, cfg map[string]any) {
-			if _, ok := cfg["redis"]; ok {
-				cfg["redis"] = map[string]any{"addresses": []any{m.Addr()}}
+		// Every redis record, a plugin's own or a subgate section's.
+		var point func(cfg map[string]any)
+		point = func(cfg map[string]any) {
+			for k, v := range cfg {
+				if sub, ok := v.(map[string]any); ok {
+					if k == "redis" {
+						cfg[k] = map[string]any{"addresses": []any{m.Addr()}}
+						continue
+					}
+					point(sub)
+				}
 			}
 		}
+		rewrite = func(_ string, cfg map[string]any) { point(cfg) }
 	} else {
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
