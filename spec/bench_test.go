@@ -128,21 +128,35 @@ func BenchmarkShapes(b *testing.B) {
 	jwt, _ := st.Identity.Token(stack.Alice, "DE", time.Hour, nil)
 	pay, _ := st.Payment.Token(stack.Alice, []string{"coach"}, false)
 	h := http.Header{"Authorization": {"Bearer " + jwt}, "X-Payment-Token": {pay.Token}}
-	serve := func(path string) *httptest.ResponseRecorder {
+	// The attack case: a flood of forged tokens, each a denial, for which
+	// Kong abandons the plugin-server connection after the exit.
+	forged := http.Header{"Authorization": {"Bearer " + jwt[:len(jwt)-4] + "AAAA"}, "X-Payment-Token": {pay.Token}}
+	serveWith := func(hdr http.Header, path string) *httptest.ResponseRecorder {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest("GET", path, nil)
-		r.Header = h.Clone()
+		r.Header = hdr.Clone()
 		st.Gateway.ServeHTTP(w, r)
 		return w
 	}
-	for _, shape := range []struct{ name, path string }{
-		{"chain", "/coach/subscriptions/1234"},
-		{"subgate", "/sg/coach/subscriptions/1234"},
-		{"floor", "/floor/subscriptions/1234"},
+	pids := map[string]int{}
+	for name, srv := range st.Servers {
+		pids[name] = srv.Pid()
+	}
+	for _, shape := range []struct {
+		name, path string
+		hdr        http.Header
+		want       int
+	}{
+		{"chain", "/coach/subscriptions/1234", h, 200},
+		{"subgate", "/sg/coach/subscriptions/1234", h, 200},
+		{"floor", "/floor/subscriptions/1234", h, 200},
+		{"chain-deny", "/coach/subscriptions/1234", forged, 401},
+		{"subgate-deny", "/sg/coach/subscriptions/1234", forged, 401},
 	} {
+		serve := func(path string) *httptest.ResponseRecorder { return serveWith(shape.hdr, path) }
 		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			w := serve(shape.path) // the payment follower syncs in the background first
-			if w.Code == 200 {
+			if w.Code == shape.want {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -165,7 +179,7 @@ func BenchmarkShapes(b *testing.B) {
 							t0 := time.Now()
 							w := serve(shape.path)
 							lat[g] = append(lat[g], time.Since(t0))
-							if w.Code != 200 {
+							if w.Code != shape.want {
 								failed.Store(fmt.Sprintf("%d %s", w.Code, w.Body))
 							}
 						}
@@ -189,6 +203,18 @@ func BenchmarkShapes(b *testing.B) {
 				b.ReportMetric(pct(0.99), "p99-µs")
 				b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
 			})
+		}
+	}
+	// Stable under the flood: no plugin server died or restarted, and an
+	// allow still passes through both shapes.
+	for name, srv := range st.Servers {
+		if srv.Pid() != pids[name] {
+			b.Fatalf("plugin server %s restarted during the benchmark", name)
+		}
+	}
+	for _, path := range []string{"/coach/subscriptions/1234", "/sg/coach/subscriptions/1234"} {
+		if w := serveWith(h, path); w.Code != 200 {
+			b.Fatalf("after the flood %s: %d %s", path, w.Code, w.Body)
 		}
 	}
 }
