@@ -49,7 +49,7 @@ func jwtSection(extra map[string]any) map[string]any {
 	return m
 }
 
-func token(t *testing.T, customer string) string {
+func token(t testing.TB, customer string) string {
 	t.Helper()
 	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": customer, "country": "DE",
 		"iat": time.Now().Unix(), "exp": time.Now().Add(time.Minute).Unix()})
@@ -63,7 +63,7 @@ func token(t *testing.T, customer string) string {
 
 // identity answers the X-Customer-Id it receives as the user id, and
 // records the headers of each request.
-func identity(t *testing.T) (*httptest.Server, func() http.Header) {
+func identity(t testing.TB) (*httptest.Server, func() http.Header) {
 	var mu sync.Mutex
 	var last http.Header
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
