@@ -72,12 +72,6 @@ func New(c Config) (*Decider, error) {
 	return &Decider{cfg: c, verifier: v, owned: owned}, nil
 }
 
-// TokenHeader is the header to read.
-func (d *Decider) TokenHeader() string { return d.cfg.TokenHeader }
-
-// UsesCookie reports whether the Cookie header is a token source too.
-func (d *Decider) UsesCookie() bool { return d.cfg.TokenCookie != "" }
-
 // Owned lists the upstream headers the gateway sets or removes on this
 // route; the plugin passes them to kongx.SetUpstream so client copies go.
 func (d *Decider) Owned() []string { return d.owned }
@@ -92,8 +86,8 @@ type Result struct {
 
 // Decide verifies the token found in the header value (or, when that is
 // empty, in the cookie named by the config within cookieHeader).
-func (d *Decider) Decide(headerValue, cookieHeader string) (*Result, *denial.Denial) {
-	token, den := d.extract(headerValue, cookieHeader)
+func (d *Decider) Decide(headers map[string][]string) (*Result, *denial.Denial) {
+	token, den := d.extract(headers)
 	if den != nil {
 		return nil, den
 	}
@@ -121,25 +115,43 @@ func (d *Decider) Decide(headerValue, cookieHeader string) (*Result, *denial.Den
 	return out, nil
 }
 
-func (d *Decider) extract(headerValue, cookieHeader string) (string, *denial.Denial) {
-	if headerValue != "" {
-		tok, ok := bearer(headerValue, strings.EqualFold(d.cfg.TokenHeader, "Authorization"))
+// extract finds the one token of the request (Kong's header table). A
+// token header sent more than once, or the token cookie set more than once,
+// is refused: the gateway would verify one while the upstream might read
+// another. The header wins over the cookie.
+func (d *Decider) extract(headers map[string][]string) (string, *denial.Denial) {
+	switch vals := upstream.Values(headers, d.cfg.TokenHeader); {
+	case len(vals) > 1:
+		return "", denial.Newf(denial.TokenMalformed, "several %s headers", d.cfg.TokenHeader)
+	case len(vals) == 1 && vals[0] != "":
+		tok, ok := bearer(vals[0], strings.EqualFold(d.cfg.TokenHeader, "Authorization"))
 		if !ok {
 			return "", denial.New(denial.TokenMissing, "no bearer token in "+d.cfg.TokenHeader)
 		}
 		return tok, nil
 	}
-	if d.cfg.TokenCookie != "" && cookieHeader != "" {
-		cookies, err := http.ParseCookie(cookieHeader)
-		if err == nil {
-			for _, c := range cookies {
-				if c.Name == d.cfg.TokenCookie && c.Value != "" {
-					return c.Value, nil
-				}
+	if d.cfg.TokenCookie == "" {
+		return "", denial.New(denial.TokenMissing, "")
+	}
+	token, found := "", 0
+	for _, line := range upstream.Values(headers, "Cookie") { // HTTP/2 may send several Cookie fields
+		cookies, err := http.ParseCookie(line)
+		if err != nil {
+			continue
+		}
+		for _, c := range cookies {
+			if c.Name == d.cfg.TokenCookie && c.Value != "" {
+				token, found = c.Value, found+1
 			}
 		}
 	}
-	return "", denial.New(denial.TokenMissing, "")
+	switch found {
+	case 0:
+		return "", denial.New(denial.TokenMissing, "")
+	case 1:
+		return token, nil
+	}
+	return "", denial.Newf(denial.TokenMalformed, "the %s cookie is set more than once", d.cfg.TokenCookie)
 }
 
 // bearer takes the token out of "Bearer <token>". In the Authorization

@@ -134,11 +134,7 @@ func (c *Chain) Decide(ctx context.Context, headers map[string][]string, path st
 		}
 	}
 
-	cookie := ""
-	if c.jwt.UsesCookie() {
-		cookie = first(headers, "Cookie")
-	}
-	jr, den := c.jwt.Decide(first(headers, c.jwt.TokenHeader()), cookie)
+	jr, den := c.jwt.Decide(headers)
 	if den != nil {
 		return nil, den
 	}
@@ -158,7 +154,11 @@ func (c *Chain) Decide(ctx context.Context, headers map[string][]string, path st
 	}
 
 	if c.payment != nil {
-		pr, den := c.payment.Decide(first(headers, c.payment.TokenHeader()), v.CustomerID)
+		token, den := c.payment.TokenFrom(headers)
+		if den != nil {
+			return nil, den
+		}
+		pr, den := c.payment.Decide(token, v.CustomerID)
 		if den != nil {
 			return nil, den
 		}
@@ -178,17 +178,4 @@ func (c *Chain) Decide(ctx context.Context, headers map[string][]string, path st
 		apply(c.identity.Owned(), iup)
 	}
 	return up, nil
-}
-
-// first reads a header from Kong's lower-cased header table.
-func first(h map[string][]string, name string) string {
-	if v := h[strings.ToLower(name)]; len(v) > 0 {
-		return v[0]
-	}
-	for k, v := range h { // a table not lower-cased (tests)
-		if len(v) > 0 && strings.EqualFold(k, name) {
-			return v[0]
-		}
-	}
-	return ""
 }

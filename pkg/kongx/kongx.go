@@ -161,6 +161,17 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// maxHeaders is Kong's limit for kong.request.get_headers (1..1000;
+// go-pdk's -1 means 100): a duplicate token header pushed past the first 100
+// would otherwise go unseen by the gateway and reach the upstream.
+const maxHeaders = 1000
+
+// RequestHeaders reads every request header in one PDK call
+// (kong.request.get_headers; names lower-cased, values in order).
+func RequestHeaders(kong *pdk.PDK) (map[string][]string, error) {
+	return kong.Request.GetHeaders(maxHeaders)
+}
+
 // SetUpstream sets the gateway-owned upstream headers in one PDK call
 // (kong.service.request.set_headers). Every name in owned is overwritten:
 // with its value where values has a non-empty one, otherwise removed (an

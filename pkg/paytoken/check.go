@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/subgate/subgate/pkg/upstream"
+
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/redisconn"
@@ -86,8 +88,19 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	return &Decider{cfg: c, verifier: v, revs: revs, stale: stale}, nil
 }
 
-// TokenHeader is the header to read.
-func (d *Decider) TokenHeader() string { return d.cfg.TokenHeader }
+// TokenFrom takes the payment-access-token from the request (Kong's header
+// table); a token header sent more than once is refused, since the gateway
+// would check one while the upstream might read another.
+func (d *Decider) TokenFrom(headers map[string][]string) (string, *denial.Denial) {
+	vals := upstream.Values(headers, d.cfg.TokenHeader)
+	if len(vals) > 1 {
+		return "", denial.Newf(denial.PaymentTokenInvalid, "several %s headers", d.cfg.TokenHeader)
+	}
+	if len(vals) == 0 {
+		return "", nil
+	}
+	return vals[0], nil
+}
 
 // Result is an allowed request's facts, for the audit line.
 type Result struct {

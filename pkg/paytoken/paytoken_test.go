@@ -167,3 +167,18 @@ func TestIssuerAndCheckerOptions(t *testing.T) {
 		t.Errorf("checker without revocations: %v", err)
 	}
 }
+
+// A payment-token header sent twice is refused: the gateway would check one
+// while the upstream might read the other.
+func TestTokenFromRefusesSeveralHeaders(t *testing.T) {
+	f := newFixture(t, ecKey(t))
+	if tok, d := f.ch.TokenFrom(map[string][]string{"x-payment-token": {"a"}}); d != nil || tok != "a" {
+		t.Fatalf("one header: %q %v", tok, d)
+	}
+	if tok, d := f.ch.TokenFrom(map[string][]string{}); d != nil || tok != "" {
+		t.Fatalf("none: %q %v", tok, d)
+	}
+	if _, d := f.ch.TokenFrom(map[string][]string{"x-payment-token": {"a", "b"}}); d == nil || d.Code != denial.PaymentTokenInvalid {
+		t.Fatalf("two headers: %v", d)
+	}
+}

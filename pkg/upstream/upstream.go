@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // Own validates header names and returns them canonical, sorted and
@@ -28,6 +29,20 @@ func Own(names []string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), errors.Join(errs...)
+}
+
+// Values returns a client header's values from Kong's header table (names
+// lower-cased by Kong; any case accepted for tables built elsewhere).
+func Values(h map[string][]string, name string) []string {
+	if v, ok := h[strings.ToLower(name)]; ok {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
 }
 
 // ValidName reports whether h is a header name made of letters, digits and dashes.

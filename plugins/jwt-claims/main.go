@@ -1,13 +1,12 @@
 // Command jwt-claims is the Kong plugin that verifies the bearer JWT and
 // hands its claims to the plugins after it and to the upstream.
 //
-// Allow path: 3 PDK calls (read the token header, store the claims in
+// Allow path: 3 PDK calls (read the request headers, store the claims in
 // kong.ctx.shared, set the upstream headers).
 package main
 
 import (
 	"log/slog"
-	"strings"
 
 	"github.com/Kong/go-pdk"
 
@@ -44,11 +43,11 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access verifies the token and passes the claims on.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *jwtclaims.Decider, rec *kongx.Record) *denial.Denial {
-		header, cookie, err := readToken(kong, d)
+		headers, err := kongx.RequestHeaders(kong)
 		if err != nil {
 			return denial.New(denial.InternalError, "could not read the request headers")
 		}
-		res, den := d.Decide(header, cookie)
+		res, den := d.Decide(headers)
 		if den != nil {
 			return den
 		}
@@ -62,30 +61,6 @@ func (c *Config) Access(kong *pdk.PDK) {
 		}
 		return nil
 	})
-}
-
-// readToken costs one PDK call: the token header alone, or every header
-// when a cookie may carry the token.
-func readToken(kong *pdk.PDK, d *jwtclaims.Decider) (header, cookie string, err error) {
-	if !d.UsesCookie() {
-		header, err = kong.Request.GetHeader(d.TokenHeader())
-		return header, "", err
-	}
-	all, err := kong.Request.GetHeaders(-1)
-	if err != nil {
-		return "", "", err
-	}
-	return first(all, d.TokenHeader()), first(all, "Cookie"), nil
-}
-
-// first reads a header from Kong's lower-cased header table.
-func first(h map[string][]string, name string) string {
-	for k, v := range h {
-		if len(v) > 0 && strings.EqualFold(k, name) {
-			return v[0]
-		}
-	}
-	return ""
 }
 
 func main() { kongx.Serve(Name, New, kongx.PriorityJWTClaims, jwtclaims.Config{}) }

@@ -4,7 +4,7 @@
 // verified, granting the route's entitlements, and not revoked by a payment
 // event since it was issued.
 //
-// Allow path: 2 PDK calls (the token header, the shared claims). Revocation
+// Allow path: 2 PDK calls (the request headers, the shared claims). Revocation
 // needs no per-request Redis call: each plugin server follows the payment
 // event stream in the background.
 package main
@@ -47,9 +47,13 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access checks the payment-access-token.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *paytoken.Decider, rec *kongx.Record) *denial.Denial {
-		token, err := kong.Request.GetHeader(d.TokenHeader())
+		headers, err := kongx.RequestHeaders(kong)
 		if err != nil {
 			return denial.New(denial.InternalError, "could not read the request headers")
+		}
+		token, den := d.TokenFrom(headers)
+		if den != nil {
+			return den
 		}
 		v, den := kongx.LoadClaims(kong, Name)
 		if den != nil {

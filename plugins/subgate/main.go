@@ -47,7 +47,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access runs the whole chain.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *kongx.Chain, rec *kongx.Record) *denial.Denial {
-		headers, err := kong.Request.GetHeaders(-1)
+		headers, err := kongx.RequestHeaders(kong)
 		if err != nil {
 			return denial.New(denial.InternalError, "could not read the request headers")
 		}

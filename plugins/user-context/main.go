@@ -46,7 +46,7 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access looks the caller up and forwards the context.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *usercontext.Decider, rec *kongx.Record) *denial.Denial {
-		headers, err := kong.Request.GetHeaders(-1)
+		headers, err := kongx.RequestHeaders(kong)
 		if err != nil {
 			return denial.New(denial.InternalError, "could not read the request headers")
 		}
