@@ -242,6 +242,9 @@ func (v *Verifier) fromCache(sum [32]byte) (*Verified, bool) {
 // This is what defeats algorithm confusion (an HS256 token "signed" with an
 // RSA public key's bytes) and alg "none".
 func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
+	if err := checkJWS(t.Raw, t.Header); err != nil {
+		return nil, err
+	}
 	kid := ""
 	if raw, present := t.Header["kid"]; present {
 		s, ok := raw.(string)

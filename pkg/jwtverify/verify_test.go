@@ -1,9 +1,12 @@
 package jwtverify
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -325,6 +328,36 @@ func TestSecretSources(t *testing.T) {
 		v := mustVerifier(t, Config{Keys: []Key{k}, Now: fixedNow(t0)})
 		if _, err := v.Verify(h.sign(t, "h1", claimsAt(t0))); err != nil {
 			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// RFC 7515 rules golang-jwt leaves to the application: a repeated member
+// name (in the header or the claims, at any depth) and a "crit" header are
+// refused, even when the signature is good.
+func TestJWSRulesBeyondGolangJWT(t *testing.T) {
+	h := newSigner(t, "HS256")
+	v := mustVerifier(t, Config{Keys: []Key{h.key(t, "h1")}, Now: fixedNow(t0)})
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	signed := func(header, payload string) string {
+		in := b64(header) + "." + b64(payload)
+		mac := hmac.New(sha256.New, h.secret)
+		mac.Write([]byte(in))
+		return in + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	}
+	exp := fmt.Sprint(t0.Add(time.Hour).Unix())
+	good := signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","exp":`+exp+`}`)
+	if _, err := v.Verify(good); err != nil {
+		t.Fatalf("the hand-signed control token: %v", err)
+	}
+	for name, tok := range map[string]string{
+		"alg twice in the header": signed(`{"alg":"HS256","alg":"HS256","kid":"h1"}`, `{"sub":"a","exp":`+exp+`}`),
+		"sub twice in the claims": signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","sub":"b","exp":`+exp+`}`),
+		"a nested repeat":         signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","x":{"y":1,"y":2},"exp":`+exp+`}`),
+		"crit header":             signed(`{"alg":"HS256","kid":"h1","crit":["exp"],"exp":1}`, `{"sub":"a","exp":`+exp+`}`),
+	} {
+		if _, err := v.Verify(tok); KindOf(err) != Malformed {
+			t.Errorf("%s: err %v, want Malformed", name, err)
 		}
 	}
 }
