@@ -52,7 +52,9 @@ var attacks = []attack{
 	}, "token_invalid_signature"},
 	{"key confusion: ES256 token naming the RS256 key", func(k attackKeys) string { return sign(jwt.SigningMethodES256, k.es, "rs", k.exp, nil) }, "token_invalid_signature"},
 	{"key confusion: RS256 token naming the HS256 key", func(k attackKeys) string { return sign(jwt.SigningMethodRS256, k.rs, "hs", k.exp, nil) }, "token_invalid_signature"},
-	{"kid traversal", func(k attackKeys) string { return sign(jwt.SigningMethodHS256, []byte(""), "../../../../dev/null", k.exp, nil) }, "token_unknown_key"},
+	{"kid traversal", func(k attackKeys) string {
+		return sign(jwt.SigningMethodHS256, []byte(""), "../../../../dev/null", k.exp, nil)
+	}, "token_unknown_key"},
 	{"kid injection", func(k attackKeys) string {
 		return sign(jwt.SigningMethodHS256, []byte("x"), "rs' OR '1'='1", k.exp, nil)
 	}, "token_unknown_key"},
@@ -83,7 +85,9 @@ var attacks = []attack{
 		p := strings.Split(t, ".")
 		return p[0] + "==." + p[1] + "." + p[2]
 	}, "token_malformed"},
-	{"expired", func(k attackKeys) string { return sign(jwt.SigningMethodRS256, k.rs, "rs", time.Now().Add(-time.Hour).Unix(), nil) }, "token_expired"},
+	{"expired", func(k attackKeys) string {
+		return sign(jwt.SigningMethodRS256, k.rs, "rs", time.Now().Add(-time.Hour).Unix(), nil)
+	}, "token_expired"},
 	{"no exp", func(k attackKeys) string { return sign(jwt.SigningMethodRS256, k.rs, "rs", 0, nil) }, "token_claim_missing"},
 }
 
