@@ -9,7 +9,7 @@ BIN     := $(CURDIR)/bin
 FUZZTIME ?= 20000x
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint validate readme fuzz bench bench-memory demo demo-docker docker-validate clean
+.PHONY: help build test lint validate readme fuzz bench bench-memory capacity soak demo demo-docker docker-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
@@ -19,6 +19,8 @@ help:
 	@echo "readme       regenerate the README's config tables from the plugins' config declarations"
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
+	@echo "capacity     10,000,000 ownership pairs through the writer: pairs/s and bytes per pair (CLUSTER=1: a cluster)"
+	@echo "soak         the chain and subgate under steady load with a fault a minute (SOAK=10m), resources once a minute"
 	@echo "demo         the local demo (no Docker needed)"
 	@echo "demo-docker  the docker-compose demo with a real Kong (needs a Docker engine)"
 	@echo "docker-validate  check the compose file, Dockerfiles and Kong settings without Docker"
@@ -62,7 +64,14 @@ bench: build
 # Loads 1,000,000 pairs under layout v1 and under the naive layout into a
 # real redis-server and prints bytes per pair (slow; not part of `test`).
 bench-memory:
-	SUBGATE_REQUIRE_REDIS=1 SUBGATE_MEMORY_PAIRS=$${PAIRS:-1000000} $(GO) test -count=1 -run '^TestMemoryPerPair$$' -v ./pkg/ownership
+	SUBGATE_REQUIRE_REDIS=1 SUBGATE_MEMORY_NAIVE=1 SUBGATE_MEMORY_PAIRS=$${PAIRS:-1000000} $(GO) test -count=1 -run '^TestMemoryPerPair$$' -v ./pkg/ownership
+
+# Capacity (issue 16 section 3): 10,000,000 pairs through the writer
+# (Store.Import, pipelined) into a real redis-server: pairs per second, and
+# bytes per pair from INFO memory and MEMORY USAGE of sampled buckets (goal
+# 22 or fewer). PAIRS=N to change the count, CLUSTER=1 for a Redis Cluster.
+capacity:
+	SUBGATE_REQUIRE_REDIS=1 SUBGATE_MEMORY_CLUSTER=$${CLUSTER:-0} SUBGATE_MEMORY_PAIRS=$${PAIRS:-10000000} $(GO) test -count=1 -timeout 30m -run '^TestMemoryPerPair$$' -v ./pkg/ownership
 
 # The local demo: Redis (redis-server, or an embedded miniredis when it is not
 # installed), the plugin servers, demo services and a local gateway on :8000.
