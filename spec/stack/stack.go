@@ -61,6 +61,12 @@ type Options struct {
 	// LogLevel is Kong's log_level for the error log (0: notice, Kong's
 	// default).
 	LogLevel kongsim.Level
+	// ServerArgs, when set, gives a plugin server's further start-command
+	// arguments (e.g. -metrics-addr), as kong.conf's start_cmd would.
+	ServerArgs func(plugin string) []string
+	// Wrap, when set, wraps a demo service's handler ("identity",
+	// "payment", "echo upstream"): the soak makes a JWKS unreachable with it.
+	Wrap func(service string, h http.Handler) http.Handler
 }
 
 // Stack is the running set.
@@ -171,7 +177,11 @@ func Start(o Options) (_ *Stack, err error) {
 	}
 	var names []string
 	for _, e := range entries {
-		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix, kongsim.Options{Env: env, Log: s.Log})
+		var args []string
+		if o.ServerArgs != nil {
+			args = o.ServerArgs(e.Name())
+		}
+		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix, kongsim.Options{Env: env, Log: s.Log, Args: args})
 		if err != nil {
 			return nil, fmt.Errorf("plugin server %s: %w", e.Name(), err)
 		}
@@ -189,16 +199,20 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.Identity, err = demosvc.NewIdentity(); err != nil {
 		return nil, err
 	}
-	if s.IdentityURL, err = s.serve("identity", o.IdentityAddr, s.Identity.Handler(), say); err != nil {
+	wrap := o.Wrap
+	if wrap == nil {
+		wrap = func(_ string, h http.Handler) http.Handler { return h }
+	}
+	if s.IdentityURL, err = s.serve("identity", o.IdentityAddr, wrap("identity", s.Identity.Handler()), say); err != nil {
 		return nil, err
 	}
 	if s.Payment, err = demosvc.NewPayment(s.RDB); err != nil {
 		return nil, err
 	}
-	if s.PaymentURL, err = s.serve("payment", o.PaymentAddr, s.Payment.Handler(), say); err != nil {
+	if s.PaymentURL, err = s.serve("payment", o.PaymentAddr, wrap("payment", s.Payment.Handler()), say); err != nil {
 		return nil, err
 	}
-	if s.EchoURL, err = s.serve("echo upstream", o.EchoAddr, demosvc.Echo(), say); err != nil {
+	if s.EchoURL, err = s.serve("echo upstream", o.EchoAddr, wrap("echo upstream", demosvc.Echo()), say); err != nil {
 		return nil, err
 	}
 	hosts["identity:8080"] = hostOf(s.IdentityURL)
