@@ -42,7 +42,7 @@ var soakShapes = map[string][]string{
 // soakStack starts the stack with every plugin server serving its metrics
 // on a loopback port, and the identity and payment services' JWKS behind a
 // switch that makes them unreachable (the connection is closed unanswered).
-func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *atomic.Bool) {
+func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *jwksSwitch) {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
@@ -52,7 +52,7 @@ func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *ato
 	}
 	metricsAddr := map[string]string{}
 	var mu sync.Mutex
-	jwksDown := &atomic.Bool{}
+	jwksDown := &jwksSwitch{}
 	st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV,
 		ServerArgs: func(plugin string) []string {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,7 +68,8 @@ func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *ato
 		},
 		Wrap: func(service string, h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				if jwksDown.Load() && strings.HasSuffix(r.URL.Path, "/jwks.json") {
+				if jwksDown.down.Load() && strings.HasSuffix(r.URL.Path, "/jwks.json") {
+					jwksDown.refused.Add(1)
 					if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
 						c.Close()
 						return
@@ -83,6 +84,13 @@ func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *ato
 	}
 	tb.Cleanup(st.Close)
 	return st, metricsAddr, jwksDown
+}
+
+// jwksSwitch makes the JWKS endpoints unreachable and counts the fetches
+// it refused.
+type jwksSwitch struct {
+	down    atomic.Bool
+	refused atomic.Int64
 }
 
 // soakKind is one kind of request in the load: allow kinds must answer 200
@@ -272,7 +280,10 @@ func TestSoak(t *testing.T) {
 			st.Redis.Stop()
 		}, func() { st.Redis.Restart(t) }},
 		{"identity answers 503", func() { st.Identity.SetMode("503") }, func() { st.Identity.SetMode("ok") }},
-		{"JWKS endpoints unreachable", func() { jwksDown.Store(true) }, func() { jwksDown.Store(false) }},
+		{"JWKS endpoints unreachable", func() { jwksDown.down.Store(true) }, func() {
+			jwksDown.down.Store(false)
+			t.Logf("JWKS fetches refused so far: %d", jwksDown.refused.Load())
+		}},
 		{"payment-event burst (5,000 events)", func() {
 			for i := range 5000 {
 				if _, err := st.Payment.Publish(ctx, payevents.Refund, fmt.Sprintf("soak-burst-%d-%d", time.Now().UnixNano(), i)); err != nil {
