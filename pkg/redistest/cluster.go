@@ -210,7 +210,12 @@ func (c *Cluster) Primaries() ([]*Server, error) {
 
 // slotMap is the address serving each slot ("" for an unserved slot).
 func (c *Cluster) slotMap() ([16384]string, error) {
-	var m [16384]string
+	m, _, err := c.slots()
+	return m, err
+}
+
+// slots is slotMap and the number of distinct replicas CLUSTER SLOTS lists.
+func (c *Cluster) slots() (m [16384]string, replicas int, _ error) {
 	var lastErr error = errors.New("redistest: no node is running")
 	for _, s := range c.live() {
 		r := node(s.Addr)
@@ -220,6 +225,7 @@ func (c *Cluster) slotMap() ([16384]string, error) {
 			lastErr = err
 			continue
 		}
+		seen := map[string]bool{}
 		for _, sr := range slots {
 			if len(sr.Nodes) == 0 {
 				continue
@@ -227,10 +233,16 @@ func (c *Cluster) slotMap() ([16384]string, error) {
 			for i := sr.Start; i <= sr.End; i++ {
 				m[i] = sr.Nodes[0].Addr
 			}
+			for _, r := range sr.Nodes[1:] {
+				if !seen[r.Addr] {
+					seen[r.Addr] = true
+					replicas++
+				}
+			}
 		}
-		return m, nil
+		return m, replicas, nil
 	}
-	return m, lastErr
+	return m, 0, lastErr
 }
 
 func (c *Cluster) byAddr(a string) (*Server, error) {
@@ -309,6 +321,7 @@ func (c *Cluster) healthy() error {
 	for _, s := range live {
 		addrs[s.Addr] = true
 	}
+	replicas := 0
 	for _, s := range live {
 		r := node(s.Addr)
 		info, err := r.ClusterInfo(ctx).Result()
@@ -325,13 +338,21 @@ func (c *Cluster) healthy() error {
 		if err != nil {
 			return err
 		}
-		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
-			return fmt.Errorf("%s: replica link not up", s.Addr)
+		if strings.Contains(repl, "role:slave") {
+			if !strings.Contains(repl, "master_link_status:up") {
+				return fmt.Errorf("%s: replica link not up", s.Addr)
+			}
+			replicas++
 		}
 	}
-	m, err := c.slotMap()
+	m, listed, err := c.slots()
 	if err != nil {
 		return err
+	}
+	// CLUSTER SLOTS lists a replica once its peers have heard its
+	// replication offset: until then replica reads go to primaries.
+	if listed != replicas {
+		return fmt.Errorf("%d running replicas, %d listed in CLUSTER SLOTS", replicas, listed)
 	}
 	for i, a := range m {
 		if !addrs[a] {
