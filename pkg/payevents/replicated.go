@@ -38,29 +38,39 @@ func (p *Publisher) WaitForReplicas(n int, timeout time.Duration) (*Publisher, e
 	return &q, nil
 }
 
-// publishReplicated sends XADD and WAIT on one connection to the stream's
-// primary: WAIT counts the replicas that have this connection's writes.
+// publishReplicated sends XADD and then WAIT on one connection to the
+// stream's primary: WAIT counts the replicas that have this connection's
+// writes. Two round trips: events are rare, and WAIT cannot be pipelined
+// with its own read timeout.
 func (p *Publisher) publishReplicated(ctx context.Context, args *redis.XAddArgs) (string, error) {
-	var node redis.Cmdable = p.rdb
-	cc, cluster := p.rdb.(*redis.ClusterClient)
-	if cluster {
-		c, err := cc.MasterForKey(ctx, p.stream)
+	var node *redis.Client
+	switch r := p.rdb.(type) {
+	case *redis.ClusterClient:
+		c, err := r.MasterForKey(ctx, p.stream)
 		if err != nil {
 			return "", err
 		}
 		node = c
+	case *redis.Client: // a single node, or Sentinel's current master
+		node = r
+	default:
+		return "", fmt.Errorf("payevents: WaitForReplicas needs a single-node, Sentinel or Cluster client, not %T", p.rdb)
 	}
-	pipe := node.Pipeline() // one connection (a single node's pipeline)
-	add := pipe.XAdd(ctx, args)
-	wait := pipe.Do(ctx, "WAIT", p.durable.replicas, p.durable.timeout.Milliseconds())
-	if _, err := pipe.Exec(ctx); err != nil {
-		if cluster { // MOVED after a failover or reshard: the next try finds the new primary
-			cc.ReloadState(ctx)
+	conn := node.Conn()
+	defer conn.Close()
+	id, err := conn.XAdd(ctx, args).Result()
+	if err != nil {
+		if cc, ok := p.rdb.(*redis.ClusterClient); ok {
+			cc.ReloadState(ctx) // MOVED after a failover or reshard: the next try finds the new primary
 		}
 		return "", err
 	}
-	if n, _ := wait.Int64(); n < int64(p.durable.replicas) {
-		return add.Val(), fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, p.durable.replicas, p.durable.timeout)
+	n, err := conn.Wait(ctx, p.durable.replicas, p.durable.timeout).Result()
+	if err != nil {
+		return id, fmt.Errorf("%w: WAIT: %v", ErrNotReplicated, err)
 	}
-	return add.Val(), nil
+	if n < int64(p.durable.replicas) {
+		return id, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, n, p.durable.replicas, p.durable.timeout)
+	}
+	return id, nil
 }
