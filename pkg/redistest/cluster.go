@@ -187,6 +187,23 @@ func (c *Cluster) PrimaryForSlot(slot int) (*Server, error) {
 	return c.byAddr(m[slot])
 }
 
+// SlotsByPrimary is the slots each primary serves now.
+func (c *Cluster) SlotsByPrimary() (map[*Server][]int, error) {
+	m, err := c.slotMap()
+	if err != nil {
+		return nil, err
+	}
+	out := map[*Server][]int{}
+	for slot, a := range m {
+		s, err := c.byAddr(a)
+		if err != nil {
+			return nil, fmt.Errorf("slot %d: %w", slot, err)
+		}
+		out[s] = append(out[s], slot)
+	}
+	return out, nil
+}
+
 // Primaries are the nodes that serve slots now.
 func (c *Cluster) Primaries() ([]*Server, error) {
 	m, err := c.slotMap()
