@@ -58,6 +58,7 @@ type Publisher struct {
 	rdb       redis.UniversalClient
 	stream    string
 	retention time.Duration
+	durable   durability // zero: acknowledged by the primary alone
 }
 
 // NewPublisher makes a publisher.
@@ -77,10 +78,14 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (string, error) {
 		return "", fmt.Errorf("payevents: invalid event %+v", e)
 	}
 	minID := strconv.FormatInt(e.At.Add(-p.retention).UnixMilli(), 10)
-	return p.rdb.XAdd(ctx, &redis.XAddArgs{
+	args := &redis.XAddArgs{
 		Stream: p.stream, MinID: minID, // exact trim: events are rare, and a bound that holds is worth the O(n)
 		Values: []any{"type", string(e.Type), "customer", e.CustomerID, "at", strconv.FormatInt(e.At.UnixMilli(), 10)},
-	}).Result()
+	}
+	if p.durable.replicas > 0 {
+		return p.publishReplicated(ctx, args)
+	}
+	return p.rdb.XAdd(ctx, args).Result()
 }
 
 func decode(m redis.XMessage) (Event, error) {
