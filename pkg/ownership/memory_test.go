@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/redistest"
 )
 
@@ -45,6 +46,7 @@ func TestMemoryPerPair(t *testing.T) {
 	l := store.Layout()
 
 	before, rssBefore := usedMemory(t, primaries, "used_memory"), usedMemory(t, primaries, "used_memory_rss")
+	buffersBefore := usedMemory(t, primaries, "mem_total_replication_buffers") // the backlog (Redis 7 shares it with replicas)
 	start := time.Now()
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(writeCSV(pw, n)) }()
@@ -58,6 +60,7 @@ func TestMemoryPerPair(t *testing.T) {
 	}
 	ours := float64(usedMemory(t, primaries, "used_memory")-before) / float64(n)
 	rss := float64(usedMemory(t, primaries, "used_memory_rss")-rssBefore) / float64(n)
+	buffers := float64(usedMemory(t, primaries, "mem_total_replication_buffers")-buffersBefore) / float64(n)
 	rate := float64(n) / elapsed.Seconds()
 
 	// Every pair reads back as written (a sample: a wrong layout would lose them all).
@@ -85,10 +88,10 @@ func TestMemoryPerPair(t *testing.T) {
 		t.Fatal(err)
 	}
 	frag := infoField(t, primaries, "mem_fragmentation_ratio")
-	t.Logf("pairs: %d; layout %s (hash encoding %s): %.1f bytes/pair (used_memory delta; RSS delta %.1f); "+
+	t.Logf("pairs: %d; layout %s (hash encoding %s): %.1f bytes/pair (used_memory delta, of which %.1f replication buffers; RSS delta %.1f); "+
 		"MEMORY USAGE of %d buckets: %.0f bytes each, %.1f bytes/pair; key %q is %d bytes; "+
 		"write rate %.0f pairs/s through Store.Import (%s); mem_fragmentation_ratio %s",
-		n, Version, enc, ours, rss, sampled, perBucket, perBucket/BucketSize, l.Key("DE", int64(n)), len(l.Key("DE", int64(n))),
+		n, Version, enc, ours, buffers, rss, sampled, perBucket, perBucket/BucketSize, l.Key("DE", int64(n)), len(l.Key("DE", int64(n))),
 		rate, elapsed.Round(time.Millisecond), frag)
 	if enc != "listpack" && enc != "ziplist" {
 		t.Errorf("buckets are %s, not the compact encoding", enc)
@@ -142,20 +145,33 @@ func writeCSV(w io.Writer, n int) error {
 }
 
 // memoryTarget is where the pairs go: a fresh redis-server, or with cluster
-// a Redis Cluster, returning the client the writer uses and one client per
-// primary (memory is summed over them).
+// a 3+3 Redis Cluster through redisconn's cluster client (as the plugins
+// connect), returning the client the writer uses and one client per primary
+// (memory is summed over them; each replica holds a copy more).
 func memoryTarget(t *testing.T, cluster bool) (redis.UniversalClient, []*redis.Client) {
-	if cluster {
-		// Wired when pkg/redistest can start a cluster (branch cluster:
-		// redistest.StartCluster(t, redistest.ClusterOptions{Primaries: 3,
-		// Replicas: 1}) and its Seeds()): a redis.NewClusterClient on the
-		// seeds, and a client per primary from ClusterClient.ForEachMaster.
-		t.Fatal("SUBGATE_MEMORY_CLUSTER=1: no cluster support in pkg/redistest on this branch yet")
+	if !cluster {
+		srv := redistest.Start(t)
+		rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+		t.Cleanup(func() { rdb.Close() })
+		return rdb, []*redis.Client{rdb}
 	}
-	srv := redistest.Start(t)
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	c := redistest.StartCluster(t, redistest.ClusterOptions{Primaries: 3, Replicas: 1})
+	rdb, err := redisconn.Config{Addresses: c.Seeds()[:1], Cluster: true}.Client("redis")
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { rdb.Close() })
-	return rdb, []*redis.Client{rdb}
+	nodes, err := c.Primaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var primaries []*redis.Client
+	for _, n := range nodes {
+		pc := redis.NewClient(&redis.Options{Addr: n.Addr})
+		t.Cleanup(func() { pc.Close() })
+		primaries = append(primaries, pc)
+	}
+	return rdb, primaries
 }
 
 // usedMemory is an INFO memory byte count (used_memory, used_memory_rss)
