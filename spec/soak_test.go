@@ -180,6 +180,7 @@ type soakSample struct {
 	cpu                      float64 // seconds
 	decisions, errors        float64 // errors: denials with a 5xx code
 	identityCache, redisConn float64
+	redisStale, redisTimeouts float64 // go-redis pool: dead connections found, waits for a connection timed out
 }
 
 func scrape(addr string) (soakSample, error) {
@@ -215,6 +216,10 @@ func scrape(addr string) (soakSample, error) {
 			s.identityCache += v
 		case "subgate_redis_pool_connections":
 			s.redisConn += v
+		case "subgate_redis_pool_stale_connections_total":
+			s.redisStale += v
+		case "subgate_redis_pool_timeouts_total":
+			s.redisTimeouts += v
 		case "subgate_decisions_total":
 			s.decisions += v
 			if _, rest, ok := strings.Cut(labels, `code="`); ok {
@@ -472,8 +477,8 @@ func TestSoak(t *testing.T) {
 			if s.pid != q.pid {
 				restarted = " RESTARTED"
 			}
-			t.Logf("  %-18s pid %d%s: RSS %5.1f MB, goroutines %3.0f, fds %3.0f, identity cache %3.0f, redis conns %2.0f, decisions %6.1f/s, 5xx denials %5.1f/s, error-log warn+ lines %d",
-				n, s.pid, restarted, s.rss/(1<<20), s.goroutines, s.fds, s.identityCache, s.redisConn,
+			t.Logf("  %-18s pid %d%s: RSS %5.1f MB, goroutines %3.0f, fds %3.0f, identity cache %3.0f, redis conns %2.0f (stale %.0f, pool timeouts %.0f), decisions %6.1f/s, 5xx denials %5.1f/s, error-log warn+ lines %d",
+				n, s.pid, restarted, s.rss/(1<<20), s.goroutines, s.fds, s.identityCache, s.redisConn, s.redisStale, s.redisTimeouts,
 				(s.decisions-q.decisions)/period.Seconds(), (s.errors-q.errors)/period.Seconds(), warns[n])
 		}
 		if p == 0 {
