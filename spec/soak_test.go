@@ -175,11 +175,11 @@ func serveCode(st *stack.Stack, k soakKind) (int, string) {
 
 // soakSample is what one plugin server's /metrics says.
 type soakSample struct {
-	pid                      int
-	rss, goroutines, fds     float64
-	cpu                      float64 // seconds
-	decisions, errors        float64 // errors: denials with a 5xx code
-	identityCache, redisConn float64
+	pid                       int
+	rss, goroutines, fds      float64
+	cpu                       float64 // seconds
+	decisions, errors         float64 // errors: denials with a 5xx code
+	identityCache, redisConn  float64
 	redisStale, redisTimeouts float64 // go-redis pool: dead connections found, waits for a connection timed out
 }
 
