@@ -147,7 +147,7 @@ func phase(t *testing.T, st *stack.Stack, gw string, fault func()) *tally {
 
 // Redis Cluster under faults, through the plugin binaries and the stand-in
 // for Kong, with concurrent load: a primary killed, a primary hung past
-// cluster-node-timeout (1 s here), slots moved while requests flow, and a
+// cluster-node-timeout (2 s here), slots moved while requests flow, and a
 // revocation published just before its stream's primary dies.
 func TestClusterFaults(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -135,7 +136,10 @@ func Start(o Options) (_ *Stack, err error) {
 			return nil, err
 		}
 		s.closers = append(s.closers, func() { os.RemoveAll(dir) })
-		if s.Cluster, err = redistest.LaunchCluster(bin, cli, dir, redistest.ClusterOptions{Primaries: 3, Replicas: 1}); err != nil {
+		if s.Cluster, err = redistest.LaunchCluster(bin, cli, dir, redistest.ClusterOptions{Primaries: 3, Replicas: 1,
+			// Small, so failovers take seconds; not so small that a busy CI
+			// machine's slow answer to a ping fails a healthy node over.
+			NodeTimeout: 2 * time.Second}); err != nil {
 			return nil, fmt.Errorf("redis cluster: %w", err)
 		}
 		s.closers = append(s.closers, s.Cluster.Stop)
