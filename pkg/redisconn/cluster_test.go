@@ -45,6 +45,22 @@ func TestClusterModeIsExplicit(t *testing.T) {
 		}
 		rdb.Close()
 	}
+	// read_from_replicas reaches the shared (request-path) client only:
+	// Client, which the event followers use, reads primaries, since
+	// go-redis sends XREAD (a read-only command) to a replica otherwise.
+	rc := Config{Addresses: []string{"a:1"}, Cluster: true, ReadFromReplicas: true}
+	follower, err := rc.Client("redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer follower.Close()
+	shared, err := Shared(rc, "redis")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if follower.(*redis.ClusterClient).Options().ReadOnly || !shared.(*redis.ClusterClient).Options().ReadOnly {
+		t.Fatal("Client must read primaries; Shared must honour read_from_replicas")
+	}
 }
 
 // Against a real 3+3 cluster, from one seed address: reads and writes
