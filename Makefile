@@ -75,10 +75,10 @@ capacity:
 
 # Soak (issue 16 section 3): the chain and subgate at a steady rate
 # (SOAK_RATE, default 100 requests/s) for SOAK (default 10m) with a fault a
-# minute, resources per plugin server once a minute (spec/soak_test.go).
-# `make test` runs the same test for 60 s.
+# minute, resources per plugin server once a minute (spec/soak_test.go);
+# CLUSTER=1 on a 3+3 Redis Cluster. `make test` runs the same test for 60 s.
 soak: build
-	SUBGATE_REQUIRE_REDIS=1 SUBGATE_BIN=$(BIN) SOAK=$${SOAK:-10m} $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./spec
+	SUBGATE_REQUIRE_REDIS=1 SUBGATE_BIN=$(BIN) SOAK=$${SOAK:-10m} SOAK_CLUSTER=$${CLUSTER:-0} $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./spec
 
 # The local demo: Redis (redis-server, or an embedded miniredis when it is not
 # installed), the plugin servers, demo services and a local gateway on :8000.

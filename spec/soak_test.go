@@ -19,8 +19,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/payevents"
+	"github.com/subgate/subgate/pkg/redistest"
 	"github.com/subgate/subgate/spec/kongsim"
 	"github.com/subgate/subgate/spec/stack"
 )
@@ -48,7 +52,7 @@ var soakShapes = map[string][]string{
 // soakStack starts the stack with every plugin server serving its metrics
 // on a loopback port, and the identity and payment services' JWKS behind a
 // switch that makes them unreachable (the connection is closed unanswered).
-func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *jwksSwitch) {
+func soakStack(tb testing.TB, bin string, cluster bool) (*stack.Stack, map[string]string, *jwksSwitch) {
 	tb.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
@@ -59,7 +63,7 @@ func soakStack(tb testing.TB, bin string) (*stack.Stack, map[string]string, *jwk
 	metricsAddr := map[string]string{}
 	var mu sync.Mutex
 	jwksDown := &jwksSwitch{}
-	st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV,
+	st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV, Cluster: cluster,
 		ServerArgs: func(plugin string) []string {
 			l, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -257,6 +261,9 @@ func scrapeAll(tb testing.TB, st *stack.Stack, addrs map[string]string) map[stri
 // JWKS endpoints unreachable, a burst of payment events, config reloads.
 // After each period it prints, per plugin server, RSS, goroutines, open
 // fds, cache entries, decisions/s, 5xx denials/s and CPU per request.
+// SOAK_CLUSTER=1 runs it on a 3+3 Redis Cluster: the Redis fault then kills
+// the primary of the allowed requests' bucket (its replica takes over) and
+// rejoins it.
 // It fails on any false allow (a deny kind answered 200), on an allow kind
 // answered anything but 200 or 503, on a plugin server that died, and on
 // growth between the first period and the last beyond the soak* bounds.
@@ -282,7 +289,8 @@ func TestSoak(t *testing.T) {
 	periods := int(dur / period)
 	faultFor := min(period/3, 20*time.Second)
 
-	st, addrs, jwksDown := soakStack(t, binaries(t))
+	cluster := os.Getenv("SOAK_CLUSTER") == "1"
+	st, addrs, jwksDown := soakStack(t, binaries(t), cluster)
 	kinds := soakKinds(t, st)
 	yml, err := os.ReadFile("../kong/kong.yml")
 	if err != nil {
@@ -290,16 +298,56 @@ func TestSoak(t *testing.T) {
 	}
 	ctx := context.Background()
 
+	var killed *redistest.Server // the cluster node the Redis fault killed
+	var faultStart time.Time
+	redisFault := "redis killed (SIGKILL) and restarted"
+	if cluster {
+		redisFault = "the primary of DE 1234 killed (SIGKILL), then rejoined as a replica"
+	}
 	faults := []struct {
 		name        string
 		apply, heal func()
 	}{
-		{"redis killed (SIGKILL) and restarted", func() {
+		{redisFault, func() {
+			if cluster { // the primary of alice's bucket: its replica takes over
+				p, err := st.Cluster.PrimaryFor(ownership.Layout{Prefix: ownership.DefaultPrefix}.Key("DE", 1234))
+				if err != nil {
+					t.Errorf("primary of DE 1234: %v", err)
+					return
+				}
+				// Persistence on, as in production: a primary that comes back
+				// empty before its replica is promoted wipes the replica too.
+				node := redis.NewClient(&redis.Options{Addr: p.Addr})
+				if err := node.Save(ctx).Err(); err != nil {
+					t.Errorf("SAVE on %s: %v", p.Addr, err)
+				}
+				node.Close()
+				killed = p
+				st.Cluster.Kill(p)
+				return
+			}
 			if err := st.RDB.Save(ctx).Err(); err != nil { // the snapshot persistence would have
 				t.Errorf("SAVE: %v", err)
 			}
 			st.Redis.Stop()
-		}, func() { st.Redis.Restart(t) }},
+		}, func() {
+			if cluster { // it rejoins as its successor's replica, once there is one
+				key := ownership.Layout{Prefix: ownership.DefaultPrefix}.Key("DE", 1234)
+				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+					if q, err := st.Cluster.PrimaryFor(key); err == nil && q != killed {
+						t.Logf("  replica promoted %s after the kill", time.Since(faultStart).Round(100*time.Millisecond))
+						break
+					}
+				}
+				if killed != nil {
+					if err := st.Cluster.Rejoin(killed); err != nil {
+						t.Errorf("rejoin: %v", err)
+					}
+				}
+				return
+			}
+			st.Redis.Restart(t)
+		}},
 		{"identity answers 503", func() { st.Identity.SetMode("503") }, func() { st.Identity.SetMode("ok") }},
 		{"JWKS endpoints unreachable", func() { jwksDown.down.Store(true) }, func() {
 			jwksDown.down.Store(false)
@@ -420,6 +468,7 @@ func TestSoak(t *testing.T) {
 			f := faults[(p-1)%len(faults)]
 			what = f.name
 			t0 := time.Now()
+			faultStart = t0
 			f.apply()
 			time.Sleep(time.Until(t0.Add(faultFor)))
 			f.heal()
@@ -542,7 +591,7 @@ func BenchmarkPluginCPU(b *testing.B) {
 	if bin == "" {
 		b.Skip("set SUBGATE_BIN (make bench sets it after make build)")
 	}
-	st, addrs, _ := soakStack(b, bin)
+	st, addrs, _ := soakStack(b, bin, false)
 	kinds := soakKinds(b, st)
 	for _, shape := range []string{"chain", "subgate"} {
 		k := kinds[slices.IndexFunc(kinds, func(k soakKind) bool { return k.shape == shape && k.allow })]
