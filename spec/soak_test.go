@@ -335,7 +335,7 @@ func TestSoak(t *testing.T) {
 				key := ownership.Layout{Prefix: ownership.DefaultPrefix}.Key("DE", 1234)
 				for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 					if q, err := st.Cluster.PrimaryFor(key); err == nil && q != killed {
-						t.Logf("  replica promoted %s after the kill", time.Since(faultStart).Round(100*time.Millisecond))
+						t.Logf("  a replica serves DE 1234 (seen %s after the kill)", time.Since(faultStart).Round(100*time.Millisecond))
 						break
 					}
 				}
@@ -481,8 +481,13 @@ func TestSoak(t *testing.T) {
 		cur = newCounts()
 		mu.Unlock()
 		t.Logf("period %d (%s, %s): skipped ticks so far %d", p+1, time.Since(begin).Round(time.Second), what, skipped.Load())
-		if last := time.Unix(0, lastUnavailable.Load()); !healed.IsZero() && last.After(healed) {
-			t.Logf("  503s went on until %s after the fault was healed", last.Sub(healed).Round(time.Millisecond))
+		if last := time.Unix(0, lastUnavailable.Load()); !healed.IsZero() && last.After(faultStart) {
+			// With a cluster, the last 503 is when the replica took over.
+			after := "before it was healed"
+			if last.After(healed) {
+				after = last.Sub(healed).Round(time.Millisecond).String() + " after it was healed"
+			}
+			t.Logf("  the last 503 came %s after the fault began, %s", last.Sub(faultStart).Round(time.Millisecond), after)
 		}
 		for _, shape := range []string{"chain", "subgate"} {
 			c := pc[shape]
