@@ -28,6 +28,7 @@ const (
 	// Any plugin.
 	PluginMisconfigured Code = "plugin_misconfigured"
 	InternalError       Code = "internal_error"
+	TooManyHeaders      Code = "request_headers_too_many"
 	// ClaimsMissing: a plugin that needs jwt-claims found no verified claims
 	// in the shared context. The route is misconfigured; the caller sees 401.
 	ClaimsMissing Code = "claims_missing"
@@ -75,6 +76,7 @@ var Specs = []struct {
 }{
 	{PluginMisconfigured, Spec{500, "the plugin's configuration on this route is invalid; nothing is let through until it is fixed"}},
 	{InternalError, Spec{500, "an unexpected failure inside the plugin; the request was denied"}},
+	{TooManyHeaders, Spec{431, "more request header lines than Kong lets a plugin read (1000): refused rather than checked in part"}},
 	{ClaimsMissing, Spec{401, "no verified claims: the route runs this plugin without jwt-claims before it"}},
 
 	{TokenMissing, Spec{401, "no bearer token in the request"}},
