@@ -80,7 +80,7 @@ readme:
 	SUBGATE_UPDATE_README=1 $(GO) test -count=1 -run '^TestREADMEConfigTablesAreGenerated$$' ./spec
 
 demo-docker:
-	docker compose -f docker/docker-compose.yml up --build
+	SUBGATE_REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) docker compose -f docker/docker-compose.yml up --build
 
 docker-validate:
 	bash docker/validate.sh
