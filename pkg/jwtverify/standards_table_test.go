@@ -187,7 +187,7 @@ func summary(rows []tableRow) string {
 			fixed++
 		}
 	}
-	fmt.Fprintf(&b, "\n%d rows record a gap the table found and the code now closes (marked *fixed*).\n", fixed)
+	fmt.Fprintf(&b, "\n%d rows are marked *fixed*: the table found a gap there, and the code now closes it.\n", fixed)
 	return b.String()
 }
 
