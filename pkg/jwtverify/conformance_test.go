@@ -575,3 +575,21 @@ func TestRFC8725ExplicitTyping(t *testing.T) {
 		t.Error("the payment type in another spelling passed a bearer verifier")
 	}
 }
+
+// RFC 8725 3.9: with audiences configured, a token without aud is refused
+// as surely as one for another audience.
+func TestRFC8725AudienceRequiredWhenConfigured(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Audiences: []string{"subgate"}, Now: fixedNow(t0)})
+	for name, aud := range map[string]any{"absent": nil, "another": "other", "empty array": []string{}} {
+		c := claimsAt(t0)
+		if aud == nil {
+			delete(c, "aud")
+		} else {
+			c["aud"] = aud
+		}
+		if _, err := v.Verify(s.sign(t, "k1", c)); KindOf(err) != AudienceInvalid {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
