@@ -103,7 +103,7 @@ func TestRFC6750SeveralCredentials(t *testing.T) {
 // cookie is off unless token_cookie is set, and subgate never sets one.
 func TestRFC6750CookieOffByDefault(t *testing.T) {
 	tok := token(t, "")
-	_, den := decider(t, Config{}).Decide(map[string][]string{"cookie": {"token=" + tok + "; sid=" + tok}})
+	_, den := decider(t, Config{}).Decide(map[string][]string{"cookie": {"token=" + tok + "; sid=" + tok + "; jwt=" + tok + "; access_token=" + tok}})
 	if code(den) != denial.TokenMissing {
 		t.Fatalf("a cookie was read without token_cookie: %v", den)
 	}

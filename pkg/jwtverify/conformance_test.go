@@ -57,18 +57,27 @@ func TestRFC7515CompactSerialization(t *testing.T) {
 	good := handMade(h, `{"alg":"HS256","kid":"h1"}`, "{"+claims+"}")
 	wantOK(t, "control", func() error { _, err := v.Verify(good); return err }())
 	p := strings.Split(good, ".")
+	// macOver signs the segments exactly as written, so that only the
+	// encoding rule, not the signature, can refuse them.
+	macOver := func(hdr, payload string) string {
+		mac := hmac.New(sha256.New, h.secret)
+		mac.Write([]byte(hdr + "." + payload))
+		return hdr + "." + payload + "." + b64(mac.Sum(nil))
+	}
 	for name, tok := range map[string]string{
-		"two segments":                   p[0] + "." + p[1],
-		"four segments":                  good + ".",
-		"JWE, five segments":             p[0] + "." + p[1] + "." + p[2] + "." + p[2] + "." + p[2],
-		"padding on the header":          p[0] + "=." + p[1] + "." + p[2],
-		"a line break inside a segment":  p[0] + "." + p[1][:4] + "\n" + p[1][4:] + "." + p[2],
-		"a CR inside a segment":          p[0] + "." + p[1] + "." + p[2][:4] + "\r" + p[2][4:],
-		"a space inside a segment":       p[0][:3] + " " + p[0][3:] + "." + p[1] + "." + p[2],
-		"standard base64 alphabet (+/)":  strings.NewReplacer("-", "+", "_", "/").Replace(good) + "+/",
-		"leading whitespace":             " " + good,
-		"an empty header segment":        "." + p[1] + "." + p[2],
-		"signature with a trailing byte": good + "A",
+		"a signed line break inside a segment": macOver(p[0], p[1][:4]+"\n"+p[1][4:]),
+		"a signed CR LF inside a segment":      macOver(p[0][:3]+"\r\n"+p[0][3:], p[1]),
+		"two segments":                         p[0] + "." + p[1],
+		"four segments":                        good + ".",
+		"JWE, five segments":                   p[0] + "." + p[1] + "." + p[2] + "." + p[2] + "." + p[2],
+		"padding on the header":                p[0] + "=." + p[1] + "." + p[2],
+		"a line break inside a segment":        p[0] + "." + p[1][:4] + "\n" + p[1][4:] + "." + p[2],
+		"a CR inside a segment":                p[0] + "." + p[1] + "." + p[2][:4] + "\r" + p[2][4:],
+		"a space inside a segment":             p[0][:3] + " " + p[0][3:] + "." + p[1] + "." + p[2],
+		"standard base64 alphabet (+/)":        strings.NewReplacer("-", "+", "_", "/").Replace(good) + "+/",
+		"leading whitespace":                   " " + good,
+		"an empty header segment":              "." + p[1] + "." + p[2],
+		"signature with a trailing byte":       good + "A",
 	} {
 		if _, err := v.Verify(tok); err == nil {
 			t.Errorf("%s: verified", name)
