@@ -199,15 +199,15 @@ func (v *Verifier) Verify(token string) (*Verified, error) {
 	if token == "" {
 		return nil, refuse(Malformed, "empty token")
 	}
-	if !compact(token) {
-		return nil, refuse(Malformed, "token is not a well-formed JWT")
-	}
 	var sum [32]byte
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
 		if hit, ok := v.fromCache(sum); ok {
-			return hit, nil
+			return hit, nil // only tokens that passed every check are cached
 		}
+	}
+	if !compact(token) {
+		return nil, refuse(Malformed, "token is not a well-formed JWT")
 	}
 	var gen uint64 // the JWKS generation the key came from, for the cache entry
 	mc := jwt.MapClaims{}
