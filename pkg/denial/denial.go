@@ -206,12 +206,26 @@ func (d *Denial) Headers() map[string][]string {
 		"Cache-Control": {"no-store"},
 	}
 	if d.Status == http.StatusUnauthorized {
-		h["WWW-Authenticate"] = []string{`Bearer error="invalid_token", error_description="` + quoteSafe(d.Message) + `"`}
+		h["WWW-Authenticate"] = []string{d.challenge()}
 	}
 	if d.RetryAfter > 0 {
 		h["Retry-After"] = []string{strconv.Itoa(d.RetryAfter)}
 	}
 	return h
+}
+
+// Realm is the realm of subgate's Bearer challenges.
+const Realm = "subgate"
+
+// challenge is the WWW-Authenticate value of a 401 (RFC 7235 3.1 requires
+// one). A request that carried no bearer token learns only the scheme and
+// realm (RFC 6750 3.1: no error information then; 3: Bearer needs at least
+// one auth-param); every other 401 says invalid_token and why.
+func (d *Denial) challenge() string {
+	if d.Code == TokenMissing {
+		return `Bearer realm="` + Realm + `"`
+	}
+	return `Bearer error="invalid_token", error_description="` + quoteSafe(d.Message) + `"`
 }
 
 // quoteSafe keeps an error_description inside its quoted-string: RFC 6750

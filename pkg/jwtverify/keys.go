@@ -234,11 +234,13 @@ func b64int(s string) (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
-// b64fixed decodes a coordinate and left-pads it to size bytes.
+// b64fixed decodes a coordinate, which MUST be the full size of a
+// coordinate of the curve (RFC 7518 6.2.1.2, 6.2.1.3): a shorter one is
+// not silently padded.
 func b64fixed(s string, size int) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > size {
+	if err != nil || len(b) != size {
 		return nil, errors.New("bad base64url coordinate")
 	}
-	return append(make([]byte, size-len(b)), b...), nil
+	return b, nil
 }

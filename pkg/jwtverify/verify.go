@@ -38,6 +38,10 @@ type Config struct {
 	CacheSize             int      `json:"cache_size" default:"10000" kong:"between=0|10000000" doc:"Verified-token cache entries (0 turns the cache off)."`
 	RetryAfterSeconds     int      `json:"retry_after_seconds" default:"30" kong:"between=0|3600" doc:"Retry-After sent with 503 keys_unavailable."`
 
+	// Type is the typ a token must have (RFC 8725 3.11); empty accepts any
+	// but subgate's own kinds (PaymentType). Set by the plugin, not Kong.
+	Type string `json:"-"`
+
 	JWKSClient *http.Client     `json:"-"` // tests
 	Now        func() time.Time `json:"-"` // tests
 }
@@ -199,8 +203,11 @@ func (v *Verifier) Verify(token string) (*Verified, error) {
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
 		if hit, ok := v.fromCache(sum); ok {
-			return hit, nil
+			return hit, nil // only tokens that passed every check are cached
 		}
+	}
+	if !compact(token) {
+		return nil, refuse(Malformed, "token is not a well-formed JWT")
 	}
 	var gen uint64 // the JWKS generation the key came from, for the cache entry
 	mc := jwt.MapClaims{}
@@ -242,7 +249,7 @@ func (v *Verifier) fromCache(sum [32]byte) (*Verified, bool) {
 // This is what defeats algorithm confusion (an HS256 token "signed" with an
 // RSA public key's bytes) and alg "none".
 func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
-	if err := checkJWS(t.Raw, t.Header); err != nil {
+	if err := checkJWS(t.Raw, t.Header, v.opts.Type); err != nil {
 		return nil, err
 	}
 	kid := ""
@@ -258,6 +265,7 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 		if alg != r.alg {
 			return nil, refuse(InvalidSignature, "algorithm %s is not the one configured for this key", safeAlg(alg))
 		}
+		strict(t)
 		return r.pub, nil
 	}
 	if v.set == nil {
@@ -273,7 +281,26 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 	case alg != k.alg:
 		return nil, refuse(InvalidSignature, "algorithm %s is not the one published for this key", safeAlg(alg))
 	}
+	strict(t)
 	return k.pub, nil
+}
+
+// strictPSS are the PS* methods as RFC 7518 3.5 defines them: a salt as
+// long as the hash. golang-jwt's own accept any salt length, for tokens of
+// an old library, which is another algorithm than the one named.
+var strictPSS = func() map[string]jwt.SigningMethod {
+	m := map[string]jwt.SigningMethod{}
+	for _, ps := range []*jwt.SigningMethodRSAPSS{jwt.SigningMethodPS256, jwt.SigningMethodPS384, jwt.SigningMethodPS512} {
+		m[ps.Alg()] = &jwt.SigningMethodRSAPSS{SigningMethodRSA: ps.SigningMethodRSA, Options: ps.Options}
+	}
+	return m
+}()
+
+// strict swaps in the strict method before golang-jwt checks the signature.
+func strict(t *jwt.Token) {
+	if m, ok := strictPSS[t.Method.Alg()]; ok {
+		t.Method = m
+	}
 }
 
 // safeAlg echoes an alg only when it is one we know, so that nothing a
@@ -307,8 +334,42 @@ func classify(err error) error {
 	return refuse(Malformed, "token claims are invalid")
 }
 
+// stringClaims are registered claims whose value is a string (RFC 7519
+// 4.1.1, 4.1.2, 4.1.7); aud is a string or an array of strings (4.1.3).
+var stringClaims = []string{"iss", "sub", "jti"}
+
+// stringOrStrings: golang-jwt reads an aud of another type as no audience
+// at all, so the type is checked here.
+func stringOrStrings(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return true
+	case []any:
+		for _, e := range v {
+			if _, ok := e.(string); !ok {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
 func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
-	// golang-jwt has validated the types and times of exp, nbf and iat.
+	// golang-jwt has validated the types and times of exp, nbf and iat; the
+	// other registered claims are typed here, whether the route reads them
+	// or not, so no later reader meets a number where a string belongs
+	// (ClaimMissing: token_claim_missing means "missing or not a string").
+	for _, name := range stringClaims {
+		if val, ok := mc[name]; ok {
+			if _, isString := val.(string); !isString {
+				return refuse(ClaimMissing, "claim %q is not a string", name)
+			}
+		}
+	}
+	if aud, ok := mc["aud"]; ok && !stringOrStrings(aud) {
+		return refuse(ClaimMissing, "claim \"aud\" is neither a string nor an array of strings")
+	}
 	if t, _ := mc.GetExpirationTime(); t != nil {
 		out.ExpiresAt = t.Time
 	}
