@@ -359,6 +359,19 @@ func (e peerEnv) segment(obj map[string]any, raw string) (string, error) {
 
 // build makes the case's token.
 func (e peerEnv) build(t peerToken) (string, error) {
+	tok, err := e.signed(t)
+	if err != nil {
+		return "", err
+	}
+	for _, m := range t.Mangle {
+		if tok, err = mangle(tok, m); err != nil {
+			return "", err
+		}
+	}
+	return tok, nil
+}
+
+func (e peerEnv) signed(t peerToken) (string, error) {
 	if t.Literal != "" {
 		return t.Literal, nil
 	}
@@ -397,13 +410,7 @@ func (e peerEnv) build(t peerToken) (string, error) {
 			sig = base64.RawURLEncoding.EncodeToString(b)
 		}
 	}
-	tok := input + "." + sig
-	for _, m := range t.Mangle {
-		if tok, err = mangle(tok, m); err != nil {
-			return "", err
-		}
-	}
-	return tok, nil
+	return input + "." + sig, nil
 }
 
 // mangle applies one named change to a finished token.
