@@ -57,12 +57,14 @@ type peerFile struct {
 
 // peerKey is key material: generated at run time, or a published vector.
 type peerKey struct {
-	Gen     string         `json:"gen"`      // rsa2048, ec-p256, ec-p384, ec-p521, ed25519, empty_secret
-	JWK     map[string]any `json:"jwk"`      // public or private JWK (RSA, EC, oct, OKP)
-	PEM     string         `json:"pem"`      // PUBLIC KEY or a private key
-	SPKI    string         `json:"spki_b64"` // base64 DER SubjectPublicKeyInfo
-	Secret  string         `json:"secret"`   // HMAC secret as text
-	Comment string         `json:"comment"`
+	Gen    string         `json:"gen"`      // rsa2048, ec-p256, ec-p384, ec-p521, ed25519, empty_secret
+	JWK    map[string]any `json:"jwk"`      // public or private JWK (RSA, EC, oct, OKP)
+	PEM    string         `json:"pem"`      // PUBLIC KEY or a private key
+	SPKI   string         `json:"spki_b64"` // base64 DER SubjectPublicKeyInfo
+	Secret string         `json:"secret"`   // HMAC secret as text
+	// Verbatim goes into public_key as it is: key material that is not a key.
+	Verbatim string `json:"verbatim_public_key"`
+	Comment  string `json:"comment"`
 }
 
 type peerCase struct {
@@ -126,9 +128,10 @@ type peerSignature struct {
 type peerKeys map[string]resolvedKey
 
 type resolvedKey struct {
-	priv   any // crypto.Signer or []byte (HMAC); nil for public-only keys
-	pub    crypto.PublicKey
-	secret []byte // HMAC
+	priv     any // crypto.Signer or []byte (HMAC); nil for public-only keys
+	pub      crypto.PublicKey
+	secret   []byte // HMAC
+	verbatim string
 }
 
 func genKey(kind string) (any, error) {
@@ -235,6 +238,8 @@ func jwkKey(j map[string]any) (resolvedKey, error) {
 
 func resolveKey(k peerKey) (resolvedKey, error) {
 	switch {
+	case k.Verbatim != "":
+		return resolvedKey{verbatim: k.Verbatim}, nil
 	case k.Gen == "empty_secret": // what a traversal to /dev/null reads
 		return resolvedKey{secret: []byte{}, priv: []byte{}}, nil
 	case k.Gen != "":
@@ -531,6 +536,8 @@ func routeConfig(t *testing.T, dir string, keys peerKeys, name string, route map
 		switch {
 		case !ok:
 			t.Fatalf("route %s keys[%d]: unknown key %q", name, i, ref)
+		case k.verbatim != "":
+			entry["public_key"] = k.verbatim
 		case k.secret != nil && utf8.Valid(k.secret):
 			entry["secret"] = string(k.secret)
 		case k.secret != nil:
