@@ -122,6 +122,7 @@ type peerOutcome struct {
 type peerSignature struct {
 	Key   string `json:"key"`
 	Valid bool   `json:"valid"`
+	Alg   string `json:"alg"` // the method to check with, when not the header's
 }
 
 // peerKeys is a file's key material, resolved.
@@ -703,6 +704,9 @@ func checkSignature(keys peerKeys, s *peerSignature, tok string) error {
 	}
 	if err := json.Unmarshal(hb, &h); err != nil {
 		return fmt.Errorf("signature: header: %v", err)
+	}
+	if s.Alg != "" {
+		h.Alg = s.Alg
 	}
 	m := jwt.GetSigningMethod(h.Alg)
 	if m == nil {
