@@ -309,6 +309,9 @@ func classify(err error) error {
 
 func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 	// golang-jwt has validated the types and times of exp, nbf and iat.
+	if err := registeredTypes(mc); err != nil {
+		return err
+	}
 	if t, _ := mc.GetExpirationTime(); t != nil {
 		out.ExpiresAt = t.Time
 	}
@@ -334,6 +337,33 @@ func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 		if val, ok := mc[name]; !ok || val == nil {
 			return refuse(ClaimMissing, "required claim %q is missing", name)
 		}
+	}
+	return nil
+}
+
+// registeredTypes refuses registered claims of the wrong JSON type (RFC
+// 7519 4.1.1-4.1.3, 4.1.7: iss, sub and jti are strings, aud a string or an
+// array of strings), whether or not the route checks their values: golang-jwt
+// looks at them only when asked to, and a reader after the gateway could take
+// a number where it expects a name.
+func registeredTypes(mc jwt.MapClaims) error {
+	for _, name := range []string{"iss", "sub", "jti"} {
+		if val, ok := mc[name]; ok {
+			if _, isString := val.(string); !isString {
+				return refuse(Malformed, "the %s claim is not a string", name)
+			}
+		}
+	}
+	switch aud := mc["aud"].(type) {
+	case nil, string: // absent (or null), or one audience
+	case []any:
+		for _, a := range aud {
+			if _, isString := a.(string); !isString {
+				return refuse(Malformed, "the aud claim holds a value that is not a string")
+			}
+		}
+	default: // golang-jwt v5.3.1 takes an object or a number for no audience
+		return refuse(Malformed, "the aud claim is neither a string nor an array of strings")
 	}
 	return nil
 }

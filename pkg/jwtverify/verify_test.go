@@ -216,6 +216,36 @@ func TestIssuerAudienceAndRequiredClaims(t *testing.T) {
 	}
 }
 
+// Registered claims of the wrong type are refused even where the route does
+// not check their values (found by the peer suites: Envoy's jwt_verify_lib
+// refuses them, subgate let them through).
+func TestRegisteredClaimTypes(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	for _, tt := range []struct {
+		claim string
+		value any
+		ok    bool
+	}{
+		{"iss", 123, false}, {"sub", map[string]any{"id": "x"}, false}, {"sub", 42, false}, {"jti", 7, false},
+		{"aud", map[string]any{"a": 1}, false}, {"aud", []any{"ok", 2}, false}, {"aud", true, false},
+		{"iss", "https://id.example", true}, {"aud", []any{"a", "b"}, true}, {"aud", "a", true}, {"jti", "j-1", true},
+	} {
+		c := claimsAt(t0)
+		c[tt.claim] = tt.value
+		_, err := v.Verify(s.sign(t, "k1", c))
+		if tt.ok {
+			if err != nil {
+				t.Errorf("%s = %v: %v", tt.claim, tt.value, err)
+			}
+			continue
+		}
+		if KindOf(err) != Malformed || err == nil {
+			t.Errorf("%s = %v: %v, want Malformed", tt.claim, tt.value, err)
+		}
+	}
+}
+
 func TestMalformedInputs(t *testing.T) {
 	s := newSigner(t, "ES256")
 	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
