@@ -205,6 +205,11 @@ func (v *Verifier) Verify(token string) (*Verified, error) {
 	var gen uint64 // the JWKS generation the key came from, for the cache entry
 	mc := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) { return v.keyFor(t, &gen) })
+	if err == nil || errors.Is(err, jwt.ErrTokenInvalidClaims) { // the signature verified
+		if rerr := datesInRange(mc); rerr != nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -364,6 +369,21 @@ func registeredTypes(mc jwt.MapClaims) error {
 		}
 	default: // golang-jwt v5.3.1 takes an object or a number for no audience
 		return refuse(Malformed, "the aud claim is neither a string nor an array of strings")
+	}
+	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. golang-jwt turns a NumericDate
+// into a time through int64 seconds, and a larger value wraps around to a
+// time long past: an nbf or iat of 2^63 would read as satisfied and a far
+// exp as expired. Such a date is refused as malformed instead.
+const maxNumericDate = 253402300799
+
+func datesInRange(mc jwt.MapClaims) error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if f, ok := mc[name].(float64); ok && (f > maxNumericDate || f < -maxNumericDate) {
+			return refuse(Malformed, "the %s claim is not a date this gateway can represent", name)
+		}
 	}
 	return nil
 }

@@ -246,6 +246,37 @@ func TestRegisteredClaimTypes(t *testing.T) {
 	}
 }
 
+// NumericDates past what a time can hold are refused, not wrapped: golang-jwt
+// read nbf 2^63-1 as long past (the token passed) and exp 1e300 as expired
+// (found by the peer suites, from Envoy's NotYetValidToken).
+func TestNumericDatesOutOfRange(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	for _, tt := range []struct {
+		claim string
+		value any
+	}{
+		{"nbf", 9223372036854775807.0}, {"nbf", 1e300}, {"iat", 9223372036854775807.0}, {"exp", 1e300}, {"exp", -1e19},
+	} {
+		c := claimsAt(t0)
+		c[tt.claim] = tt.value
+		_, err := v.Verify(s.sign(t, "k1", c))
+		if err == nil || KindOf(err) != Malformed {
+			t.Errorf("%s = %v: %v, want Malformed", tt.claim, tt.value, err)
+		}
+	}
+	c := claimsAt(t0)
+	c["exp"] = float64(maxNumericDate) // the last representable second still verifies
+	if _, err := v.Verify(s.sign(t, "k1", c)); err != nil {
+		t.Fatal(err)
+	}
+	// An out-of-range date under a bad signature is a bad signature.
+	c["nbf"] = 1e300
+	tok := s.sign(t, "k1", c)
+	_, err := v.Verify(tok[:len(tok)-4] + "AAAA")
+	wantKind(t, err, InvalidSignature)
+}
+
 func TestMalformedInputs(t *testing.T) {
 	s := newSigner(t, "ES256")
 	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
