@@ -288,6 +288,9 @@ func (k resolvedKey) publicPEM() (string, error) {
 // publicJWK is the key as a header's embedded "jwk" would carry it.
 func (k resolvedKey) publicJWK() map[string]any {
 	enc := base64.RawURLEncoding.EncodeToString
+	if k.secret != nil { // a symmetric key as a JWKS might (wrongly) publish it
+		return map[string]any{"kty": "oct", "k": enc(k.secret)}
+	}
 	switch p := k.pub.(type) {
 	case *rsa.PublicKey:
 		return map[string]any{"kty": "RSA", "n": enc(p.N.Bytes()), "e": enc(big.NewInt(int64(p.E)).Bytes())}
@@ -517,12 +520,33 @@ func checkCaseData(f *peerFile, c peerCase) error {
 
 // routeConfig turns a data route into the jwt-claims config Kong sends:
 // each key reference becomes public_key, secret, or (for a binary secret,
-// which a JSON config string cannot carry) secret_file.
-func routeConfig(t *testing.T, dir string, keys peerKeys, name string, route map[string]any) map[string]any {
+// which a JSON config string cannot carry) secret_file. A "jwks" list
+// becomes a JWKS document the runner serves, and jwks_url points at it.
+func routeConfig(t *testing.T, dir string, keys peerKeys, name string, route map[string]any, jwks *jwksServer) map[string]any {
 	t.Helper()
 	out := map[string]any{}
 	for k, v := range route {
 		out[k] = v
+	}
+	if list, ok := route["jwks"].([]any); ok {
+		delete(out, "jwks")
+		doc := []map[string]any{}
+		for i, item := range list {
+			entry := item.(map[string]any)
+			ref, _ := entry["key"].(string)
+			k, found := keys[ref]
+			if !found {
+				t.Fatalf("route %s jwks[%d]: unknown key %q", name, i, ref)
+			}
+			jwk := k.publicJWK()
+			for f, v := range entry {
+				if f != "key" {
+					jwk[f] = v
+				}
+			}
+			doc = append(doc, jwk)
+		}
+		out["jwks_url"] = jwks.add(name, doc)
 	}
 	list, _ := route["keys"].([]any)
 	resolved := make([]any, 0, len(list))
@@ -576,6 +600,9 @@ func TestPeerSuites(t *testing.T) {
 	defer evil.Close()
 	upstream := httptest.NewServer(demosvc.Echo())
 	defer upstream.Close()
+	jwks := &jwksServer{docs: map[string][]byte{}}
+	jwks.srv = httptest.NewServer(jwks)
+	defer jwks.srv.Close()
 
 	names := make([]string, 0, len(files))
 	for n := range files {
@@ -597,7 +624,7 @@ func TestPeerSuites(t *testing.T) {
 		}
 		envs[n] = env
 		for rn, r := range f.Routes {
-			cfg, err := json.Marshal(routeConfig(t, dir, env.keys, n+"-"+rn, r))
+			cfg, err := json.Marshal(routeConfig(t, dir, env.keys, n+"-"+rn, r, jwks))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -660,6 +687,31 @@ func TestPeerSuites(t *testing.T) {
 	if n := fetches.Load(); n != 0 {
 		t.Fatalf("the gateway fetched a URL named in a token %d times", n)
 	}
+}
+
+// jwksServer serves the routes' JWKS documents, one path per route.
+type jwksServer struct {
+	srv  *httptest.Server
+	docs map[string][]byte // written before the gateway loads, read-only after
+}
+
+func (j *jwksServer) add(name string, keys []map[string]any) string {
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		panic(err)
+	}
+	j.docs["/"+name] = b
+	return j.srv.URL + "/" + name
+}
+
+func (j *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, ok := j.docs[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(b)
 }
 
 func peerRequestDo(o *observed, path string, r *peerRequest, tok string) *httptest.ResponseRecorder {
