@@ -780,3 +780,30 @@ func checkSignature(keys peerKeys, s *peerSignature, tok string) error {
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// The format's rules hold: a case whose outcome differs from its peer's
+// must say why, one that agrees must not, a denial names its code, and the
+// route exists. (Empty files and cases that do not run fail TestPeerSuites.)
+func TestPeerDataRules(t *testing.T) {
+	f := &peerFile{Routes: map[string]map[string]any{"r": {}}}
+	good := peerCase{Ref: "x", Description: "y", Route: "r", Expect: peerExpect{Status: 401, Code: "token_expired"}, Peer: peerOutcome{Outcome: "deny"}}
+	if err := checkCaseData(f, good); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*peerCase){
+		"differs without why":        func(c *peerCase) { c.Peer.Outcome = "allow" },
+		"status differs without why": func(c *peerCase) { c.Peer.Status = 403 },
+		"agrees with a why":          func(c *peerCase) { c.Peer.Why = "because" },
+		"deny without a code":        func(c *peerCase) { c.Expect.Code = "" },
+		"allow with a code":          func(c *peerCase) { c.Expect.Status = 200 },
+		"unknown route":              func(c *peerCase) { c.Route = "nope" },
+		"no peer outcome":            func(c *peerCase) { c.Peer.Outcome = "" },
+		"no ref":                     func(c *peerCase) { c.Ref = "" },
+	} {
+		c := good
+		mod(&c)
+		if checkCaseData(f, c) == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
