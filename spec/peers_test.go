@@ -614,7 +614,7 @@ func TestPeerSuites(t *testing.T) {
 	var routes strings.Builder
 	for _, n := range names {
 		f := files[n]
-		env := peerEnv{now: time.Now(), evil: evil.URL, keys: peerKeys{}}
+		env := peerEnv{evil: evil.URL, keys: peerKeys{}}
 		for kn, k := range f.Keys {
 			r, err := resolveKey(k)
 			if err != nil {
@@ -642,7 +642,9 @@ func TestPeerSuites(t *testing.T) {
 				t.Errorf("%s: %v", label, err)
 				continue
 			}
-			tok, err := envs[n].build(c.Token)
+			env := envs[n]
+			env.now = time.Now() // per case: key generation before may have taken a while
+			tok, err := env.build(c.Token)
 			if err != nil {
 				t.Errorf("%s: building the token: %v", label, err)
 				continue
