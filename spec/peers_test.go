@@ -314,13 +314,25 @@ type peerEnv struct {
 var nowExpr = regexp.MustCompile(`^\$now([+-]\d+)?$`)
 
 // subst replaces "$now±N" with a NumericDate, "$evil" in strings with the
-// fetch-counting server's URL and "$jwk:<key>" with that key's public JWK.
+// fetch-counting server's URL, "$jwk:<key>" with that key's public JWK and
+// "$x5c:<key>" with a one-certificate chain self-signed by that key.
 func (e peerEnv) subst(v any) (any, error) {
 	switch x := v.(type) {
 	case string:
 		if m := nowExpr.FindStringSubmatch(x); m != nil {
 			off, _ := strconv.ParseInt(strings.TrimPrefix(m[1], "+"), 10, 64)
 			return e.now.Unix() + off, nil
+		}
+		if name, ok := strings.CutPrefix(x, "$x5c:"); ok {
+			k, found := e.keys[name]
+			if !found {
+				return nil, fmt.Errorf("unknown key %q", name)
+			}
+			der, err := selfSigned(k.priv)
+			if err != nil {
+				return nil, err
+			}
+			return []any{base64.StdEncoding.EncodeToString(der)}, nil
 		}
 		if name, ok := strings.CutPrefix(x, "$jwk:"); ok {
 			k, found := e.keys[name]
@@ -779,6 +791,16 @@ func checkSignature(keys peerKeys, s *peerSignature, tok string) error {
 		return fmt.Errorf("signature under %q: verify error %v, want valid=%v", s.Key, err, s.Valid)
 	}
 	return nil
+}
+
+// selfSigned is a throwaway certificate for key, as an attacker would make.
+func selfSigned(key any) ([]byte, error) {
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("x5c needs a private key")
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	return x509.CreateCertificate(rand.Reader, tmpl, tmpl, signer.Public(), signer)
 }
 
 func b64url(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
