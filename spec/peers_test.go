@@ -30,6 +30,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/redistest"
 )
 
 // Peer test suites as data (spec/testdata/peers/*.json, one file per
@@ -44,6 +45,11 @@ import (
 
 // peerFile is one source's cases.
 type peerFile struct {
+	// Plugin is the binary the cases run through: jwt-claims (the default)
+	// or payment-token, whose routes run jwt-claims first with a good bearer
+	// token for "alice" ($bearer) and read the case's token from
+	// X-Payment-Token.
+	Plugin string             `json:"plugin"`
 	Source string             `json:"source"`
 	Origin string             `json:"origin"` // repository@ref or document, and the paths the cases come from
 	Notes  string             `json:"notes"`
@@ -606,7 +612,41 @@ func routeConfig(t *testing.T, dir string, keys peerKeys, name string, route map
 // status and denial code compared with the data. A file without cases, a
 // case whose data breaks the format, or a case not run fails the test.
 func TestPeerSuites(t *testing.T) {
-	files := loadPeerFiles(t)
+	runPeerFiles(t, pluginFiles(t, "jwt-claims"), "")
+}
+
+// The payment-token files: the same runner, the payment-token binary after
+// jwt-claims, and a real redis-server for its revocation feed.
+func TestPeerSuitesPaymentToken(t *testing.T) {
+	files := pluginFiles(t, "payment-token")
+	redis := redistest.Start(t)
+	runPeerFiles(t, files, redis.Addr)
+}
+
+func pluginFiles(t *testing.T, plugin string) map[string]*peerFile {
+	out := map[string]*peerFile{}
+	for n, f := range loadPeerFiles(t) {
+		p := f.Plugin
+		if p == "" {
+			p = "jwt-claims"
+		}
+		if p != "jwt-claims" && p != "payment-token" {
+			t.Fatalf("%s: unknown plugin %q", n, f.Plugin)
+		}
+		if p == plugin {
+			out[n] = f
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no peer data files for %s", plugin)
+	}
+	return out
+}
+
+// payBearerKid is the jwt-claims key that signs $bearer on payment routes.
+const payBearerKid = "peers-bearer"
+
+func runPeerFiles(t *testing.T, files map[string]*peerFile, redisAddr string) {
 	var fetches atomic.Int64
 	evil := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { fetches.Add(1) }))
 	defer evil.Close()
@@ -624,6 +664,10 @@ func TestPeerSuites(t *testing.T) {
 	envs := map[string]peerEnv{}
 	dir := t.TempDir()
 	var routes strings.Builder
+	plugins := []string{"jwt-claims"}
+	if redisAddr != "" {
+		plugins = append(plugins, "payment-token")
+	}
 	for _, n := range names {
 		f := files[n]
 		env := peerEnv{evil: evil.URL, keys: peerKeys{}}
@@ -636,14 +680,24 @@ func TestPeerSuites(t *testing.T) {
 		}
 		envs[n] = env
 		for rn, r := range f.Routes {
-			cfg, err := json.Marshal(routeConfig(t, dir, env.keys, n+"-"+rn, r, jwks))
+			cfg := routeConfig(t, dir, env.keys, n+"-"+rn, r, jwks)
+			chain := ""
+			if redisAddr != "" {
+				cfg["redis"] = map[string]any{"addresses": []string{redisAddr}}
+				chain = fmt.Sprintf("          - name: jwt-claims\n            config: {keys: [{kid: %s, algorithm: HS256, secret: %q}]}\n", payBearerKid, obsSecret)
+			}
+			b, err := json.Marshal(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			fmt.Fprintf(&routes, "      - name: %s-%s\n        paths: [/%s/%s]\n        plugins:\n          - name: jwt-claims\n            config: %s\n", n, rn, n, rn, cfg)
+			fmt.Fprintf(&routes, "      - name: %s-%s\n        paths: [/%s/%s]\n        plugins:\n%s          - name: %s\n            config: %s\n", n, rn, n, rn, chain, plugins[len(plugins)-1], b)
 		}
 	}
-	o := observe(t, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes.String()), "jwt-claims")
+	o := observe(t, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes.String()), plugins...)
+	bearer := ""
+	if redisAddr != "" {
+		bearer = sign(jwt.SigningMethodHS256, []byte(obsSecret), payBearerKid, map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
+	}
 
 	ran := map[string]int{}
 	for _, n := range names {
@@ -666,7 +720,14 @@ func TestPeerSuites(t *testing.T) {
 					t.Errorf("%s: %v", label, err)
 				}
 			}
-			rec := peerRequestDo(o, "/"+n+"/"+c.Route, c.Request, tok)
+			rec := peerRequestDo(o, "/"+n+"/"+c.Route, c.Request, tok, bearer)
+			// A payment route answers 503 revocation_state_stale until its
+			// follower has read the stream once (fail closed): wait for it.
+			for deadline := time.Now().Add(10 * time.Second); redisAddr != "" && c.Expect.Code != "revocation_state_stale" &&
+				strings.Contains(rec.Body.String(), `"code":"revocation_state_stale"`) && time.Now().Before(deadline); {
+				time.Sleep(50 * time.Millisecond)
+				rec = peerRequestDo(o, "/"+n+"/"+c.Route, c.Request, tok, bearer)
+			}
 			ran[n]++
 			var body struct {
 				Code string `json:"code"`
@@ -703,6 +764,18 @@ func TestPeerSuites(t *testing.T) {
 	}
 }
 
+// sign makes an HMAC or asymmetric JWT with a kid (the payment routes'
+// bearer token).
+func sign(m jwt.SigningMethod, key any, kid string, claims map[string]any) string {
+	tok := jwt.NewWithClaims(m, jwt.MapClaims(claims))
+	tok.Header["kid"] = kid
+	out, err := tok.SignedString(key)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
 // jwksServer serves the routes' JWKS documents, one path per route.
 type jwksServer struct {
 	srv  *httptest.Server
@@ -728,8 +801,11 @@ func (j *jwksServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(b)
 }
 
-func peerRequestDo(o *observed, path string, r *peerRequest, tok string) *httptest.ResponseRecorder {
-	if r == nil {
+func peerRequestDo(o *observed, path string, r *peerRequest, tok, bearer string) *httptest.ResponseRecorder {
+	switch {
+	case r == nil && bearer != "":
+		r = &peerRequest{Headers: map[string][]string{"Authorization": {"Bearer $bearer"}, "X-Payment-Token": {"$token"}}}
+	case r == nil:
 		r = &peerRequest{Headers: map[string][]string{"Authorization": {"Bearer $token"}}}
 	}
 	method := r.Method
@@ -742,7 +818,7 @@ func peerRequestDo(o *observed, path string, r *peerRequest, tok string) *httpte
 	req := httptest.NewRequest(method, path, nil)
 	for h, vals := range r.Headers {
 		for _, v := range vals {
-			req.Header.Add(h, strings.ReplaceAll(v, "$token", tok))
+			req.Header.Add(h, strings.NewReplacer("$token", tok, "$bearer", bearer).Replace(v))
 		}
 	}
 	rec := httptest.NewRecorder()
