@@ -19,7 +19,7 @@ import (
 
 // Key is one statically configured verification key (a Kong config record).
 type Key struct {
-	Kid        string `json:"kid" doc:"Matched against the token's kid header; empty matches tokens without a kid."`
+	Kid        string `json:"kid" doc:"Matched against the token's kid header; a key without kid (left out: Kong refuses an empty string) matches tokens without one."`
 	Algorithm  string `json:"algorithm" kong:"required,one_of=$algorithms" doc:"The one algorithm this key accepts; the token never chooses it."`
 	PublicKey  string `json:"public_key" doc:"PEM public key (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE) for asymmetric algorithms."`
 	Secret     string `json:"secret" kong:"referenceable" doc:"HS* secret, best as a Kong vault reference such as {vault://env/SUBGATE_HS_SECRET}."`
