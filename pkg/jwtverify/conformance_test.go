@@ -237,8 +237,8 @@ func TestRFC7519ClaimTypes(t *testing.T) {
 		}
 	}
 	for bad, kind := range map[string]Kind{
-		`"iss":1`: ClaimMissing, `"sub":{"id":"a"}`: ClaimMissing, `"jti":7`: ClaimMissing, `"sub":null`: ClaimMissing,
-		`"aud":1`: ClaimMissing, `"aud":["a",1]`: ClaimMissing, `"aud":null`: ClaimMissing, `"aud":{"a":1}`: ClaimMissing,
+		`"iss":1`: Malformed, `"sub":{"id":"a"}`: Malformed, `"jti":7`: Malformed, `"sub":null`: Malformed,
+		`"aud":1`: Malformed, `"aud":["a",1]`: Malformed, `"aud":null`: Malformed, `"aud":{"a":1}`: Malformed,
 		`"nbf":"1"`: Malformed, `"iat":true`: Malformed,
 	} {
 		_, err := v.Verify(tok(bad))

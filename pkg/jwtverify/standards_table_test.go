@@ -71,7 +71,9 @@ func readTable(t *testing.T) []tableRow {
 }
 
 // testFuncs maps each top-level test function in the repository to the
-// sources of the files that declare it.
+// sources of the files that declare it, and of the JSON case files in their
+// package's testdata (table-driven specs such as TestPeerSuites name their
+// cases there, by "description").
 func testFuncs(t *testing.T) map[string][]string {
 	t.Helper()
 	decl := regexp.MustCompile(`(?m)^func (Test\w*)\(t \*testing\.T\)`)
@@ -95,6 +97,7 @@ func testFuncs(t *testing.T) map[string][]string {
 		}
 		for _, m := range decl.FindAllStringSubmatch(string(src), -1) {
 			out[m[1]] = append(out[m[1]], string(src))
+			out[m[1]] = append(out[m[1]], jsonCases(t, filepath.Dir(path))...)
 		}
 		return nil
 	})
@@ -146,6 +149,24 @@ func TestStandardsTable(t *testing.T) {
 		}
 	}
 	checkReadmeSummary(t, summary(rows))
+}
+
+// jsonCases is the contents of the JSON files under dir/testdata.
+func jsonCases(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "testdata", "*", "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
 }
 
 // summary is the README's view of the table: rows by RFC and what is not

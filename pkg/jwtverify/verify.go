@@ -212,6 +212,11 @@ func (v *Verifier) Verify(token string) (*Verified, error) {
 	var gen uint64 // the JWKS generation the key came from, for the cache entry
 	mc := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) { return v.keyFor(t, &gen) })
+	if err == nil || errors.Is(err, jwt.ErrTokenInvalidClaims) { // the signature verified
+		if rerr := datesInRange(mc); rerr != nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -334,41 +339,10 @@ func classify(err error) error {
 	return refuse(Malformed, "token claims are invalid")
 }
 
-// stringClaims are registered claims whose value is a string (RFC 7519
-// 4.1.1, 4.1.2, 4.1.7); aud is a string or an array of strings (4.1.3).
-var stringClaims = []string{"iss", "sub", "jti"}
-
-// stringOrStrings: golang-jwt reads an aud of another type as no audience
-// at all, so the type is checked here.
-func stringOrStrings(v any) bool {
-	switch v := v.(type) {
-	case string:
-		return true
-	case []any:
-		for _, e := range v {
-			if _, ok := e.(string); !ok {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
 func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
-	// golang-jwt has validated the types and times of exp, nbf and iat; the
-	// other registered claims are typed here, whether the route reads them
-	// or not, so no later reader meets a number where a string belongs
-	// (ClaimMissing: token_claim_missing means "missing or not a string").
-	for _, name := range stringClaims {
-		if val, ok := mc[name]; ok {
-			if _, isString := val.(string); !isString {
-				return refuse(ClaimMissing, "claim %q is not a string", name)
-			}
-		}
-	}
-	if aud, ok := mc["aud"]; ok && !stringOrStrings(aud) {
-		return refuse(ClaimMissing, "claim \"aud\" is neither a string nor an array of strings")
+	// golang-jwt has validated the types and times of exp, nbf and iat.
+	if err := registeredTypes(mc); err != nil {
+		return err
 	}
 	if t, _ := mc.GetExpirationTime(); t != nil {
 		out.ExpiresAt = t.Time
@@ -394,6 +368,53 @@ func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 	for _, name := range v.opts.RequiredClaims {
 		if val, ok := mc[name]; !ok || val == nil {
 			return refuse(ClaimMissing, "required claim %q is missing", name)
+		}
+	}
+	return nil
+}
+
+// registeredTypes refuses registered claims of the wrong JSON type (RFC
+// 7519 4.1.1-4.1.3, 4.1.7: iss, sub and jti are strings, aud a string or an
+// array of strings), whether or not the route checks their values: golang-jwt
+// looks at them only when asked to, and a reader after the gateway could take
+// a number where it expects a name.
+func registeredTypes(mc jwt.MapClaims) error {
+	for _, name := range []string{"iss", "sub", "jti"} {
+		if val, ok := mc[name]; ok {
+			if _, isString := val.(string); !isString {
+				return refuse(Malformed, "the %s claim is not a string", name)
+			}
+		}
+	}
+	aud, present := mc["aud"]
+	switch aud := aud.(type) {
+	case string: // one audience
+	case nil: // absent is fine; null is not a string
+		if present {
+			return refuse(Malformed, "the aud claim is null")
+		}
+	case []any:
+		for _, a := range aud {
+			if _, isString := a.(string); !isString {
+				return refuse(Malformed, "the aud claim holds a value that is not a string")
+			}
+		}
+	default: // golang-jwt v5.3.1 takes an object or a number for no audience
+		return refuse(Malformed, "the aud claim is neither a string nor an array of strings")
+	}
+	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. golang-jwt turns a NumericDate
+// into a time through int64 seconds, and a larger value wraps around to a
+// time long past: an nbf or iat of 2^63 would read as satisfied and a far
+// exp as expired. Such a date is refused as malformed instead.
+const maxNumericDate = 253402300799
+
+func datesInRange(mc jwt.MapClaims) error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if f, ok := mc[name].(float64); ok && (f > maxNumericDate || f < -maxNumericDate) {
+			return refuse(Malformed, "the %s claim is not a date this gateway can represent", name)
 		}
 	}
 	return nil

@@ -218,7 +218,7 @@ func TestDenials(t *testing.T) {
 		{"issuer", bearer(es(mod(func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }))), 401, "token_issuer_invalid"},
 		{"audience", bearer(es(mod(func(c jwt.MapClaims) { c["aud"] = "other" }))), 401, "token_audience_invalid"},
 		{"no customer id", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "sub") }))), 401, "token_claim_missing"},
-		{"customer id not a string", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = []string{"a"} }))), 401, "token_claim_missing"},
+		{"customer id not a string", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = []string{"a"} }))), 401, "token_malformed"},
 		{"customer id with CRLF", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = "a\r\nX-Admin: 1" }))), 401, "token_claim_missing"},
 		{"no exp", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "exp") }))), 401, "token_claim_missing"},
 	}
