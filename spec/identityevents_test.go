@@ -1,0 +1,104 @@
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIdentityEventsEvictTheFallbackCache drives the compiled user-context
+// and subgate binaries: while the identity service answers 503, a user's
+// cached context serves until the identity service publishes the user's
+// deletion (its admin endpoint, through pkg/usercontext's publisher, on the
+// stack's real Redis); from then on the 503 reaches the client, in both
+// plugin servers, while another user's cached context still serves. A role
+// change evicts too, and the next fresh context carries the new roles.
+func TestIdentityEventsEvictTheFallbackCache(t *testing.T) {
+	w := setup(t)
+	routes := []string{"/account", "/sg/whoami"}
+	tok := map[string]http.Header{alice: bearer(w.token(t, alice, "DE", time.Hour)), bob: bearer(w.token(t, bob, "DE", time.Hour))}
+	source := func(path, user string) (string, response) {
+		r := w.do(t, "GET", path, tok[user])
+		if r.status == 200 {
+			r.wantAllowed(t)
+			if r.upstrm["X-User-Id"] != user {
+				t.Fatalf("%s as %s: upstream %v", path, user, r.upstrm)
+			}
+			return r.upstrm["X-User-Context-Source"], r
+		}
+		r.wantDenied(t, 503, "identity_unavailable")
+		return "503", r
+	}
+	for _, p := range routes {
+		for _, u := range []string{alice, bob} {
+			if src, r := source(p, u); src != "identity" {
+				t.Fatalf("%s as %s: %s %s", p, u, src, r.raw)
+			}
+		}
+	}
+	w.Identity.SetMode("503")
+	for _, p := range routes {
+		for _, u := range []string{alice, bob} {
+			if src, r := source(p, u); src != "cache" {
+				t.Fatalf("%s as %s on 503: %s %s, want the cached context", p, u, src, r.raw)
+			}
+		}
+	}
+
+	publish := func(body string) {
+		t.Helper()
+		resp, err := http.Post(w.IdentityURL+"/admin/events", "application/json", bytes.NewBufferString(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != 200 || out["id"] == "" {
+			t.Fatalf("publishing %s: %d %v", body, resp.StatusCode, out)
+		}
+	}
+	// until waits for path as user to answer want ("503" or a source).
+	until := func(path, user, want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			src, r := source(path, user)
+			if src == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s as %s still %s %s after 5s, want %s", path, user, src, r.raw, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	publish(`{"type":"deleted","user_id":"` + alice + `"}`)
+	for _, p := range routes {
+		until(p, alice, "503")
+		// Never again from the cache, however often asked.
+		for range 3 {
+			if src, r := source(p, alice); src != "503" {
+				t.Fatalf("%s served alice after her deletion: %s %s", p, src, r.raw)
+			}
+		}
+		if src, r := source(p, bob); src != "cache" {
+			t.Fatalf("%s as bob: %s %s; an event for alice must leave bob's context", p, src, r.raw)
+		}
+	}
+
+	publish(`{"type":"role_changed","user_id":"` + bob + `","roles":["customer","coach"]}`)
+	for _, p := range routes {
+		until(p, bob, "503")
+	}
+	w.Identity.SetMode("ok")
+	src, r := source("/account", bob)
+	if src != "identity" || !strings.Contains(r.upstrm["X-User-Context"], `"roles":["customer","coach"]`) {
+		t.Fatalf("bob's fresh context after the role change: %s %v", src, r.upstrm)
+	}
+	w.do(t, "GET", "/account", tok[alice]).wantDenied(t, 401, "identity_unauthorized")
+}
