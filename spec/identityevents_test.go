@@ -40,6 +40,9 @@ func TestIdentityEventsEvictTheFallbackCache(t *testing.T) {
 		}
 	}
 	w.Identity.SetMode("503")
+	w.mu.Lock()
+	w.calls = map[string][]callRecord{}
+	w.mu.Unlock()
 	for _, p := range routes {
 		for _, u := range []string{alice, bob} {
 			if src, r := source(p, u); src != "cache" {
@@ -47,6 +50,18 @@ func TestIdentityEventsEvictTheFallbackCache(t *testing.T) {
 			}
 		}
 	}
+
+	// The cache-served allow path costs the PDK calls of the fresh one.
+	w.mu.Lock()
+	for _, rec := range w.calls["account"] {
+		if c := rec.calls["user-context"]; !rec.allowed || len(c) != 2 {
+			t.Fatalf("cache-served /account: allowed %v, PDK calls %v; want 2", rec.allowed, c)
+		}
+	}
+	if len(w.calls["account"]) != 2 {
+		t.Fatalf("observed %d /account requests", len(w.calls["account"]))
+	}
+	w.mu.Unlock()
 
 	publish := func(body string) {
 		t.Helper()

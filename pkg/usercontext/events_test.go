@@ -12,6 +12,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/metrics"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/redistest"
@@ -366,3 +367,22 @@ func TestEventsConfigDeclared(t *testing.T) {
 }
 
 var _ payevents.Handler = (*evictions)(nil)
+
+// TestFollowerMetricsCarryTheStream: the identity follower reports through
+// the payment follower's metrics, labelled with its stream.
+func TestFollowerMetricsCarryTheStream(t *testing.T) {
+	s := newEventsScene(t, miniredis.RunT(t).Addr())
+	pub, _ := NewPublisher(s.rdb, "metrics-identity-events", time.Hour)
+	c := s.route(t, func(o *Config) { o.Events.Stream = "metrics-identity-events" })
+	if _, err := pub.Publish(context.Background(), Event{Type: UserBlocked, UserID: "u1", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the event", func() bool { return c.ev.f.Applied() == 1 })
+	exp := metrics.Exposition()
+	for _, want := range []string{`subgate_revocation_events_applied_total{stream="metrics-identity-events"} 1`,
+		`subgate_revocation_follower_lag_seconds{stream="metrics-identity-events"}`} {
+		if !strings.Contains(exp, want) {
+			t.Errorf("no %s in\n%s", want, exp)
+		}
+	}
+}

@@ -62,7 +62,7 @@ type Config struct {
 	MaxContextHeaderBytes int               `json:"max_context_header_bytes" default:"4096" kong:"between=1|65536" doc:"Bound on that header."`
 	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1" doc:"Upstream header saying identity or cache."`
 	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
-	Events                *EventsConfig     `json:"events" doc:"The identity events (optional): a user's deletion, block or role change evicts their cached contexts, and while the events are stale the cache is not served."`
+	Events                *EventsConfig     `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
