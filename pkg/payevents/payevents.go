@@ -9,6 +9,10 @@
 // milliseconds, so a token issued in the same second as the revocation is
 // revoked too (fail closed); a token issued in a later second, as after a
 // reactivation, is accepted.
+//
+// The stream follower here (Follower, Shared, SharedOf) is the one every
+// event stream uses: a Handler says what an entry does. pkg/usercontext
+// follows the identity events with it.
 package payevents
 
 import (
