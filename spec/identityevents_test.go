@@ -2,11 +2,15 @@ package spec
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/subgate/subgate/pkg/usercontext"
 )
 
 // TestIdentityEventsEvictTheFallbackCache drives the compiled user-context
@@ -116,4 +120,57 @@ func TestIdentityEventsEvictTheFallbackCache(t *testing.T) {
 		t.Fatalf("bob's fresh context after the role change: %s %v", src, r.upstrm)
 	}
 	w.do(t, "GET", "/account", tok[alice]).wantDenied(t, 401, "identity_unauthorized")
+}
+
+// TestIdentityEventsReplayAcrossAnInstanceRestart: the fallback cache is
+// the plugin server's and outlives instances. /account first runs without
+// events and caches two users; a deletion is published while nothing
+// follows the stream; then the config gains events (Kong's POST /config: a
+// new instance of the same plugin server, a follower started over the live
+// cache). Its replay of the window evicts the deleted user, and only her.
+func TestIdentityEventsReplayAcrossAnInstanceRestart(t *testing.T) {
+	w := setup(t)
+	yml, err := os.ReadFile("../kong/kong.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = "              events:\n                redis: *redis\n"
+	if !strings.Contains(string(yml), events) {
+		t.Fatal("kong.yml's user-context config no longer has the events record this spec removes")
+	}
+	if err := w.Gateway.Reload([]byte(strings.Replace(string(yml), events, "", 1))); err != nil {
+		t.Fatal(err)
+	}
+	tok := map[string]http.Header{alice: bearer(w.token(t, alice, "DE", time.Hour)), bob: bearer(w.token(t, bob, "DE", time.Hour))}
+	src := func(user string) string {
+		r := w.do(t, "GET", "/account", tok[user])
+		if r.status != 200 {
+			r.wantDenied(t, 503, "identity_unavailable")
+			return "503"
+		}
+		return r.upstrm["X-User-Context-Source"]
+	}
+	for _, u := range []string{alice, bob} {
+		if s := src(u); s != "identity" {
+			t.Fatalf("%s: %s", u, s)
+		}
+	}
+	if _, err := w.Identity.Change(context.Background(), usercontext.UserDeleted, alice, nil); err != nil {
+		t.Fatal(err)
+	}
+	w.Identity.SetMode("503")
+	if s := src(alice); s != "cache" {
+		t.Fatalf("without events the route cannot know of the deletion, yet answered %s: the spec's premise fails", s)
+	}
+	if err := w.Gateway.Reload(yml); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if s := src(alice); s != "503" {
+			t.Fatalf("alice, deleted before the follower started, served: %s", s)
+		}
+	}
+	if s := src(bob); s != "cache" {
+		t.Fatalf("bob: %s, want his cached context", s)
+	}
 }

@@ -386,3 +386,22 @@ func TestFollowerMetricsCarryTheStream(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstFallbackAfterStartSeesTheReplay: the first 503 after a follower
+// starts over a live cache waits for its replay and then applies what the
+// replay brought: a user deleted while nobody followed is not served even
+// by the very first fallback.
+func TestFirstFallbackAfterStartSeesTheReplay(t *testing.T) {
+	s := newEventsScene(t, redistest.Start(t).Addr)
+	plain := client(t, s.id.srv.URL, nil)
+	cache(t, plain, "gone", "kept")
+	s.publish(t, UserDeleted, "gone")
+	s.id.set(answer{status: 503})
+	c := s.route(t, nil) // the follower starts; no wait for it
+	if ok, _ := served(t, c, "gone"); ok {
+		t.Fatal("the first fallback after the follower's start served a user its replay deletes")
+	}
+	if ok, cause := served(t, c, "kept"); !ok {
+		t.Fatalf("kept: %s", cause)
+	}
+}

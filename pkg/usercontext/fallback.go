@@ -45,17 +45,19 @@ func (c *Client) fallback(key [32]byte, read *bool, refused *string) (entry, boo
 		return nil, false
 	}
 	if ev := c.ev; ev != nil {
+		// Staleness first: it waits for a fresh follower's replay, whose
+		// events the next check must see.
+		if ev.stale() {
+			*refused = "the identity events on " + ev.stream + " are stale (fail closed)"
+			return nil, false
+		}
 		if ev.v.covers(e.UserID, e.Asked) {
-			// Fetched while the user's event was on its way: drop it as
-			// the event would have.
+			// Fetched while the user's event was on its way, or before a
+			// replayed one: drop it as the event would have.
 			if cur, ok := c.svc.cache.Peek(key); ok && cur == e {
 				c.svc.cache.Remove(key)
 			}
 			*refused = "an identity event for the user was applied after its lookup began"
-			return nil, false
-		}
-		if ev.stale() {
-			*refused = "the identity events on " + ev.stream + " are stale (fail closed)"
 			return nil, false
 		}
 	}
