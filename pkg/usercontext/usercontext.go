@@ -5,7 +5,9 @@
 //
 //	2xx                 fresh context; replaces the cached copy; the cache is never read
 //	408                 retry (bounded, backoff with jitter); giving up is 504 identity_timeout; never the cache
-//	503 + cached copy   stop retrying and serve the copy if younger than MaxStale
+//	503 + cached copy   stop retrying and serve the copy if younger than MaxStale (with identity
+//	                    events: and no event for its user since its lookup began, and the events
+//	                    not stale; see events.go)
 //	503, nothing usable retry; giving up is 503 identity_unavailable
 //	401 / 403           passed on, and the caller's cached copy is evicted
 //	other 4xx           passed on with its status
