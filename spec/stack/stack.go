@@ -189,6 +189,10 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.Identity, err = demosvc.NewIdentity(); err != nil {
 		return nil, err
 	}
+	// Identity events on the same Redis, as the docker demo's identity service publishes them.
+	if err = s.Identity.PublishEvents(s.RDB); err != nil {
+		return nil, err
+	}
 	if s.IdentityURL, err = s.serve("identity", o.IdentityAddr, s.Identity.Handler(), say); err != nil {
 		return nil, err
 	}
