@@ -29,7 +29,8 @@ func main() {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ownership-import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addrs := fs.String("redis", "127.0.0.1:6379", "Redis address(es), comma-separated (Sentinels with -sentinel-master, Cluster nodes otherwise)")
+	addrs := fs.String("redis", "127.0.0.1:6379", "Redis address(es), comma-separated: one node, Sentinels (-sentinel-master) or Cluster seeds (-cluster)")
+	cluster := fs.Bool("cluster", false, "the addresses are Redis Cluster seed nodes")
 	master := fs.String("sentinel-master", "", "Sentinel master name")
 	prefix := fs.String("prefix", ownership.DefaultPrefix, "key prefix (as the plugin's key_prefix)")
 	pwEnv := fs.String("password-env", "", "environment variable holding the Redis password")
@@ -53,7 +54,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		in = f
 	}
 	ms := int(timeout.Milliseconds())
-	rdb, err := redisconn.Config{Addresses: strings.Split(*addrs, ","), MasterName: *master,
+	rdb, err := redisconn.Config{Addresses: strings.Split(*addrs, ","), MasterName: *master, Cluster: *cluster,
 		PasswordEnv: *pwEnv, SentinelPasswordEnv: *sentinelPwEnv, DialTimeoutMs: ms, ReadTimeoutMs: ms, MaxRetries: 3}.Client("redis")
 	if err != nil {
 		fmt.Fprintln(stderr, err)

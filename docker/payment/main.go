@@ -20,7 +20,7 @@ func main() {
 		redisAddr = "127.0.0.1:6379"
 	}
 	cfg := redisconn.Config{Addresses: strings.Split(redisAddr, ","), MasterName: os.Getenv("REDIS_MASTER"),
-		DialTimeoutMs: 1000, ReadTimeoutMs: 1000}
+		Cluster: os.Getenv("REDIS_CLUSTER") == "1", DialTimeoutMs: 1000, ReadTimeoutMs: 1000}
 	if os.Getenv("REDIS_PASSWORD") != "" {
 		cfg.PasswordEnv, cfg.SentinelPasswordEnv = "REDIS_PASSWORD", "REDIS_PASSWORD"
 	}

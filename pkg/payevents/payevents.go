@@ -62,6 +62,7 @@ type Publisher struct {
 	rdb       redis.UniversalClient
 	stream    string
 	retention time.Duration
+	durable   durability // zero: acknowledged by the primary alone
 }
 
 // NewPublisher makes a publisher.
@@ -86,13 +87,17 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (string, error) {
 // Append adds an entry of field/value pairs to the stream, trimming the
 // entries published longer than the retention before at, and returns its
 // stream id: the one write path of every event stream (pkg/usercontext's
-// identity events too).
+// identity events too), so WaitForReplicas holds for both.
 func (p *Publisher) Append(ctx context.Context, at time.Time, values ...any) (string, error) {
 	minID := strconv.FormatInt(at.Add(-p.retention).UnixMilli(), 10)
-	return p.rdb.XAdd(ctx, &redis.XAddArgs{
+	args := &redis.XAddArgs{
 		Stream: p.stream, MinID: minID, // exact trim: events are rare, and a bound that holds is worth the O(n)
 		Values: values,
-	}).Result()
+	}
+	if p.durable.replicas > 0 {
+		return p.publishReplicated(ctx, args)
+	}
+	return p.rdb.XAdd(ctx, args).Result()
 }
 
 // Stream is the stream the publisher appends to.

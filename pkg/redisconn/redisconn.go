@@ -1,12 +1,15 @@
 // Package redisconn turns a route's Redis settings into a go-redis client:
-// a single node, Sentinel (master name + sentinel addresses) or Cluster,
-// through go-redis's universal client. Clients are shared per distinct
+// a single node, Sentinel (master name + sentinel addresses) or Cluster
+// (cluster: true + seed addresses), each chosen explicitly: go-redis's
+// universal client guesses Cluster from "more than one address", which
+// reads one seed as a single node. Clients are shared per distinct
 // settings within the plugin-server process: go-pdk starts a new instance on
 // every config change and never closes the old one, so sharing keeps one
 // connection pool per Redis instead of one per instance ever made.
 package redisconn
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -20,8 +23,10 @@ import (
 
 // Config is the Redis settings of a route, declared once (see pkg/config).
 type Config struct {
-	Addresses            []string `json:"addresses" kong:"required,len_min=1" doc:"host:port of the node, of the Cluster seeds, or of the Sentinels when master_name is set."`
+	Addresses            []string `json:"addresses" kong:"required,len_min=1" doc:"host:port of the node, of the Cluster seeds (cluster: true), or of the Sentinels when master_name is set."`
 	MasterName           string   `json:"master_name" doc:"Sentinel: the monitored master's name."`
+	Cluster              bool     `json:"cluster" default:"false" doc:"Redis Cluster: the addresses are seed nodes; the client learns the slot map and follows MOVED and ASK. Not with master_name; db must be 0."`
+	ReadFromReplicas     bool     `json:"read_from_replicas" default:"false" doc:"Cluster only: send request-path reads to replicas, which may answer with data older by the replication lag; event streams are always read from primaries."`
 	Username             string   `json:"username" doc:"ACL user name for Redis AUTH."`
 	Password             string   `json:"password" kong:"referenceable" doc:"Password, best as a vault reference such as {vault://env/SUBGATE_REDIS_PASSWORD}."`
 	PasswordFile         string   `json:"password_file" doc:"File holding the password, read at instance start."`
@@ -58,8 +63,15 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 			errs = append(errs, fmt.Errorf("%s.addresses holds an empty address", field))
 		}
 	}
-	if c.DB != 0 && c.MasterName == "" && len(c.Addresses) > 1 {
-		errs = append(errs, fmt.Errorf("%s.db must be 0 with Cluster", field))
+	switch {
+	case c.Cluster && c.MasterName != "":
+		errs = append(errs, fmt.Errorf("%s: cluster and master_name exclude each other (Cluster seeds or Sentinels)", field))
+	case c.Cluster && c.DB != 0:
+		errs = append(errs, fmt.Errorf("%s.db must be 0 with cluster: Redis Cluster has database 0 only", field))
+	case !c.Cluster && c.ReadFromReplicas:
+		errs = append(errs, fmt.Errorf("%s.read_from_replicas needs cluster: true", field))
+	case !c.Cluster && c.MasterName == "" && len(c.Addresses) > 1:
+		errs = append(errs, fmt.Errorf("%s.addresses holds %d addresses: set cluster: true for Cluster seeds or master_name for Sentinels", field, len(c.Addresses)))
 	}
 	u := &redis.UniversalOptions{
 		Addrs:        c.Addresses,
@@ -71,6 +83,9 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 		WriteTimeout: time.Duration(c.ReadTimeoutMs) * time.Millisecond,
 		PoolSize:     c.PoolSize,
 		MaxRetries:   c.MaxRetries,
+		// Followed within one command: MOVED after a reshard or failover, ASK
+		// during a migration; more would only mean a slot map in flux.
+		MaxRedirects: 3,
 	}
 	for _, s := range []struct {
 		secret config.Secret
@@ -92,13 +107,73 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 }
 
 // Client builds a new client (the caller owns and closes it): for a
-// follower whose blocking reads must not hold request-path connections.
+// follower whose blocking reads must not hold request-path connections,
+// and for writers. It reads primaries only, whatever read_from_replicas
+// says: a stream follower that read a replica could miss an event the
+// primary acknowledged and then lost in a failover, or see it late.
 func (c Config) Client(field string) (redis.UniversalClient, error) {
 	u, err := c.universal(field)
 	if err != nil {
 		return nil, err
 	}
-	return redis.NewUniversalClient(u), nil
+	return c.build(u, false), nil
+}
+
+// build makes the client the settings name. Cluster clients get a hook
+// that reloads the slot map on a failed command (see reloadOnFailure).
+func (c Config) build(u *redis.UniversalOptions, replicas bool) redis.UniversalClient {
+	switch {
+	case c.Cluster:
+		o := u.Cluster()
+		o.ReadOnly = replicas
+		cc := redis.NewClusterClient(o)
+		cc.AddHook(reloadOnFailure{cc})
+		return cc
+	case c.MasterName != "":
+		return redis.NewFailoverClient(u.Failover())
+	default:
+		return redis.NewClient(u.Simple())
+	}
+}
+
+// reloadOnFailure asks a cluster client to reload its slot map when a
+// command fails for any reason but a plain Redis answer. go-redis reloads
+// on MOVED, and otherwise only every ClusterStateReloadInterval (60 s):
+// after a primary dies and its replica is promoted, the dead node refuses
+// connections and never answers MOVED, so without this every request for
+// its slots would fail (503) for up to a minute after the cluster had
+// recovered. The reload is lazy and coalesced (one at a time, 200 ms apart),
+// so a burst of failures costs one CLUSTER SLOTS.
+type reloadOnFailure struct{ c *redis.ClusterClient }
+
+func (h reloadOnFailure) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h reloadOnFailure) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		err := next(ctx, cmd)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		h.check(err)
+		return err
+	}
+}
+
+func (h reloadOnFailure) check(err error) {
+	var reply redis.Error
+	if err == nil || errors.Is(err, redis.Nil) {
+		return
+	}
+	// A connection error, a timeout (a hung node), a cancelled context, or
+	// CLUSTERDOWN / TRYAGAIN while the cluster fails over.
+	if !errors.As(err, &reply) || redis.HasErrorPrefix(err, "CLUSTERDOWN") || redis.HasErrorPrefix(err, "TRYAGAIN") {
+		h.c.ReloadState(context.Background())
+	}
 }
 
 // sharedClient is a shared client with what may be said about it in
@@ -121,7 +196,7 @@ func Shared(c Config, field string) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (sharedClient, error) {
-		return sharedClient{redis.NewUniversalClient(u), strings.Join(c.Addresses, ","), c.MasterName}, nil
+		return sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}, nil
 	})
 	return s.client, err
 }

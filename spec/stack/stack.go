@@ -16,12 +16,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/docker/demosvc"
 	"github.com/subgate/subgate/pkg/ownership"
+	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/redistest"
 	"github.com/subgate/subgate/spec/gateway"
 	"github.com/subgate/subgate/spec/kongsim"
@@ -51,7 +53,11 @@ type Options struct {
 	// Miniredis uses an embedded miniredis instead of redis-server; it has
 	// no Sentinel, so the plugins' Redis settings are pointed at it directly.
 	Miniredis bool
-	Progress  io.Writer // where to say what starts; nil: nowhere
+	// Cluster runs a Redis Cluster instead (3 primaries, 3 replicas, from
+	// redis-server and redis-cli) and points every plugin's Redis settings
+	// at its seeds with cluster: true.
+	Cluster  bool
+	Progress io.Writer // where to say what starts; nil: nowhere
 	// MainEnv lists the variables declared for the plugin servers with
 	// nginx's `env` directive (Kong's nginx_main_env; "NAME" or
 	// "NAME=value"); with TZ they are the servers' whole environment, as
@@ -70,9 +76,10 @@ type Stack struct {
 	Identity                                               *demosvc.Identity
 	Payment                                                *demosvc.Payment
 	Servers                                                map[string]*kongsim.Server
-	Redis                                                  *redistest.Server // nil with Miniredis
-	Sentinel                                               *redistest.Server // nil with Miniredis
-	RDB                                                    *redis.Client
+	Redis                                                  *redistest.Server  // nil with Miniredis or Cluster
+	Sentinel                                               *redistest.Server  // nil with Miniredis or Cluster
+	Cluster                                                *redistest.Cluster // set with Options.Cluster
+	RDB                                                    redis.UniversalClient
 	// Log is Kong's error log: the plugin servers' output (at info), their
 	// kong.log.* calls and what Kong's plugin-server code logs.
 	Log *kongsim.ErrorLog
@@ -98,7 +105,56 @@ func Start(o Options) (_ *Stack, err error) {
 	hosts := map[string]string{}
 	var rewrite func(string, map[string]any)
 
-	if o.Miniredis {
+	// Every redis record, a plugin's own or a subgate section's.
+	pointRedis := func(to map[string]any) func(string, map[string]any) {
+		var point func(cfg map[string]any)
+		point = func(cfg map[string]any) {
+			for k, v := range cfg {
+				if sub, ok := v.(map[string]any); ok {
+					if k == "redis" {
+						cfg[k] = to
+						continue
+					}
+					point(sub)
+				}
+			}
+		}
+		return func(_ string, cfg map[string]any) { point(cfg) }
+	}
+
+	if o.Cluster {
+		bin, err := exec.LookPath("redis-server")
+		if err != nil {
+			return nil, fmt.Errorf("redis-server not found: %w", err)
+		}
+		cli, err := exec.LookPath("redis-cli")
+		if err != nil {
+			return nil, fmt.Errorf("redis-cli not found: %w", err)
+		}
+		dir, err := os.MkdirTemp("", "subgate-cluster-")
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() { os.RemoveAll(dir) })
+		if s.Cluster, err = redistest.LaunchCluster(bin, cli, dir, redistest.ClusterOptions{Primaries: 3, Replicas: 1,
+			// Small, so failovers take seconds; not so small that a busy CI
+			// machine's slow answer to a ping fails a healthy node over.
+			NodeTimeout: 2 * time.Second}); err != nil {
+			return nil, fmt.Errorf("redis cluster: %w", err)
+		}
+		s.closers = append(s.closers, s.Cluster.Stop)
+		seeds := s.Cluster.Seeds()
+		say("redis: a Redis Cluster of 3 primaries and 3 replicas on %v", seeds)
+		// The plugins' own client, which finds a promoted replica at once.
+		if s.RDB, err = (redisconn.Config{Addresses: seeds, Cluster: true}).Client("redis"); err != nil {
+			return nil, err
+		}
+		addrs := make([]any, len(seeds))
+		for i, a := range seeds {
+			addrs[i] = a
+		}
+		rewrite = pointRedis(map[string]any{"addresses": addrs, "cluster": true})
+	} else if o.Miniredis {
 		m := miniredis.NewMiniRedis()
 		if err := m.Start(); err != nil {
 			return nil, fmt.Errorf("embedded miniredis: %w", err)
@@ -106,20 +162,7 @@ func Start(o Options) (_ *Stack, err error) {
 		s.closers = append(s.closers, m.Close)
 		say("redis: embedded miniredis on %s (redis-server is not installed; no Sentinel, the plugins talk to it directly)", m.Addr())
 		s.RDB = redis.NewClient(&redis.Options{Addr: m.Addr()})
-		// Every redis record, a plugin's own or a subgate section's.
-		var point func(cfg map[string]any)
-		point = func(cfg map[string]any) {
-			for k, v := range cfg {
-				if sub, ok := v.(map[string]any); ok {
-					if k == "redis" {
-						cfg[k] = map[string]any{"addresses": []any{m.Addr()}}
-						continue
-					}
-					point(sub)
-				}
-			}
-		}
-		rewrite = func(_ string, cfg map[string]any) { point(cfg) }
+		rewrite = pointRedis(map[string]any{"addresses": []any{m.Addr()}})
 	} else {
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
