@@ -93,6 +93,29 @@ services:
 			wantAnswer(t, rec.Code, rec.Body.String(), c.status, c.code)
 		})
 	}
+	// Over a real connection, as a client's bytes reach nginx: HTTP/1.0,
+	// header names in any case (HTTP/2 sends them lower-case; Kong's
+	// get_headers lower-cases them all), a form body with access_token (RFC
+	// 6750 2.2: ignored, so the request has no token).
+	gw := httptest.NewServer(o.g)
+	defer gw.Close()
+	form := "access_token=" + good
+	for _, c := range []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"HTTP/1.0", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.0, name in capitals", "GET /h HTTP/1.0\r\nAUTHORIZATION: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.1, name in lower case as HTTP/2 sends it", "GET /h HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.0, the header twice in two spellings", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\nauthorization: Bearer " + other + "\r\n\r\n", 401, "token_malformed"},
+		{"token in a form body only", "POST /h HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + fmt.Sprint(len(form)) + "\r\n\r\n" + form, 401, "token_missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := rawRequest(t, gw, c.raw)
+			wantAnswer(t, status, body, c.status, c.code)
+		})
+	}
 }
 
 // nginxTooLarge marks an expected answer from nginx, not from a plugin.
@@ -127,46 +150,6 @@ func padded(n int, name string, values ...string) map[string][]string {
 		h[fmt.Sprintf("X-Pad-%04d", i)] = []string{"1"}
 	}
 	return h
-}
-
-// Over a real connection, as a client's bytes reach nginx: HTTP/1.0, header
-// names in any case (HTTP/2 sends them lower-case; Kong's get_headers
-// lower-cases them all), a form body with access_token (RFC 6750 2.2:
-// ignored, so the request has no token).
-func TestRequestShapesOnTheWire(t *testing.T) {
-	upstream := httptest.NewServer(demosvc.Echo())
-	defer upstream.Close()
-	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
-services:
-  - name: echo
-    url: %s
-    routes:
-      - name: header
-        paths: [/h]
-        plugins:
-          - name: jwt-claims
-            config: {keys: [{kid: hs, algorithm: HS256, secret: %q}]}
-`, upstream.URL, obsSecret), "jwt-claims")
-	gw := httptest.NewServer(o.g)
-	defer gw.Close()
-	good, other := obsToken(t, time.Hour), obsToken(t, 2*time.Hour)
-	form := "access_token=" + good
-	for _, c := range []struct {
-		name, raw string
-		status    int
-		code      string
-	}{
-		{"HTTP/1.0", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\n\r\n", 200, ""},
-		{"HTTP/1.0, name in capitals", "GET /h HTTP/1.0\r\nAUTHORIZATION: Bearer " + good + "\r\n\r\n", 200, ""},
-		{"HTTP/1.1, name in lower case as HTTP/2 sends it", "GET /h HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer " + good + "\r\n\r\n", 200, ""},
-		{"HTTP/1.0, the header twice in two spellings", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\nauthorization: Bearer " + other + "\r\n\r\n", 401, "token_malformed"},
-		{"token in a form body only", "POST /h HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + fmt.Sprint(len(form)) + "\r\n\r\n" + form, 401, "token_missing"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			status, body := rawRequest(t, gw, c.raw)
-			wantAnswer(t, status, body, c.status, c.code)
-		})
-	}
 }
 
 // The same for X-Payment-Token, through jwt-claims and the payment-token
