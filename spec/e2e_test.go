@@ -139,6 +139,15 @@ func (w *world) do(t *testing.T, method, rawPath string, h http.Header) response
 
 func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
+// challenge is how a 401's WWW-Authenticate starts: without a token the
+// client learns only the scheme and realm (RFC 6750 3.1).
+func challenge(code string) string {
+	if code == "token_missing" {
+		return `Bearer realm="subgate"`
+	}
+	return `Bearer error="invalid_token"`
+}
+
 func (r response) wantDenied(t *testing.T, status int, code string) {
 	t.Helper()
 	if r.status != status || r.body["code"] != code {
@@ -150,7 +159,7 @@ func (r response) wantDenied(t *testing.T, status int, code string) {
 	if r.upstrOK {
 		t.Fatal("a denial reached the upstream")
 	}
-	if status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
+	if status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), challenge(code)) {
 		t.Fatalf("401 without WWW-Authenticate: %v", r.header)
 	}
 }

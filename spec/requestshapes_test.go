@@ -1,13 +1,22 @@
 package spec
 
 import (
+	"bufio"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/paytoken"
+	"github.com/subgate/subgate/pkg/redistest"
 )
 
 // Every way a request can carry or hide a bearer token, through the real
@@ -30,12 +39,17 @@ services:
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}]}
+      - name: small
+        paths: [/small]
+        plugins:
+          - name: jwt-claims
+            config: {keys: [{kid: hs, algorithm: HS256, secret: %q}], max_token_bytes: 1024}
       - name: cookie
         paths: [/c]
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}], token_cookie: sid}
-`, upstream.URL, obsSecret, obsSecret), "jwt-claims")
+`, upstream.URL, obsSecret, obsSecret, obsSecret), "jwt-claims")
 	good, other := obsToken(t, time.Hour), obsToken(t, 2*time.Hour)
 	for _, c := range []struct {
 		name, path string
@@ -53,7 +67,15 @@ services:
 		{"another scheme", "/h", map[string][]string{"Authorization": {"Basic " + good}}, 401, "token_missing"},
 		{"a trailing comma", "/h", map[string][]string{"Authorization": {"Bearer " + good + ","}}, 401, "token_malformed"},
 		{"non-ASCII bytes", "/h", map[string][]string{"Authorization": {"Bearer " + good + "é"}}, 401, "token_malformed"},
-		{"past max_token_bytes", "/h", map[string][]string{"Authorization": {"Bearer " + strings.Repeat("a", 9000)}}, 401, "token_too_large"},
+		{"past max_token_bytes", "/small", map[string][]string{"Authorization": {"Bearer " + strings.Repeat("a", 2000)}}, 401, "token_too_large"},
+		// nginx refuses these before any plugin runs (Kong's 494 -> 400).
+		{"a header line past nginx's 8k buffer", "/h", map[string][]string{"Authorization": {"Bearer " + strings.Repeat("a", 9000)}}, 400, nginxTooLarge},
+		{"header lines past nginx's four 8k buffers", "/h", map[string][]string{"Authorization": {"Bearer " + good}, "X-Pad": repeat(strings.Repeat("p", 7000), 5)}, 400, nginxTooLarge},
+		// Kong hands a plugin at most 1000 header lines and drops the fact
+		// that it cut: a second token header could hide past the cut.
+		{"999 header lines with the token", "/h", padded(998, "Authorization", "Bearer "+good), 200, ""},
+		{"1000 header lines", "/h", padded(999, "Authorization", "Bearer "+good), 431, "request_headers_too_many"},
+		{"a second token header past line 1000", "/h", padded(1001, "Authorization", "Bearer "+good, "Bearer "+other), 431, "request_headers_too_many"},
 		{"token in the query string only", "/h?access_token=" + good, nil, 401, "token_missing"},
 		{"cookie", "/c", map[string][]string{"Cookie": {"sid=" + good}}, 200, ""},
 		{"cookie split over two Cookie fields (HTTP/2)", "/c", map[string][]string{"Cookie": {"a=1", "sid=" + good}}, 200, ""},
@@ -68,9 +90,175 @@ services:
 				req.Header[k] = vs
 			}
 			o.g.ServeHTTP(rec, req)
-			if rec.Code != c.status || (c.code != "" && !strings.Contains(rec.Body.String(), `"code":"`+c.code+`"`)) {
-				t.Fatalf("got %d %s, want %d %s", rec.Code, rec.Body, c.status, c.code)
-			}
+			wantAnswer(t, rec.Code, rec.Body.String(), c.status, c.code)
 		})
 	}
+	// Over a real connection, as a client's bytes reach nginx: HTTP/1.0,
+	// header names in any case (HTTP/2 sends them lower-case; Kong's
+	// get_headers lower-cases them all), a form body with access_token (RFC
+	// 6750 2.2: ignored, so the request has no token).
+	gw := httptest.NewServer(o.g)
+	defer gw.Close()
+	form := "access_token=" + good
+	for _, c := range []struct {
+		name, raw string
+		status    int
+		code      string
+	}{
+		{"HTTP/1.0", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.0, name in capitals", "GET /h HTTP/1.0\r\nAUTHORIZATION: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.1, name in lower case as HTTP/2 sends it", "GET /h HTTP/1.1\r\nHost: gw\r\nauthorization: Bearer " + good + "\r\n\r\n", 200, ""},
+		{"HTTP/1.0, the header twice in two spellings", "GET /h HTTP/1.0\r\nAuthorization: Bearer " + good + "\r\nauthorization: Bearer " + other + "\r\n\r\n", 401, "token_malformed"},
+		{"token in a form body only", "POST /h HTTP/1.1\r\nHost: gw\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: " + fmt.Sprint(len(form)) + "\r\n\r\n" + form, 401, "token_missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := rawRequest(t, gw, c.raw)
+			wantAnswer(t, status, body, c.status, c.code)
+		})
+	}
+}
+
+// nginxTooLarge marks an expected answer from nginx, not from a plugin.
+const nginxTooLarge = "Request header or cookie too large"
+
+// wantAnswer checks a status and either a denial code or, for nginxTooLarge,
+// Kong's message for nginx's refusal.
+func wantAnswer(t *testing.T, status int, body string, wantStatus int, code string) {
+	t.Helper()
+	want := `"code":"` + code + `"`
+	if code == nginxTooLarge {
+		want = `"message":"` + code + `"`
+	}
+	if status != wantStatus || (code != "" && !strings.Contains(body, want)) {
+		t.Fatalf("got %d %s, want %d %s", status, body, wantStatus, code)
+	}
+}
+
+func repeat(v string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = v
+	}
+	return out
+}
+
+// padded is n filler header lines (one value each, under distinct names,
+// the way a client pads a request) plus name with values.
+func padded(n int, name string, values ...string) map[string][]string {
+	h := map[string][]string{name: values}
+	for i := range n {
+		h[fmt.Sprintf("X-Pad-%04d", i)] = []string{"1"}
+	}
+	return h
+}
+
+// The same for X-Payment-Token, through jwt-claims and the payment-token
+// binary with a real Redis behind the revocation follower: one header is
+// read; several are refused, whatever their spelling; a comma-joined pair,
+// padding bytes or a token elsewhere (query, body) are not a token.
+func TestPaymentTokenRequestShapes(t *testing.T) {
+	rdb := redistest.Start(t)
+	upstream := httptest.NewServer(demosvc.Echo())
+	defer upstream.Close()
+	key := ed25519.NewKeyFromSeed([]byte("subgate-spec-only-ed25519-seed!!"))
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
+	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
+services:
+  - name: echo
+    url: %s
+    routes:
+      - name: paid
+        paths: [/p]
+        plugins:
+          - name: jwt-claims
+            config: {keys: [{kid: hs, algorithm: HS256, secret: %q}]}
+          - name: payment-token
+            config:
+              keys: [{kid: pay, algorithm: EdDSA, public_key: %q}]
+              issuers: [https://payments.example]
+              audiences: [subgate]
+              required_entitlements: [coach]
+              redis: {addresses: [%q]}
+`, upstream.URL, obsSecret, pub, rdb.Addr), "jwt-claims", "payment-token")
+	iss, err := paytoken.NewIssuer(paytoken.IssuerOptions{Key: key, Kid: "pay", Issuer: "https://payments.example", Audience: "subgate"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pay := func() string {
+		tok, err := iss.Issue(alice, []string{"coach"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.Token
+	}
+	good, other := pay(), pay()
+	bearer := "Bearer " + obsToken(t, time.Hour)
+	for _, c := range []struct {
+		name, path string
+		payment    []string
+		status     int
+		code       string
+	}{
+		{"one header", "/p", []string{good}, 200, ""},
+		{"two headers", "/p", []string{good, other}, 401, "payment_token_invalid"},
+		{"two headers, second empty", "/p", []string{good, ""}, 401, "payment_token_invalid"},
+		{"a comma-joined pair", "/p", []string{good + "," + other}, 401, "payment_token_invalid"},
+		{"a scheme before the token", "/p", []string{"Bearer " + good}, 401, "payment_token_invalid"},
+		{"non-ASCII bytes", "/p", []string{good + "é"}, 401, "payment_token_invalid"},
+		{"none", "/p", nil, 401, "payment_token_missing"},
+		{"in the query string only", "/p?payment_token=" + good, nil, 401, "payment_token_missing"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest("GET", c.path, nil)
+			req.Header.Set("Authorization", bearer)
+			if c.payment != nil {
+				req.Header["X-Payment-Token"] = c.payment
+			}
+			o.g.ServeHTTP(rec, req)
+			wantAnswer(t, rec.Code, rec.Body.String(), c.status, c.code)
+		})
+	}
+	// On the wire: HTTP/1.0 and the name in any case; two spellings of the
+	// name are one header twice.
+	gw := httptest.NewServer(o.g)
+	defer gw.Close()
+	for _, c := range []struct {
+		name, lines string
+		status      int
+		code        string
+	}{
+		{"HTTP/1.0, lower-case name", "x-payment-token: " + good, 200, ""},
+		{"HTTP/1.0, capitals", "X-PAYMENT-TOKEN: " + good, 200, ""},
+		{"HTTP/1.0, two spellings", "X-Payment-Token: " + good + "\r\nx-payment-token: " + other, 401, "payment_token_invalid"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := rawRequest(t, gw, "GET /p HTTP/1.0\r\nAuthorization: "+bearer+"\r\n"+c.lines+"\r\n\r\n")
+			wantAnswer(t, status, body, c.status, c.code)
+		})
+	}
+}
+
+// rawRequest writes raw bytes to the gateway, as a client's reach nginx,
+// and reads the answer.
+func rawRequest(t *testing.T, gw *httptest.Server, raw string) (int, string) {
+	t.Helper()
+	conn, err := net.Dial("tcp", gw.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, raw); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

@@ -1,11 +1,13 @@
 package demosvc
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -13,6 +15,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/subgate/subgate/pkg/usercontext"
 )
 
 // The identity service's issuer and audience, as kong/kong.yml expects them.
@@ -24,7 +29,9 @@ const (
 // Identity is the demo identity service. It signs customers' JWTs with an
 // ES256 key generated at start (never committed), publishes the key as a
 // JWKS, answers "who am I" with a user context, and can be switched to
-// answer 503 or 408 to show the gateway's fallback behaviour.
+// answer 503 or 408 to show the gateway's fallback behaviour. With
+// PublishEvents it publishes its identity events (pkg/usercontext): a
+// user deleted or blocked, a role changed.
 type Identity struct {
 	key  *ecdsa.PrivateKey
 	kid  string
@@ -32,7 +39,50 @@ type Identity struct {
 	hits atomic.Int64
 
 	mu       sync.Mutex
-	disabled map[string]bool // customers the service now refuses (401)
+	disabled map[string]bool     // customers the service now refuses (401)
+	roles    map[string][]string // customers whose roles changed
+	events   *usercontext.Publisher
+}
+
+// EventsRetention is how long the demo keeps identity events: a day, past
+// the longest replay window a route can configure (max_stale_seconds up
+// to 86400 plus the deadline; usercontext.EventsWindow).
+const EventsRetention = 24*time.Hour + 2*time.Minute
+
+// PublishEvents makes the service publish its identity events on the
+// default stream of rdb.
+func (i *Identity) PublishEvents(rdb redis.UniversalClient) error {
+	p, err := usercontext.NewPublisher(rdb, "", EventsRetention)
+	if err != nil {
+		return err
+	}
+	i.mu.Lock()
+	i.events = p
+	i.mu.Unlock()
+	return nil
+}
+
+// Change applies an identity change to customer, then publishes its event
+// (after the change, so a lookup that begins once the event is applied
+// sees the new state): deleted and blocked make /context answer 401,
+// role_changed sets the roles /context answers.
+func (i *Identity) Change(ctx context.Context, t usercontext.EventType, customer string, roles []string) (string, error) {
+	i.mu.Lock()
+	switch t {
+	case usercontext.UserDeleted, usercontext.UserBlocked:
+		i.disabled[customer] = true
+	case usercontext.RoleChanged:
+		if roles == nil {
+			roles = []string{}
+		}
+		i.roles[customer] = roles
+	}
+	pub := i.events
+	i.mu.Unlock()
+	if pub == nil {
+		return "", errors.New("identity events are not configured (no Redis)")
+	}
+	return pub.Publish(ctx, usercontext.Event{Type: t, UserID: customer, At: time.Now()})
 }
 
 // NewIdentity generates a signing key.
@@ -43,7 +93,7 @@ func NewIdentity() (*Identity, error) {
 	}
 	var kid [6]byte
 	_, _ = rand.Read(kid[:])
-	i := &Identity{key: k, kid: "demo-" + base64.RawURLEncoding.EncodeToString(kid[:]), disabled: map[string]bool{}}
+	i := &Identity{key: k, kid: "demo-" + base64.RawURLEncoding.EncodeToString(kid[:]), disabled: map[string]bool{}, roles: map[string][]string{}}
 	i.mode.Store("ok")
 	return i, nil
 }
@@ -90,6 +140,11 @@ func (i *Identity) JWKS() []byte {
 //	POST /token {"customer_id","country","ttl_seconds"}   a JWT (demo login)
 //	GET  /context                      the caller's user context (Bearer JWT)
 //	POST /admin/mode {"mode": "ok"|"503"|"408"}
+//	POST /admin/events {"type": "deleted"|"blocked"|"role_changed", "user_id", "roles": [...]}
+//	                                   change a user and publish the identity event
+//
+// A real identity service authenticates its admin API; the demo's listens
+// on the demo network only.
 func (i *Identity) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
@@ -137,13 +192,17 @@ func (i *Identity) Handler() http.Handler {
 		sub, _ := c["sub"].(string)
 		i.mu.Lock()
 		off := i.disabled[sub]
+		roles, changed := i.roles[sub]
 		i.mu.Unlock()
 		if off {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "account disabled"})
 			return
 		}
+		if !changed {
+			roles = []string{"customer"}
+		}
 		writeJSON(w, http.StatusOK, map[string]any{"user_id": sub, "customer_id": sub, "country": c["country"],
-			"roles": []string{"customer"}, "resolved_at": time.Now().UTC().Format(time.RFC3339Nano)})
+			"roles": roles, "resolved_at": time.Now().UTC().Format(time.RFC3339Nano)})
 	})
 	mux.HandleFunc("POST /admin/mode", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
@@ -156,6 +215,24 @@ func (i *Identity) Handler() http.Handler {
 		}
 		i.SetMode(in.Mode)
 		writeJSON(w, http.StatusOK, map[string]string{"mode": in.Mode})
+	})
+	mux.HandleFunc("POST /admin/events", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Type   usercontext.EventType `json:"type"`
+			UserID string                `json:"user_id"`
+			Roles  []string              `json:"roles"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&in); err != nil || in.UserID == "" ||
+			(in.Type != usercontext.UserDeleted && in.Type != usercontext.UserBlocked && in.Type != usercontext.RoleChanged) {
+			http.Error(w, `{"error":"type must be deleted, blocked or role_changed, with a user_id"}`, http.StatusBadRequest)
+			return
+		}
+		id, err := i.Change(r.Context(), in.Type, in.UserID, in.Roles)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"id": id})
 	})
 	return mux
 }

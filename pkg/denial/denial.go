@@ -28,6 +28,7 @@ const (
 	// Any plugin.
 	PluginMisconfigured Code = "plugin_misconfigured"
 	InternalError       Code = "internal_error"
+	TooManyHeaders      Code = "request_headers_too_many"
 	// ClaimsMissing: a plugin that needs jwt-claims found no verified claims
 	// in the shared context. The route is misconfigured; the caller sees 401.
 	ClaimsMissing Code = "claims_missing"
@@ -75,6 +76,7 @@ var Specs = []struct {
 }{
 	{PluginMisconfigured, Spec{500, "the plugin's configuration on this route is invalid; nothing is let through until it is fixed"}},
 	{InternalError, Spec{500, "an unexpected failure inside the plugin; the request was denied"}},
+	{TooManyHeaders, Spec{431, "more request header lines than Kong lets a plugin read (1000): refused rather than checked in part"}},
 	{ClaimsMissing, Spec{401, "no verified claims: the route runs this plugin without jwt-claims before it"}},
 
 	{TokenMissing, Spec{401, "no bearer token in the request"}},
@@ -204,12 +206,26 @@ func (d *Denial) Headers() map[string][]string {
 		"Cache-Control": {"no-store"},
 	}
 	if d.Status == http.StatusUnauthorized {
-		h["WWW-Authenticate"] = []string{`Bearer error="invalid_token", error_description="` + quoteSafe(d.Message) + `"`}
+		h["WWW-Authenticate"] = []string{d.challenge()}
 	}
 	if d.RetryAfter > 0 {
 		h["Retry-After"] = []string{strconv.Itoa(d.RetryAfter)}
 	}
 	return h
+}
+
+// Realm is the realm of subgate's Bearer challenges.
+const Realm = "subgate"
+
+// challenge is the WWW-Authenticate value of a 401 (RFC 7235 3.1 requires
+// one). A request that carried no bearer token learns only the scheme and
+// realm (RFC 6750 3.1: no error information then; 3: Bearer needs at least
+// one auth-param); every other 401 says invalid_token and why.
+func (d *Denial) challenge() string {
+	if d.Code == TokenMissing {
+		return `Bearer realm="` + Realm + `"`
+	}
+	return `Bearer error="invalid_token", error_description="` + quoteSafe(d.Message) + `"`
 }
 
 // quoteSafe keeps an error_description inside its quoted-string: RFC 6750

@@ -51,6 +51,9 @@ func newSigner(t testing.TB, alg string) signer {
 	case "ES384":
 		k, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 		s.priv, s.pub = k, &k.PublicKey
+	case "ES512":
+		k, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+		s.priv, s.pub = k, &k.PublicKey
 	case "EdDSA":
 		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 		s.priv, s.pub = priv, pub

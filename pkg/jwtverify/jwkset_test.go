@@ -216,11 +216,14 @@ func TestParse(t *testing.T) {
 	rsaJWK := func(kid, alg string, k *rsa.PublicKey) map[string]any {
 		return map[string]any{"kty": "RSA", "kid": kid, "alg": alg, "n": b64(k.N.Bytes()), "e": b64(big.NewInt(int64(k.E)).Bytes())}
 	}
+	ec521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	p521, _ := ec521.PublicKey.Bytes() // 0x04 || x || y, 66 bytes each (RFC 7520 4.3's curve)
 	offCurve := ecKeyJWK("off", &ec.PublicKey)
 	offCurve["y"] = b64(make([]byte, 32))
 	keys, err := parseJWKS(mustJSON(map[string]any{"keys": []any{
 		ecKeyJWK("ec", &ec.PublicKey),
 		map[string]any{"kty": "OKP", "crv": "Ed25519", "kid": "ed", "x": b64(edPub)},
+		map[string]any{"kty": "EC", "crv": "P-521", "kid": "ec521", "x": b64(p521[1:67]), "y": b64(p521[67:])},
 		rsaJWK("rsa", "PS256", &rsaK.PublicKey),
 		rsaJWK("rsa-default", "", &rsaK.PublicKey),
 		// skipped:
@@ -234,7 +237,7 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]string{"ec": "ES256", "ed": "EdDSA", "rsa": "PS256", "rsa-default": "RS256"}
+	want := map[string]string{"ec": "ES256", "ec521": "ES512", "ed": "EdDSA", "rsa": "PS256", "rsa-default": "RS256"}
 	if len(keys) != len(want) {
 		t.Fatalf("got %d keys, want %d: %v", len(keys), len(want), keys)
 	}

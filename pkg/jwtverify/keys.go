@@ -19,7 +19,7 @@ import (
 
 // Key is one statically configured verification key (a Kong config record).
 type Key struct {
-	Kid        string `json:"kid" doc:"Matched against the token's kid header; empty matches tokens without a kid."`
+	Kid        string `json:"kid" doc:"Matched against the token's kid header; a key without kid (left out: Kong refuses an empty string) matches tokens without one."`
 	Algorithm  string `json:"algorithm" kong:"required,one_of=$algorithms" doc:"The one algorithm this key accepts; the token never chooses it."`
 	PublicKey  string `json:"public_key" doc:"PEM public key (PUBLIC KEY, RSA PUBLIC KEY or CERTIFICATE) for asymmetric algorithms."`
 	Secret     string `json:"secret" kong:"referenceable" doc:"HS* secret, best as a Kong vault reference such as {vault://env/SUBGATE_HS_SECRET}."`
@@ -49,14 +49,14 @@ var algorithms = map[string]algorithm{
 	"HS256": {minSecret: 32}, "HS384": {minSecret: 48}, "HS512": {minSecret: 64},
 	"RS256": {fits: isRSA}, "RS384": {fits: isRSA}, "RS512": {fits: isRSA},
 	"PS256": {fits: isRSA}, "PS384": {fits: isRSA}, "PS512": {fits: isRSA},
-	"ES256": {fits: onCurve(elliptic.P256())}, "ES384": {fits: onCurve(elliptic.P384())},
+	"ES256": {fits: onCurve(elliptic.P256())}, "ES384": {fits: onCurve(elliptic.P384())}, "ES512": {fits: onCurve(elliptic.P521())},
 	"EdDSA": {fits: func(p crypto.PublicKey) bool { _, ok := p.(ed25519.PublicKey); return ok }},
 }
 
 // Algorithms lists every algorithm a key may be configured with, in the
 // order a key type's default is chosen (RS256 for RSA, by curve for EC).
 // "none" is not among them, ever.
-var Algorithms = config.Enum("algorithms", []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"})
+var Algorithms = config.Enum("algorithms", []string{"HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
 // minRSABytes: RSA keys under 2048 bits are refused (RFC 7518 3.3).
 const minRSABytes = 256
@@ -169,7 +169,7 @@ type jwk struct {
 	D   string `json:"d"`
 }
 
-var curves = map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384()}
+var curves = map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
 
 func (j jwk) key() (key, error) {
 	if j.Use != "" && j.Use != "sig" {
@@ -234,11 +234,13 @@ func b64int(s string) (*big.Int, error) {
 	return new(big.Int).SetBytes(b), nil
 }
 
-// b64fixed decodes a coordinate and left-pads it to size bytes.
+// b64fixed decodes a coordinate, which MUST be the full size of a
+// coordinate of the curve (RFC 7518 6.2.1.2, 6.2.1.3): a shorter one is
+// not silently padded.
 func b64fixed(s string, size int) ([]byte, error) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) == 0 || len(b) > size {
+	if err != nil || len(b) != size {
 		return nil, errors.New("bad base64url coordinate")
 	}
-	return append(make([]byte, size-len(b)), b...), nil
+	return b, nil
 }

@@ -38,6 +38,10 @@ type Config struct {
 	CacheSize             int      `json:"cache_size" default:"10000" kong:"between=0|10000000" doc:"Verified-token cache entries (0 turns the cache off)."`
 	RetryAfterSeconds     int      `json:"retry_after_seconds" default:"30" kong:"between=0|3600" doc:"Retry-After sent with 503 keys_unavailable."`
 
+	// Type is the typ a token must have (RFC 8725 3.11); empty accepts any
+	// but subgate's own kinds (PaymentType). Set by the plugin, not Kong.
+	Type string `json:"-"`
+
 	JWKSClient *http.Client     `json:"-"` // tests
 	Now        func() time.Time `json:"-"` // tests
 }
@@ -199,12 +203,20 @@ func (v *Verifier) Verify(token string) (*Verified, error) {
 	if v.cache != nil {
 		sum = sha256.Sum256([]byte(token))
 		if hit, ok := v.fromCache(sum); ok {
-			return hit, nil
+			return hit, nil // only tokens that passed every check are cached
 		}
+	}
+	if !compact(token) {
+		return nil, refuse(Malformed, "token is not a well-formed JWT")
 	}
 	var gen uint64 // the JWKS generation the key came from, for the cache entry
 	mc := jwt.MapClaims{}
 	tok, err := v.parser.ParseWithClaims(token, mc, func(t *jwt.Token) (any, error) { return v.keyFor(t, &gen) })
+	if err == nil || errors.Is(err, jwt.ErrTokenInvalidClaims) { // the signature verified
+		if rerr := datesInRange(mc); rerr != nil {
+			return nil, rerr
+		}
+	}
 	if err != nil {
 		return nil, classify(err)
 	}
@@ -242,7 +254,7 @@ func (v *Verifier) fromCache(sum [32]byte) (*Verified, bool) {
 // This is what defeats algorithm confusion (an HS256 token "signed" with an
 // RSA public key's bytes) and alg "none".
 func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
-	if err := checkJWS(t.Raw, t.Header); err != nil {
+	if err := checkJWS(t.Raw, t.Header, v.opts.Type); err != nil {
 		return nil, err
 	}
 	kid := ""
@@ -258,6 +270,7 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 		if alg != r.alg {
 			return nil, refuse(InvalidSignature, "algorithm %s is not the one configured for this key", safeAlg(alg))
 		}
+		strict(t)
 		return r.pub, nil
 	}
 	if v.set == nil {
@@ -273,7 +286,26 @@ func (v *Verifier) keyFor(t *jwt.Token, gen *uint64) (any, error) {
 	case alg != k.alg:
 		return nil, refuse(InvalidSignature, "algorithm %s is not the one published for this key", safeAlg(alg))
 	}
+	strict(t)
 	return k.pub, nil
+}
+
+// strictPSS are the PS* methods as RFC 7518 3.5 defines them: a salt as
+// long as the hash. golang-jwt's own accept any salt length, for tokens of
+// an old library, which is another algorithm than the one named.
+var strictPSS = func() map[string]jwt.SigningMethod {
+	m := map[string]jwt.SigningMethod{}
+	for _, ps := range []*jwt.SigningMethodRSAPSS{jwt.SigningMethodPS256, jwt.SigningMethodPS384, jwt.SigningMethodPS512} {
+		m[ps.Alg()] = &jwt.SigningMethodRSAPSS{SigningMethodRSA: ps.SigningMethodRSA, Options: ps.Options}
+	}
+	return m
+}()
+
+// strict swaps in the strict method before golang-jwt checks the signature.
+func strict(t *jwt.Token) {
+	if m, ok := strictPSS[t.Method.Alg()]; ok {
+		t.Method = m
+	}
 }
 
 // safeAlg echoes an alg only when it is one we know, so that nothing a
@@ -309,6 +341,9 @@ func classify(err error) error {
 
 func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 	// golang-jwt has validated the types and times of exp, nbf and iat.
+	if err := registeredTypes(mc); err != nil {
+		return err
+	}
 	if t, _ := mc.GetExpirationTime(); t != nil {
 		out.ExpiresAt = t.Time
 	}
@@ -333,6 +368,53 @@ func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 	for _, name := range v.opts.RequiredClaims {
 		if val, ok := mc[name]; !ok || val == nil {
 			return refuse(ClaimMissing, "required claim %q is missing", name)
+		}
+	}
+	return nil
+}
+
+// registeredTypes refuses registered claims of the wrong JSON type (RFC
+// 7519 4.1.1-4.1.3, 4.1.7: iss, sub and jti are strings, aud a string or an
+// array of strings), whether or not the route checks their values: golang-jwt
+// looks at them only when asked to, and a reader after the gateway could take
+// a number where it expects a name.
+func registeredTypes(mc jwt.MapClaims) error {
+	for _, name := range []string{"iss", "sub", "jti"} {
+		if val, ok := mc[name]; ok {
+			if _, isString := val.(string); !isString {
+				return refuse(Malformed, "the %s claim is not a string", name)
+			}
+		}
+	}
+	aud, present := mc["aud"]
+	switch aud := aud.(type) {
+	case string: // one audience
+	case nil: // absent is fine; null is not a string
+		if present {
+			return refuse(Malformed, "the aud claim is null")
+		}
+	case []any:
+		for _, a := range aud {
+			if _, isString := a.(string); !isString {
+				return refuse(Malformed, "the aud claim holds a value that is not a string")
+			}
+		}
+	default: // golang-jwt v5.3.1 takes an object or a number for no audience
+		return refuse(Malformed, "the aud claim is neither a string nor an array of strings")
+	}
+	return nil
+}
+
+// maxNumericDate is 9999-12-31T23:59:59Z. golang-jwt turns a NumericDate
+// into a time through int64 seconds, and a larger value wraps around to a
+// time long past: an nbf or iat of 2^63 would read as satisfied and a far
+// exp as expired. Such a date is refused as malformed instead.
+const maxNumericDate = 253402300799
+
+func datesInRange(mc jwt.MapClaims) error {
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		if f, ok := mc[name].(float64); ok && (f > maxNumericDate || f < -maxNumericDate) {
+			return refuse(Malformed, "the %s claim is not a date this gateway can represent", name)
 		}
 	}
 	return nil

@@ -216,6 +216,67 @@ func TestIssuerAudienceAndRequiredClaims(t *testing.T) {
 	}
 }
 
+// Registered claims of the wrong type are refused even where the route does
+// not check their values (found by the peer suites: Envoy's jwt_verify_lib
+// refuses them, subgate let them through).
+func TestRegisteredClaimTypes(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	for _, tt := range []struct {
+		claim string
+		value any
+		ok    bool
+	}{
+		{"iss", 123, false}, {"sub", map[string]any{"id": "x"}, false}, {"sub", 42, false}, {"jti", 7, false},
+		{"aud", map[string]any{"a": 1}, false}, {"aud", []any{"ok", 2}, false}, {"aud", true, false},
+		{"iss", "https://id.example", true}, {"aud", []any{"a", "b"}, true}, {"aud", "a", true}, {"jti", "j-1", true},
+	} {
+		c := claimsAt(t0)
+		c[tt.claim] = tt.value
+		_, err := v.Verify(s.sign(t, "k1", c))
+		if tt.ok {
+			if err != nil {
+				t.Errorf("%s = %v: %v", tt.claim, tt.value, err)
+			}
+			continue
+		}
+		if KindOf(err) != Malformed || err == nil {
+			t.Errorf("%s = %v: %v, want Malformed", tt.claim, tt.value, err)
+		}
+	}
+}
+
+// NumericDates past what a time can hold are refused, not wrapped: golang-jwt
+// read nbf 2^63-1 as long past (the token passed) and exp 1e300 as expired
+// (found by the peer suites, from Envoy's NotYetValidToken).
+func TestNumericDatesOutOfRange(t *testing.T) {
+	s := newSigner(t, "ES256")
+	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})
+	for _, tt := range []struct {
+		claim string
+		value any
+	}{
+		{"nbf", 9223372036854775807.0}, {"nbf", 1e300}, {"iat", 9223372036854775807.0}, {"exp", 1e300}, {"exp", -1e19},
+	} {
+		c := claimsAt(t0)
+		c[tt.claim] = tt.value
+		_, err := v.Verify(s.sign(t, "k1", c))
+		if err == nil || KindOf(err) != Malformed {
+			t.Errorf("%s = %v: %v, want Malformed", tt.claim, tt.value, err)
+		}
+	}
+	c := claimsAt(t0)
+	c["exp"] = float64(maxNumericDate) // the last representable second still verifies
+	if _, err := v.Verify(s.sign(t, "k1", c)); err != nil {
+		t.Fatal(err)
+	}
+	// An out-of-range date under a bad signature is a bad signature.
+	c["nbf"] = 1e300
+	tok := s.sign(t, "k1", c)
+	_, err := v.Verify(tok[:len(tok)-4] + "AAAA")
+	wantKind(t, err, InvalidSignature)
+}
+
 func TestMalformedInputs(t *testing.T) {
 	s := newSigner(t, "ES256")
 	v := mustVerifier(t, Config{Keys: []Key{s.key(t, "k1")}, Now: fixedNow(t0)})

@@ -161,15 +161,35 @@ func randomID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// maxHeaders is Kong's limit for kong.request.get_headers (1..1000;
-// go-pdk's -1 means 100): a duplicate token header pushed past the first 100
-// would otherwise go unseen by the gateway and reach the upstream.
+// maxHeaders is the most header lines kong.request.get_headers returns
+// (Kong allows 1..1000; go-pdk's -1 means 100). ngx.req.get_headers keeps
+// the first max lines and reports the truncation in a second return value
+// that Kong's pb_rpc drops (it wraps only the first), so a plugin cannot
+// see what lies past the limit, while nginx proxies every line.
 const maxHeaders = 1000
 
 // RequestHeaders reads every request header in one PDK call
-// (kong.request.get_headers; names lower-cased, values in order).
-func RequestHeaders(kong *pdk.PDK) (map[string][]string, error) {
-	return kong.Request.GetHeaders(maxHeaders)
+// (kong.request.get_headers; names lower-cased, values in order). A request
+// whose header lines reach maxHeaders may have been cut short, and a second
+// token header past the cut would reach the upstream unchecked: it is
+// refused (431), never decided on part of its headers.
+func RequestHeaders(kong *pdk.PDK) (map[string][]string, *denial.Denial) {
+	h, err := kong.Request.GetHeaders(maxHeaders)
+	if err != nil {
+		return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
+	}
+	return h, checkHeaderCount(h)
+}
+
+func checkHeaderCount(h map[string][]string) *denial.Denial {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	if n >= maxHeaders {
+		return denial.Newf(denial.TooManyHeaders, "the request has %d or more header lines", maxHeaders)
+	}
+	return nil
 }
 
 // SetUpstream sets the gateway-owned upstream headers in one PDK call

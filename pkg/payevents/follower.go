@@ -12,11 +12,24 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Handler is what a followed stream's entries do: the one part that
+// differs between the payment events (Revocations) and the identity events
+// (pkg/usercontext), which share this follower and so its guarantees.
+type Handler interface {
+	// Handle applies one entry; an error skips it (logged), the follower
+	// goes on.
+	Handle(m redis.XMessage) error
+	// Prune forgets what no longer matters: state from before the replay
+	// window's start (before, on the follower's clock).
+	Prune(before time.Time)
+}
+
 // FollowerOptions configure a Follower.
 type FollowerOptions struct {
 	Stream string
-	// Window is how far back to replay on start: the longest token lifetime
-	// plus leeway, the time in which a revocation can still matter.
+	// Window is how far back to replay on start: the time in which an event
+	// can still matter (for payment events the longest token lifetime plus
+	// leeway). The handler's Prune gets its start.
 	Window time.Duration
 	// Block is how long one XREAD waits for new entries (default 1s). Each
 	// answer, even an empty one, proves the connection is alive.
@@ -35,13 +48,13 @@ type FollowerOptions struct {
 // and the 10 s staleness bound.
 const DefaultFirstSync = 600 * time.Millisecond
 
-// Follower keeps Revocations current from the stream: it replays the
+// Follower keeps a Handler's state current from a stream: it replays the
 // window on start, then reads new entries with blocking XREADs, and after
 // a lost connection resumes from the last id it saw, so no event is lost.
 type Follower struct {
-	rdb  redis.UniversalClient
-	o    FollowerOptions
-	revs *Revocations
+	rdb redis.UniversalClient
+	o   FollowerOptions
+	h   Handler
 
 	lastID      string
 	lastPrune   time.Time
@@ -61,12 +74,20 @@ type Follower struct {
 	done     chan struct{}
 }
 
-// NewFollower makes a follower; rdb must be a client whose read timeout
-// allows Block (the follower's own, not a shared request-path client).
+// NewFollower makes a follower of the payment events into Revocations
+// (the stream defaults to DefaultStream); rdb must be a client whose read
+// timeout allows Block (the follower's own, not a shared request-path
+// client).
 func NewFollower(rdb redis.UniversalClient, o FollowerOptions) *Follower {
 	if o.Stream == "" {
 		o.Stream = DefaultStream
 	}
+	return Follow(rdb, o, NewRevocations())
+}
+
+// Follow makes a follower of o.Stream (required) that hands every entry
+// to h; rdb as for NewFollower.
+func Follow(rdb redis.UniversalClient, o FollowerOptions, h Handler) *Follower {
 	if o.Block <= 0 {
 		o.Block = time.Second
 	}
@@ -76,12 +97,19 @@ func NewFollower(rdb redis.UniversalClient, o FollowerOptions) *Follower {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Follower{rdb: rdb, o: o, revs: NewRevocations(), synced: make(chan struct{}),
+	return &Follower{rdb: rdb, o: o, h: h, synced: make(chan struct{}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 }
 
-// Revocations is the state the follower keeps current.
-func (f *Follower) Revocations() *Revocations { return f.revs }
+// Handler is the state the follower keeps current.
+func (f *Follower) Handler() Handler { return f.h }
+
+// Revocations is the state a payment-events follower keeps current (nil
+// for a follower of another kind).
+func (f *Follower) Revocations() *Revocations {
+	r, _ := f.h.(*Revocations)
+	return r
+}
 
 // Applied counts events applied since start.
 func (f *Follower) Applied() int64 { return f.applied.Load() }
@@ -186,7 +214,7 @@ func (f *Follower) run() {
 		if ctx.Err() != nil {
 			return
 		}
-		slog.Warn("payment events: Redis read failed; resuming from the last id seen",
+		slog.Warn("stream follower: Redis read failed; resuming from the last id seen",
 			slog.String("stream", f.o.Stream), slog.String("last_id", f.lastID), slog.String("error", err.Error()))
 		select {
 		case <-time.After(backoff):
@@ -219,7 +247,7 @@ func (f *Follower) replay(ctx context.Context) error {
 		f.lastID = strconv.FormatInt(start, 10) + "-0"
 	}
 	f.touch()
-	f.revs.Prune(f.o.Now().Add(-f.o.Window))
+	f.h.Prune(f.o.Now().Add(-f.o.Window))
 	f.markCaughtUp()
 	return nil
 }
@@ -244,7 +272,7 @@ func (f *Follower) read(ctx context.Context) error {
 		f.markCaughtUp()
 	}
 	if now := f.o.Now(); now.Sub(f.lastPrune) > time.Minute {
-		f.revs.Prune(now.Add(-f.o.Window))
+		f.h.Prune(now.Add(-f.o.Window))
 		f.lastPrune = now
 	}
 	return nil
@@ -257,12 +285,10 @@ const readCount = 1000
 func (f *Follower) apply(msgs []redis.XMessage) {
 	for _, m := range msgs {
 		f.lastID = m.ID
-		e, err := decode(m)
-		if err != nil {
-			slog.Error("payment events: entry skipped", slog.String("id", m.ID), slog.String("error", err.Error()))
+		if err := f.h.Handle(m); err != nil {
+			slog.Error("stream follower: entry skipped", slog.String("stream", f.o.Stream), slog.String("id", m.ID), slog.String("error", err.Error()))
 			continue
 		}
-		f.revs.Apply(e)
 		f.applied.Add(1)
 	}
 }

@@ -6,13 +6,14 @@ import (
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
-// The revocation followers, per stream: how long since Redis last answered
-// (the staleness a payment-token check fails closed on) and the events
-// applied. Followers of one stream at several Redis settings are combined:
-// the worst lag, the sum of events.
+// The stream followers, per stream (the payment events' and the identity
+// events'): how long since Redis last answered (the staleness a
+// payment-token check, or a user-context fallback, fails closed on) and the
+// events applied. Followers of one stream at several settings are
+// combined: the worst lag, the sum of events.
 func init() {
 	metrics.RegisterGaugeFunc("subgate_revocation_follower_lag_seconds",
-		"Seconds since the payment-events follower last heard from Redis (+Inf: never).",
+		"Seconds since the follower of a stream (payment events, identity events) last heard from Redis (+Inf: never).",
 		[]string{"stream"}, func(emit func(float64, ...string)) {
 			lags := map[string]float64{}
 			followers.Range(func(_ string, f *Follower) {
@@ -29,7 +30,7 @@ func init() {
 			}
 		})
 	metrics.RegisterCounterFunc("subgate_revocation_events_applied_total",
-		"Payment events the followers applied since the plugin server started.",
+		"Events the followers of a stream (payment events, identity events) applied since the plugin server started.",
 		[]string{"stream"}, func(emit func(float64, ...string)) {
 			sums := map[string]float64{}
 			followers.Range(func(_ string, f *Follower) { sums[f.Stream()] += float64(f.Applied()) })

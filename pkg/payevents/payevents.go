@@ -9,6 +9,10 @@
 // milliseconds, so a token issued in the same second as the revocation is
 // revoked too (fail closed); a token issued in a later second, as after a
 // reactivation, is accepted.
+//
+// The stream follower here (Follower, Shared, SharedOf) is the one every
+// event stream uses: a Handler says what an entry does. pkg/usercontext
+// follows the identity events with it.
 package payevents
 
 import (
@@ -77,16 +81,27 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (string, error) {
 	if !e.Type.valid() || e.CustomerID == "" || e.At.IsZero() {
 		return "", fmt.Errorf("payevents: invalid event %+v", e)
 	}
-	minID := strconv.FormatInt(e.At.Add(-p.retention).UnixMilli(), 10)
+	return p.Append(ctx, e.At, "type", string(e.Type), "customer", e.CustomerID, "at", strconv.FormatInt(e.At.UnixMilli(), 10))
+}
+
+// Append adds an entry of field/value pairs to the stream, trimming the
+// entries published longer than the retention before at, and returns its
+// stream id: the one write path of every event stream (pkg/usercontext's
+// identity events too), so WaitForReplicas holds for both.
+func (p *Publisher) Append(ctx context.Context, at time.Time, values ...any) (string, error) {
+	minID := strconv.FormatInt(at.Add(-p.retention).UnixMilli(), 10)
 	args := &redis.XAddArgs{
 		Stream: p.stream, MinID: minID, // exact trim: events are rare, and a bound that holds is worth the O(n)
-		Values: []any{"type", string(e.Type), "customer", e.CustomerID, "at", strconv.FormatInt(e.At.UnixMilli(), 10)},
+		Values: values,
 	}
 	if p.durable.replicas > 0 {
 		return p.publishReplicated(ctx, args)
 	}
 	return p.rdb.XAdd(ctx, args).Result()
 }
+
+// Stream is the stream the publisher appends to.
+func (p *Publisher) Stream() string { return p.stream }
 
 func decode(m redis.XMessage) (Event, error) {
 	get := func(k string) string { s, _ := m.Values[k].(string); return s }
@@ -117,6 +132,16 @@ func (r *Revocations) Apply(e Event) {
 	if e.At.After(r.revoked[e.CustomerID]) {
 		r.revoked[e.CustomerID] = e.At
 	}
+}
+
+// Handle applies one stream entry (Handler).
+func (r *Revocations) Handle(m redis.XMessage) error {
+	e, err := decode(m)
+	if err != nil {
+		return err
+	}
+	r.Apply(e)
+	return nil
 }
 
 // Revoked reports whether a token of customer issued at iat is revoked.

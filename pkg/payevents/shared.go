@@ -11,13 +11,24 @@ import (
 
 var followers config.Shared[string, *Follower]
 
-// Shared returns the process-wide follower of the stream at these Redis
-// settings, starting it on first use: every route that checks payment
-// tokens against the same stream shares one follower and one state, and a
-// config change (a new go-pdk instance) does not start a second one.
+// Shared returns the process-wide follower of the payment-event stream at
+// these Redis settings, starting it on first use: every route that checks
+// payment tokens against the same stream shares one follower and one
+// state, and a config change (a new go-pdk instance) does not start a
+// second one.
 func Shared(rc redisconn.Config, o FollowerOptions) (*Follower, error) {
+	return SharedOf("payment", rc, o, func() Handler { return NewRevocations() })
+}
+
+// SharedOf is Shared for any kind of stream: the process-wide follower of
+// kind (which names the handler: followers of different kinds never share
+// state) at these settings, its handler made by h on first use.
+func SharedOf(kind string, rc redisconn.Config, o FollowerOptions, h func() Handler) (*Follower, error) {
 	if o.Window <= 0 {
 		return nil, fmt.Errorf("payevents: replay window must be positive")
+	}
+	if o.Stream == "" {
+		return nil, fmt.Errorf("payevents: a %s follower needs a stream", kind)
 	}
 	if o.FirstSync <= 0 {
 		// One failed attempt and a retry, at these settings' timeouts.
@@ -25,14 +36,14 @@ func Shared(rc redisconn.Config, o FollowerOptions) (*Follower, error) {
 		config.FillZero(&d)
 		o.FirstSync = 2 * time.Duration(d.DialTimeoutMs+d.ReadTimeoutMs) * time.Millisecond
 	}
-	key := fmt.Sprintf("%s|%s|%v|%v|%v", rc.Key(), o.Stream, o.Window, o.Block, o.FirstSync)
+	key := fmt.Sprintf("%s|%s|%s|%v|%v|%v", kind, rc.Key(), o.Stream, o.Window, o.Block, o.FirstSync)
 	return followers.Get(key, func() (*Follower, error) {
 		// Its own client: blocking reads must not hold a request-path connection.
 		rdb, err := rc.Client("redis")
 		if err != nil {
 			return nil, err
 		}
-		f := NewFollower(rdb, o)
+		f := Follow(rdb, o, h())
 		f.Start()
 		return f, nil
 	})

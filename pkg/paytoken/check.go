@@ -79,6 +79,7 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	}
 	vc := c.Config
 	vc.LeewaySeconds, vc.RetryAfterSeconds = c.LeewaySeconds, c.RetryAfterSeconds
+	vc.Type = jwtverify.PaymentType // a bearer JWT is never a payment token
 	// The issuer always sets these; a token without them is not one of ours.
 	vc.RequiredClaims = append(slices.Clone(vc.RequiredClaims), "sub", "iat", "jti")
 	v, err := jwtverify.New(vc)
@@ -132,7 +133,10 @@ func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 	if subtle.ConstantTimeCompare([]byte(sub), []byte(customer)) != 1 {
 		return nil, denial.New(denial.PaymentTokenCustomerMismatch, "")
 	}
-	granted := entitlements(v.Claims[EntitlementsClaim])
+	granted, ok := entitlements(v.Claims[EntitlementsClaim])
+	if !ok {
+		return nil, denial.Newf(denial.PaymentTokenInvalid, "claim %q is not an array of strings", EntitlementsClaim)
+	}
 	for _, need := range c.cfg.RequiredEntitlements {
 		if !slices.Contains(granted, need) {
 			return nil, denial.Newf(denial.EntitlementMissing, "the payment-access-token does not grant %q", need)
@@ -149,13 +153,24 @@ func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 	return &Result{TokenID: jti, Kid: v.Kid, IssuedAt: v.IssuedAt, Cached: v.Cached}, nil
 }
 
-func entitlements(v any) []string {
-	l, _ := v.([]any)
+// entitlements reads the claim: absent grants nothing; anything but an
+// array of strings is not a token the issuer wrote, so it is refused whole
+// rather than read in part.
+func entitlements(v any) ([]string, bool) {
+	if v == nil {
+		return nil, true
+	}
+	l, ok := v.([]any)
+	if !ok {
+		return nil, false
+	}
 	out := make([]string, 0, len(l))
 	for _, e := range l {
-		if s, ok := e.(string); ok {
-			out = append(out, s)
+		s, ok := e.(string)
+		if !ok {
+			return nil, false
 		}
+		out = append(out, s)
 	}
-	return out
+	return out, true
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/jwtverify"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -108,6 +109,7 @@ func (i *Issuer) Issue(customer string, entitlements []string) (Issued, error) {
 		"jti": out.ID, "iss": i.o.Issuer, "aud": i.o.Audience,
 	})
 	t.Header["kid"] = i.o.Kid
+	t.Header["typ"] = jwtverify.PaymentType // explicit typing, RFC 8725 3.11
 	var err error
 	out.Token, err = t.SignedString(i.o.Key)
 	return out, err

@@ -72,6 +72,8 @@ func LaunchCluster(bin, cli, dir string, o ClusterOptions) (_ *Cluster, err erro
 			// Only the slots of a failed primary stop answering, not all
 			// 16384 (the README recommends the same for production).
 			"--cluster-require-full-coverage", "no",
+			// A rejoining node syncs at once, not after the default 5 s.
+			"--repl-diskless-sync-delay", "0",
 		}, o.Extra...)
 		s, err := Launch(bin, ndir, args...)
 		if err != nil {

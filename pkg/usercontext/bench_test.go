@@ -3,6 +3,11 @@ package usercontext
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/subgate/subgate/pkg/redisconn"
 )
 
 // BenchmarkLookup: the allow path with a fresh lookup against a local
@@ -14,6 +19,30 @@ func BenchmarkLookup(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchLookupPaths(b, c, id)
+}
+
+// BenchmarkLookupWithEvents: the same two paths on a route that follows
+// identity events (miniredis): the fresh path indexes the entry by user,
+// the fallback asks whether an event covers it and whether the follower
+// is stale; neither calls Redis.
+func BenchmarkLookupWithEvents(b *testing.B) {
+	id := newIdentity(b, ok("u1"))
+	m := miniredis.RunT(b)
+	c, err := NewClient(Config{IdentityURL: id.srv.URL, RetryAfterSeconds: 1,
+		Events: &EventsConfig{Redis: redisconn.Config{Addresses: []string{m.Addr()}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !c.ev.f.AwaitFirstSync() {
+		b.Fatal("no first sync")
+	}
+	benchLookupPaths(b, c, id)
+}
+
+// benchLookupPaths runs a fresh lookup, then (the identity service
+// answering 503) the cached context's.
+func benchLookupPaths(b *testing.B, c *Client, id *identity) {
 	ctx := context.Background()
 	b.Run("fresh", func(b *testing.B) {
 		b.ReportAllocs()
@@ -32,4 +61,43 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkCacheStep: the in-process cost alone, without HTTP: caching a
+// fresh context (index by user included) and the fallback's decision, on
+// a route without and with identity events.
+func BenchmarkCacheStep(b *testing.B) {
+	id := newIdentity(b, ok("u1"))
+	m := miniredis.RunT(b)
+	for _, events := range []bool{false, true} {
+		o := Config{IdentityURL: id.srv.URL + map[bool]string{false: "/plain", true: "/events"}[events], RetryAfterSeconds: 1}
+		if events {
+			o.Events = &EventsConfig{Redis: redisconn.Config{Addresses: []string{m.Addr()}}}
+		}
+		c, err := NewClient(o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if c.ev != nil && !c.ev.f.AwaitFirstSync() {
+			b.Fatal("no first sync")
+		}
+		key, _ := c.key(creds)
+		e := &Context{UserID: "u1", StoredAt: time.Now(), Asked: time.Now()}
+		name := map[bool]string{false: "plain", true: "events"}[events]
+		b.Run(name+"/add", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c.svc.add(key, e)
+			}
+		})
+		b.Run(name+"/fallback", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				read, refused := false, ""
+				if _, hit := c.fallback(key, &read, &refused); !hit {
+					b.Fatal(refused)
+				}
+			}
+		})
+	}
 }

@@ -30,10 +30,12 @@ func init() {
 }
 
 // fallback is the cache's answer to a 503: the cached context for key if
-// it is younger than MaxStale. *read records that this lookup has read
-// the cache already, so that a lookup retrying through several 503s counts
-// as one read.
-func (c *Client) fallback(key [32]byte, read *bool) (entry, bool) {
+// it is younger than MaxStale and, on a route with identity events, no
+// event for its user was applied since its lookup began and the events are
+// not stale. *read records that this lookup has read the cache already, so
+// that a lookup retrying through several 503s counts as one read; *refused
+// says why a cached context was not served.
+func (c *Client) fallback(key [32]byte, read *bool, refused *string) (entry, bool) {
 	if !*read {
 		*read = true
 		cacheReads.Inc(c.svc.label)
@@ -41,6 +43,23 @@ func (c *Client) fallback(key [32]byte, read *bool) (entry, bool) {
 	e, hit := c.svc.cache.Get(key)
 	if !hit || c.o.Now().Sub(e.StoredAt) > time.Duration(c.o.MaxStaleSeconds)*time.Second {
 		return nil, false
+	}
+	if ev := c.ev; ev != nil {
+		// Staleness first: it waits for a fresh follower's replay, whose
+		// events the next check must see.
+		if ev.stale() {
+			*refused = "the identity events on " + ev.stream + " are stale (fail closed)"
+			return nil, false
+		}
+		if ev.v.covers(e.UserID, e.Asked) {
+			// Fetched while the user's event was on its way, or before a
+			// replayed one: drop it as the event would have.
+			if cur, ok := c.svc.cache.Peek(key); ok && cur == e {
+				c.svc.cache.Remove(key)
+			}
+			*refused = "an identity event for the user was applied after its lookup began"
+			return nil, false
+		}
 	}
 	cacheHits.Inc(c.svc.label)
 	return e, true

@@ -5,7 +5,9 @@
 //
 //	2xx                 fresh context; replaces the cached copy; the cache is never read
 //	408                 retry (bounded, backoff with jitter); giving up is 504 identity_timeout; never the cache
-//	503 + cached copy   stop retrying and serve the copy if younger than MaxStale
+//	503 + cached copy   stop retrying and serve the copy if younger than MaxStale (with identity
+//	                    events: and no event for its user since its lookup began, and the events
+//	                    not stale; see events.go)
 //	503, nothing usable retry; giving up is 503 identity_unavailable
 //	401 / 403           passed on, and the caller's cached copy is evicted
 //	other 4xx           passed on with its status
@@ -25,6 +27,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
@@ -61,6 +64,7 @@ type Config struct {
 	MaxContextHeaderBytes int               `json:"max_context_header_bytes" default:"4096" kong:"between=1|65536" doc:"Bound on that header."`
 	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1" doc:"Upstream header saying identity or cache."`
 	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
+	Events                *EventsConfig     `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
@@ -74,6 +78,9 @@ type Context struct {
 	Fields   map[string]any // decoded
 	UserID   string
 	StoredAt time.Time // when it was fetched
+	// Asked is when the lookup that fetched it began (this process's
+	// clock): an identity event applied since may postdate the answer.
+	Asked time.Time
 }
 
 // Result is an allowed lookup.
@@ -93,28 +100,81 @@ type service struct {
 	cache  *lru.Cache[[32]byte, entry]
 	slots  chan struct{}
 	label  string // the identity URL as a metric label (metrics.URLLabel)
+
+	mu     sync.Mutex
+	byUser map[string]map[[32]byte]struct{} // cache keys per user id: what an identity event evicts
 }
 
 var services config.Shared[string, *service]
 
 func shared(o Config) (*service, error) {
 	return services.Get(o.IdentityURL, func() (*service, error) {
-		c, err := lru.New[[32]byte, entry](o.CacheSize)
-		if err != nil {
-			return nil, err
-		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
 		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
-		return &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			cache: c, slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL)}, nil
+		s := &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+			slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
+		var err error
+		s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
+		return s, err
 	})
+}
+
+// add caches e under key, indexed by its user.
+func (s *service) add(key [32]byte, e entry) {
+	if old, ok := s.cache.Peek(key); ok && old.UserID != e.UserID {
+		s.unindex(key, old.UserID) // the same credentials now name another user
+	}
+	s.mu.Lock()
+	keys := s.byUser[e.UserID]
+	if keys == nil {
+		keys = map[[32]byte]struct{}{}
+		s.byUser[e.UserID] = keys
+	}
+	keys[key] = struct{}{}
+	s.mu.Unlock()
+	s.cache.Add(key, e)
+}
+
+// evicted is the cache's callback (outside its lock) for an entry it
+// dropped, full or removed: the index forgets the key unless the cache
+// holds it again for the same user.
+func (s *service) evicted(key [32]byte, e entry) {
+	if cur, ok := s.cache.Peek(key); ok && cur.UserID == e.UserID {
+		return
+	}
+	s.unindex(key, e.UserID)
+}
+
+func (s *service) unindex(key [32]byte, user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if keys := s.byUser[user]; keys != nil {
+		delete(keys, key)
+		if len(keys) == 0 {
+			delete(s.byUser, user)
+		}
+	}
+}
+
+// evictUser drops every cached context of user.
+func (s *service) evictUser(user string) {
+	s.mu.Lock()
+	keys := s.byUser[user]
+	delete(s.byUser, user)
+	s.mu.Unlock()
+	for k := range keys {
+		if e, ok := s.cache.Peek(k); ok && e.UserID == user {
+			s.cache.Remove(k)
+		}
+	}
 }
 
 // Client looks user contexts up for one route.
 type Client struct {
 	o   Config
 	svc *service
+	ev  *routeEvents // nil without events
 }
 
 // NewClient validates o; routes with the same URL share one cache and
@@ -140,7 +200,13 @@ func NewClient(o Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{o: o, svc: svc}, nil
+	c := &Client{o: o, svc: svc}
+	if o.Events != nil {
+		if c.ev, err = followEvents(o, svc); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 var lookups = metrics.NewCounter("subgate_identity_lookups_total", "User-context lookups by outcome.", "outcome")
@@ -192,6 +258,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 	defer cancel()
 	key, cacheable := c.key(creds)
 	read := false // the fallback cache was read (counted once per lookup; see fallback)
+	refused := "" // why a cached context was not served (identity events), for the 503's cause
 	select {
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
@@ -207,8 +274,9 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 		cl, got, den := c.attempt(ctx, creds)
 		switch cl {
 		case success:
+			got.Asked = began
 			if cacheable {
-				c.svc.cache.Add(key, got)
+				c.svc.add(key, got)
 			}
 			lookups.Inc("fresh")
 			return &Result{Context: got, Attempts: attempt, Lookup: time.Since(began)}, nil
@@ -220,7 +288,7 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 			return nil, den
 		case unavailable:
 			if cacheable {
-				if e, hit := c.fallback(key, &read); hit {
+				if e, hit := c.fallback(key, &read, &refused); hit {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
 				}
@@ -233,9 +301,13 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 	}
 	if last == unavailable {
 		lookups.Inc("unavailable")
+		why := "no usable cached context"
+		if refused != "" {
+			why = "cached context not served: " + refused
+		}
 		return nil, denial.New(denial.IdentityUnavailable, "").WithRetryAfter(c.o.RetryAfterSeconds).
-			WithCause(fmt.Sprintf("identity service %s unavailable (503 or connection failure) on %d attempts in %v, no usable cached context",
-				c.o.IdentityURL, attempts, time.Since(began).Round(time.Millisecond)))
+			WithCause(fmt.Sprintf("identity service %s unavailable (503 or connection failure) on %d attempts in %v, %s",
+				c.o.IdentityURL, attempts, time.Since(began).Round(time.Millisecond), why))
 	}
 	lookups.Inc("timeout")
 	return nil, denial.New(denial.IdentityTimeout, "").WithCause(fmt.Sprintf("identity service %s did not answer in time on %d attempts in %v",

@@ -43,9 +43,9 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access verifies the token and passes the claims on.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *jwtclaims.Decider, rec *kongx.Record) *denial.Denial {
-		headers, err := kongx.RequestHeaders(kong)
-		if err != nil {
-			return denial.New(denial.InternalError, "could not read the request headers")
+		headers, den := kongx.RequestHeaders(kong)
+		if den != nil {
+			return den
 		}
 		res, den := d.Decide(headers)
 		if den != nil {

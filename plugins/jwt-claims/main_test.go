@@ -89,6 +89,15 @@ type errBody struct {
 	Code, Message, RequestID string
 }
 
+// challenge is how a 401's WWW-Authenticate starts: without a token the
+// client learns only the scheme and realm (RFC 6750 3.1).
+func challenge(code string) string {
+	if code == "token_missing" {
+		return `Bearer realm="subgate"`
+	}
+	return `Bearer error="invalid_token"`
+}
+
 func denied(t *testing.T, env *test.TestEnv, status int, code string) errBody {
 	t.Helper()
 	if env.ClientRes.Status != status {
@@ -108,7 +117,7 @@ func denied(t *testing.T, env *test.TestEnv, status int, code string) errBody {
 	if len(b.RequestID) != 32 {
 		t.Fatalf("request_id %q", b.RequestID)
 	}
-	if status == 401 && !strings.HasPrefix(env.ClientRes.Headers.Get("WWW-Authenticate"), `Bearer error="invalid_token"`) {
+	if status == 401 && !strings.HasPrefix(env.ClientRes.Headers.Get("WWW-Authenticate"), challenge(code)) {
 		t.Fatalf("401 without WWW-Authenticate: %v", env.ClientRes.Headers)
 	}
 	if _, stored := env.Ctx.Store[jwtclaims.SharedKey]; stored {
@@ -209,7 +218,7 @@ func TestDenials(t *testing.T) {
 		{"issuer", bearer(es(mod(func(c jwt.MapClaims) { c["iss"] = "https://evil.example" }))), 401, "token_issuer_invalid"},
 		{"audience", bearer(es(mod(func(c jwt.MapClaims) { c["aud"] = "other" }))), 401, "token_audience_invalid"},
 		{"no customer id", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "sub") }))), 401, "token_claim_missing"},
-		{"customer id not a string", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = []string{"a"} }))), 401, "token_claim_missing"},
+		{"customer id not a string", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = []string{"a"} }))), 401, "token_malformed"},
 		{"customer id with CRLF", bearer(es(mod(func(c jwt.MapClaims) { c["sub"] = "a\r\nX-Admin: 1" }))), 401, "token_claim_missing"},
 		{"no exp", bearer(es(mod(func(c jwt.MapClaims) { delete(c, "exp") }))), 401, "token_claim_missing"},
 	}

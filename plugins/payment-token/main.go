@@ -47,9 +47,9 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access checks the payment-access-token.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *paytoken.Decider, rec *kongx.Record) *denial.Denial {
-		headers, err := kongx.RequestHeaders(kong)
-		if err != nil {
-			return denial.New(denial.InternalError, "could not read the request headers")
+		headers, den := kongx.RequestHeaders(kong)
+		if den != nil {
+			return den
 		}
 		token, den := d.TokenFrom(headers)
 		if den != nil {

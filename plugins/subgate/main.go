@@ -47,12 +47,13 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access runs the whole chain.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *kongx.Chain, rec *kongx.Record) *denial.Denial {
-		headers, err := kongx.RequestHeaders(kong)
-		if err != nil {
-			return denial.New(denial.InternalError, "could not read the request headers")
+		headers, den := kongx.RequestHeaders(kong)
+		if den != nil {
+			return den
 		}
 		path := ""
 		if d.NeedsPath() {
+			var err error
 			if path, err = kong.Request.GetPath(); err != nil {
 				return denial.New(denial.InternalError, "could not read the request path")
 			}

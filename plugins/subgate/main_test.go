@@ -102,8 +102,8 @@ func TestSchemaSectionsOptionalButJWT(t *testing.T) {
 			t.Errorf("schema lacks %s", want)
 		}
 	}
-	if n := strings.Count(string(b), `"required":false,"type":"record"`); n != 3 {
-		t.Errorf("%d optional records, want 3 (ownership, payment, identity)", n)
+	if n := strings.Count(string(b), `"required":false,"type":"record"`); n != 4 {
+		t.Errorf("%d optional records, want 4 (ownership, payment, identity, and identity's events)", n)
 	}
 }
 

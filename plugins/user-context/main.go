@@ -46,9 +46,9 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 // Access looks the caller up and forwards the context.
 func (c *Config) Access(kong *pdk.PDK) {
 	c.gate.Run(kong, func(d *usercontext.Decider, rec *kongx.Record) *denial.Denial {
-		headers, err := kongx.RequestHeaders(kong)
-		if err != nil {
-			return denial.New(denial.InternalError, "could not read the request headers")
+		headers, den := kongx.RequestHeaders(kong)
+		if den != nil {
+			return den
 		}
 		up, res, den := d.Decide(context.Background(), headers)
 		if den != nil {

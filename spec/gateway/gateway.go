@@ -292,8 +292,39 @@ func kongError(w http.ResponseWriter, status int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
 }
 
+// nginx's header buffers as Kong leaves them (its defaults:
+// client_header_buffer_size 1k, large_client_header_buffers 4 8k): a header
+// line must fit in one 8k buffer, and all lines in the four.
+const (
+	nginxHeaderLine  = 8 << 10
+	nginxHeaderTotal = 4 * nginxHeaderLine
+)
+
+// headersTooLarge reports what nginx refuses before Kong runs any plugin:
+// status 494, which Kong's error handler answers as 400 "Request header or
+// cookie too large" (kong/error_handlers.lua). Go's server does not keep
+// the wire bytes, so each line is counted as "name: value\r\n": exact for
+// the line limit, an approximation of nginx's buffer packing for the total.
+func headersTooLarge(r *http.Request) bool {
+	total := 0
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n := len(k) + len(": ") + len(v) + len("\r\n")
+			if n > nginxHeaderLine {
+				return true
+			}
+			total += n
+		}
+	}
+	return total > nginxHeaderTotal
+}
+
 // ServeHTTP runs the chain and proxies.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if headersTooLarge(r) {
+		kongError(w, http.StatusBadRequest, "Request header or cookie too large")
+		return
+	}
 	path := kongsim.NormalizePath(r.URL.EscapedPath())
 	rt, prefix := g.match(path)
 	if rt == nil {

@@ -167,7 +167,9 @@ func TestWaitingForAStartGivesUpAfterKongsLimit(t *testing.T) {
 		t.Skip("takes Kong's 10 s wait limit")
 	}
 	t.Parallel()
-	f := setup(t, probeYML(", start_delay_ms: 10500"))
+	// Kong counts polls, not time: on a loaded machine 100 sleeps of 0.1 s
+	// overshoot, so the start takes well past 10 s (CI saw 0.5 s fall short).
+	f := setup(t, probeYML(", start_delay_ms: 13000"))
 	first := make(chan int)
 	go func() { code, _ := f.get("/a"); first <- code }()
 	for claimed := false; !claimed; time.Sleep(5 * time.Millisecond) {

@@ -331,7 +331,12 @@ func values(v *structpb.Value) []string {
 }
 
 // headersStruct renders headers as Kong's get_headers does: lower-case
-// names, a string for one value and a list for several, at most max names.
+// names, a string for one value and a list for several, and at most max
+// header LINES (lua-nginx-module counts each line, keeps the first max in
+// wire order and reports the cut in a second return value that Kong's
+// pb_rpc drops). Go's HTTP server keeps the order within a name but not
+// across names, so lines are taken name by name in sorted order: which lines
+// survive a cut differs from nginx, how many does not.
 func headersStruct(h http.Header, max int) *structpb.Struct {
 	names := make([]string, 0, len(h))
 	for k := range h {
@@ -339,11 +344,15 @@ func headersStruct(h http.Header, max int) *structpb.Struct {
 	}
 	sort.Strings(names)
 	st := &structpb.Struct{Fields: map[string]*structpb.Value{}}
-	for i, k := range names {
-		if i == max {
+	for _, k := range names {
+		vs := h[k]
+		if len(vs) > max {
+			vs = vs[:max]
+		}
+		max -= len(vs)
+		if len(vs) == 0 {
 			break
 		}
-		vs := h[k]
 		if len(vs) == 1 {
 			st.Fields[strings.ToLower(k)] = structpb.NewStringValue(vs[0])
 			continue

@@ -242,6 +242,10 @@ func Start(o Options) (_ *Stack, err error) {
 	if s.Identity, err = demosvc.NewIdentity(); err != nil {
 		return nil, err
 	}
+	// Identity events on the same Redis, as the docker demo's identity service publishes them.
+	if err = s.Identity.PublishEvents(s.RDB); err != nil {
+		return nil, err
+	}
 	wrap := o.Wrap
 	if wrap == nil {
 		wrap = func(_ string, h http.Handler) http.Handler { return h }
