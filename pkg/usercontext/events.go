@@ -89,6 +89,18 @@ func NewPublisher(rdb redis.UniversalClient, stream string, retention time.Durat
 	return &Publisher{p: p}, nil
 }
 
+// WaitForReplicas returns a publisher whose Publish returns only once n
+// replicas hold the event (payevents.Publisher.WaitForReplicas): on a
+// failover Redis may lose an event only its primary had, and a lost
+// deletion would leave a deleted user's cached context servable.
+func (p *Publisher) WaitForReplicas(n int, timeout time.Duration) (*Publisher, error) {
+	q, err := p.p.WaitForReplicas(n, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{p: q}, nil
+}
+
 // Publish appends e and returns its stream id. Publish after the change is
 // committed: a lookup that begins once the event is applied must see the
 // new state.
