@@ -184,6 +184,7 @@ type soakSample struct {
 	cpu                       float64 // seconds
 	decisions, errors         float64 // errors: denials with a 5xx code
 	identityCache, redisConn  float64
+	streamState               float64 // revoked customers and evicted users the followers hold
 	redisStale, redisTimeouts float64 // go-redis pool: dead connections found, waits for a connection timed out
 }
 
@@ -218,6 +219,8 @@ func scrape(addr string) (soakSample, error) {
 			s.cpu = v
 		case "subgate_identity_cache_entries":
 			s.identityCache += v
+		case "subgate_stream_state_entries":
+			s.streamState += v
 		case "subgate_redis_pool_connections":
 			s.redisConn += v
 		case "subgate_redis_pool_stale_connections_total":
@@ -531,8 +534,8 @@ func TestSoak(t *testing.T) {
 			if s.pid != q.pid {
 				restarted = " RESTARTED"
 			}
-			t.Logf("  %-18s pid %d%s: RSS %5.1f MB, goroutines %3.0f, fds %3.0f, identity cache %3.0f, redis conns %2.0f (stale %.0f, pool timeouts %.0f), decisions %6.1f/s, 5xx denials %5.1f/s, error-log warn+ lines %d",
-				n, s.pid, restarted, s.rss/(1<<20), s.goroutines, s.fds, s.identityCache, s.redisConn, s.redisStale, s.redisTimeouts,
+			t.Logf("  %-18s pid %d%s: RSS %5.1f MB, goroutines %3.0f, fds %3.0f, identity cache %3.0f, stream state %4.0f, redis conns %2.0f (stale %.0f, pool timeouts %.0f), decisions %6.1f/s, 5xx denials %5.1f/s, error-log warn+ lines %d",
+				n, s.pid, restarted, s.rss/(1<<20), s.goroutines, s.fds, s.identityCache, s.streamState, s.redisConn, s.redisStale, s.redisTimeouts,
 				(s.decisions-q.decisions)/period.Seconds(), (s.errors-q.errors)/period.Seconds(), warns[n])
 		}
 		if p == 0 {

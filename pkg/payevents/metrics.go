@@ -29,6 +29,19 @@ func init() {
 				emit(v, s)
 			}
 		})
+	metrics.RegisterGaugeFunc("subgate_stream_state_entries",
+		"Entries the followers of a stream hold: customers with a revocation in the replay window (payment events), users with an event in it (identity events).",
+		[]string{"stream"}, func(emit func(float64, ...string)) {
+			sums := map[string]float64{}
+			followers.Range(func(_ string, f *Follower) {
+				if s, ok := f.h.(interface{ Len() int }); ok {
+					sums[f.Stream()] += float64(s.Len())
+				}
+			})
+			for s, v := range sums {
+				emit(v, s)
+			}
+		})
 	metrics.RegisterCounterFunc("subgate_revocation_events_applied_total",
 		"Events the followers of a stream (payment events, identity events) applied since the plugin server started.",
 		[]string{"stream"}, func(emit func(float64, ...string)) {

@@ -15,7 +15,8 @@ import (
 )
 
 // The shared followers expose, per stream, the seconds since Redis last
-// answered (+Inf when it never has) and the events applied; the Redis
+// answered (+Inf when it never has), the events applied and the state they
+// left (two revoked customers); the Redis
 // password never reaches the exposition.
 func TestFollowerMetrics(t *testing.T) {
 	m := miniredis.RunT(t)
@@ -65,6 +66,9 @@ func TestFollowerMetrics(t *testing.T) {
 		"# TYPE subgate_revocation_events_applied_total counter",
 		`subgate_revocation_events_applied_total{stream="metrics-events"} 2`,
 		`subgate_revocation_events_applied_total{stream="metrics-unreachable"} 0`,
+		"# TYPE subgate_stream_state_entries gauge",
+		`subgate_stream_state_entries{stream="metrics-events"} 2`,
+		`subgate_stream_state_entries{stream="metrics-unreachable"} 0`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("missing %q in:\n%s", want, out)

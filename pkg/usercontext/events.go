@@ -142,6 +142,9 @@ func newEvictions() *evictions {
 	return &evictions{applied: map[string]time.Time{}, services: map[*service]struct{}{}}
 }
 
+// Len is the number of users with an event in the window (a gauge).
+func (v *evictions) Len() int { v.mu.Lock(); defer v.mu.Unlock(); return len(v.applied) }
+
 // Handle applies one entry: the user's cached contexts go, and the time is
 // kept to refuse a context whose lookup was in flight meanwhile.
 func (v *evictions) Handle(m redis.XMessage) error {
