@@ -224,15 +224,8 @@ func TestClusterFaults(t *testing.T) {
 		res := phase(t, st, gw, func() {
 			killed = time.Now()
 			c.Kill(p)
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				if np, err := c.PrimaryFor(l.Key("DE", 2)); err == nil && np == rep {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("replica not promoted within 20 s")
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err := c.WaitPromoted(l.Key("DE", 2), rep, 20*time.Second); err != nil {
+				t.Fatal(err)
 			}
 			time.Sleep(time.Second) // the load goes on after the promotion
 		})
@@ -269,15 +262,8 @@ func TestClusterFaults(t *testing.T) {
 			if err := c.Pause(p); err != nil {
 				t.Fatal(err)
 			}
-			deadline := time.Now().Add(20 * time.Second)
-			for {
-				if np, err := c.PrimaryFor(l.Key("DE", 2)); err == nil && np == rep {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("replica not promoted within 20 s")
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err := c.WaitPromoted(l.Key("DE", 2), rep, 20*time.Second); err != nil {
+				t.Fatal(err)
 			}
 			time.Sleep(time.Second)
 		})

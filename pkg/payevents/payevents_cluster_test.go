@@ -101,7 +101,9 @@ func TestEventsAcrossClusterFailover(t *testing.T) {
 	// Once the replica has taken over, the killed node comes back as its
 	// replica: with one replica per primary there is none to confirm an
 	// event until then.
-	waitLong(t, "promotion", func() bool { np, err := c.PrimaryFor(stream); return err == nil && np == rep })
+	if err := c.WaitPromoted(stream, rep, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	promoted := time.Since(killed)
 	if err := c.Rejoin(p); err != nil {
 		t.Fatal(err)

@@ -334,6 +334,20 @@ func (c *Cluster) WaitHealthy(timeout time.Duration) error {
 	return fmt.Errorf("redistest: cluster not healthy within %v: %w", timeout, why)
 }
 
+// WaitPromoted waits until replica serves key's slot as a primary: the
+// cluster has failed its old primary over (after cluster-node-timeout and
+// an election).
+func (c *Cluster) WaitPromoted(key string, replica *Server, timeout time.Duration) error {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(20 * time.Millisecond) {
+		if p, err := c.PrimaryFor(key); err == nil && p == replica {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redistest: %s not promoted for %q within %v", replica.Addr, key, timeout)
+		}
+	}
+}
+
 func (c *Cluster) healthy() error {
 	ctx := context.Background()
 	live := c.live()

@@ -65,14 +65,8 @@ func TestIdentityEventsOnCluster(t *testing.T) {
 	c.Kill(primary)
 	// Confirmation needs a replica: the promoted one gets its own when the
 	// killed node rejoins under it.
-	for {
-		if p, err := c.PrimaryFor(DefaultEventsStream); err == nil && p == replica {
-			break
-		}
-		if time.Since(killed) > 20*time.Second {
-			t.Fatal("the stream's replica was not promoted within 20 s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := c.WaitPromoted(DefaultEventsStream, replica, 20*time.Second); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.Rejoin(primary); err != nil {
 		t.Fatal(err)
