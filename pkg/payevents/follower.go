@@ -221,11 +221,17 @@ func (f *Follower) run() {
 		case <-ctx.Done():
 			return
 		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
+		backoff = nextBackoff(backoff)
 	}
 }
+
+// maxBackoff bounds the wait between a follower's attempts while Redis is
+// away: every second of it is a second more of stale state (503
+// revocation_state_stale, no identity fallback) once Redis is back, and
+// one XREAD a second per process costs a recovering Redis nothing.
+const maxBackoff = time.Second
+
+func nextBackoff(d time.Duration) time.Duration { return min(2*d, maxBackoff) }
 
 // replay reads everything in the window, then the follower continues
 // from the last entry (or from the window's start when it is empty).
