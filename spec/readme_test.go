@@ -8,7 +8,7 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/kongx"
-	"github.com/subgate/subgate/pkg/ownercheck"
+	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/usercontext"
 )
@@ -17,7 +17,7 @@ import (
 // passes them to kongx.Serve.
 var declarations = map[string]any{
 	"jwt-claims":         jwtclaims.Config{},
-	"subscription-owner": ownercheck.Config{},
+	"subscription-owner": ownership.Config{},
 	"payment-token":      paytoken.Config{},
 	"user-context":       usercontext.Config{},
 	"subgate":            kongx.ChainConfig{},

@@ -21,7 +21,7 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtclaims"
-	"github.com/subgate/subgate/pkg/ownercheck"
+	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/usercontext"
 )
@@ -33,7 +33,7 @@ import (
 // ignored: the top-level one applies to the one decision subgate makes.
 type ChainConfig struct {
 	JWT       jwtclaims.Config    `json:"jwt" kong:"required" doc:"The jwt-claims check (always runs first): jwt-claims' config."`
-	Ownership *ownercheck.Config  `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
+	Ownership *ownership.Config  `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
 	Payment   *paytoken.Config    `json:"payment" doc:"The payment-token check, when present: payment-token's config."`
 	Identity  *usercontext.Config `json:"identity" doc:"The user-context check, when present: user-context's config."`
 	config.Decisions
@@ -42,7 +42,7 @@ type ChainConfig struct {
 // Chain decides for one subgate route. Safe for concurrent use.
 type Chain struct {
 	jwt       *jwtclaims.Decider
-	ownership *ownercheck.Decider // nil: the section is absent
+	ownership *ownership.Decider // nil: the section is absent
 	payment   *paytoken.Decider
 	identity  *usercontext.Decider
 	owned     []string // every section's owned upstream headers, without duplicates
@@ -62,7 +62,7 @@ func NewChain(c ChainConfig) (*Chain, error) {
 	ch.jwt, err = jwtclaims.New(c.JWT)
 	section("jwt", err)
 	if c.Ownership != nil {
-		ch.ownership, err = ownercheck.New(*c.Ownership)
+		ch.ownership, err = ownership.New(*c.Ownership)
 		section("ownership", err)
 	}
 	if c.Payment != nil {

@@ -1,6 +1,7 @@
-// Package ownership owns the Redis layout of subscription → customer pairs.
+// Package ownership owns the Redis layout of subscription → customer pairs
+// and the subscription-owner plugin's decision on it (check.go, path.go).
 // The writer (the backend that creates subscriptions) and the reader (the
-// subscription-owner plugin) both use it, so the layout lives in one place.
+// plugin) both use it, so the layout lives in one place.
 //
 // Layout v1: a pair (country, subscription id) → customer UUID is stored as
 //

@@ -16,22 +16,22 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/kongx"
-	"github.com/subgate/subgate/pkg/ownercheck"
+	"github.com/subgate/subgate/pkg/ownership"
 )
 
 // Name is the plugin name (and the binary's file name).
 const Name = "subscription-owner"
 
-// Config is the route's plugin config: the declared ownercheck.Config and
+// Config is the route's plugin config: the declared ownership.Config and
 // the decider built from it at instance start.
 type Config struct {
-	ownercheck.Config
-	gate *kongx.Gate[*ownercheck.Decider]
+	ownership.Config
+	gate *kongx.Gate[*ownership.Decider]
 }
 
 // New returns the declared defaults.
 func New() any {
-	c := &Config{gate: kongx.Unstarted[*ownercheck.Decider](Name)}
+	c := &Config{gate: kongx.Unstarted[*ownership.Decider](Name)}
 	config.Defaults(&c.Config)
 	return c
 }
@@ -39,13 +39,13 @@ func New() any {
 // UnmarshalJSON receives Kong's config at instance start and builds the
 // decider once; a bad config is logged and denied on every request.
 func (c *Config) UnmarshalJSON(b []byte) error {
-	c.gate = kongx.Start(Name, b, &c.Config, ownercheck.New)
+	c.gate = kongx.Start(Name, b, &c.Config, ownership.New)
 	return nil
 }
 
 // Access checks ownership.
 func (c *Config) Access(kong *pdk.PDK) {
-	c.gate.Run(kong, func(d *ownercheck.Decider, rec *kongx.Record) *denial.Denial {
+	c.gate.Run(kong, func(d *ownership.Decider, rec *kongx.Record) *denial.Denial {
 		path, err := kong.Request.GetPath()
 		if err != nil {
 			return denial.New(denial.InternalError, "could not read the request path")
@@ -67,4 +67,4 @@ func (c *Config) Access(kong *pdk.PDK) {
 	})
 }
 
-func main() { kongx.Serve(Name, New, kongx.PrioritySubscriptionOwner, ownercheck.Config{}) }
+func main() { kongx.Serve(Name, New, kongx.PrioritySubscriptionOwner, ownership.Config{}) }

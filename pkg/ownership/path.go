@@ -1,4 +1,4 @@
-package ownercheck
+package ownership
 
 // Path patterns: find the subscription id (and optionally the country) in
 // a request path by configured patterns such as
@@ -15,8 +15,8 @@ import (
 
 // The placeholders a pattern may use.
 const (
-	SubscriptionID = "{subscription_id}"
-	Country        = "{country}"
+	IDPlaceholder      = "{subscription_id}"
+	CountryPlaceholder = "{country}"
 )
 
 // Pattern is one compiled pattern. It matches a path segment by segment
@@ -37,14 +37,14 @@ func Compile(p string) (Pattern, error) {
 	pat := Pattern{raw: p, segments: strings.Split(strings.TrimSuffix(p[1:], "/"), "/"), idAt: -1, country: -1}
 	for i, s := range pat.segments {
 		switch {
-		case s == SubscriptionID:
+		case s == IDPlaceholder:
 			if pat.idAt >= 0 {
-				return Pattern{}, fmt.Errorf("path pattern %q has %s twice", p, SubscriptionID)
+				return Pattern{}, fmt.Errorf("path pattern %q has %s twice", p, IDPlaceholder)
 			}
 			pat.idAt = i
-		case s == Country:
+		case s == CountryPlaceholder:
 			if pat.country >= 0 {
-				return Pattern{}, fmt.Errorf("path pattern %q has %s twice", p, Country)
+				return Pattern{}, fmt.Errorf("path pattern %q has %s twice", p, CountryPlaceholder)
 			}
 			pat.country = i
 		case s == "" || s == "." || s == ".." || strings.ContainsAny(s, "{}%;"):
@@ -52,7 +52,7 @@ func Compile(p string) (Pattern, error) {
 		}
 	}
 	if pat.idAt < 0 {
-		return Pattern{}, fmt.Errorf("path pattern %q has no %s", p, SubscriptionID)
+		return Pattern{}, fmt.Errorf("path pattern %q has no %s", p, IDPlaceholder)
 	}
 	return pat, nil
 }

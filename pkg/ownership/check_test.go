@@ -1,4 +1,4 @@
-package ownercheck
+package ownership
 
 import (
 	"context"
@@ -10,21 +10,17 @@ import (
 
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtclaims"
-	"github.com/subgate/subgate/pkg/ownership"
 )
 
-const (
-	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
-	bob   = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000002"
-)
+// alice and bob are declared in ownership_test.go.
 
 func seed(t testing.TB, rdb redis.UniversalClient, country string, id int64, customer string) {
 	t.Helper()
-	u, err := ownership.ParseUUID(customer)
+	u, err := ParseUUID(customer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ownership.NewStore(rdb, "").Put(context.Background(), country, id, u); err != nil {
+	if err := NewStore(rdb, "").Put(context.Background(), country, id, u); err != nil {
 		t.Fatal(err)
 	}
 }

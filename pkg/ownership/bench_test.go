@@ -1,4 +1,4 @@
-package ownercheck
+package ownership
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/pkg/jwtclaims"
-	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redistest"
 )
 
@@ -45,7 +44,7 @@ func BenchmarkDecideRealRedis(b *testing.B) {
 	}
 	v := &jwtclaims.Verified{CustomerID: alice, Country: "DE"}
 	ctx := context.Background()
-	l := ownership.Layout{Prefix: ownership.DefaultPrefix}
+	l := Layout{Prefix: DefaultPrefix}
 	key, field := l.Key("DE", 1234), l.Field(1234)
 	ops := map[string]func() error{
 		"decide": func() error {

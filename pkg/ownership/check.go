@@ -1,10 +1,11 @@
-// Package ownercheck is the decision behind the subscription-owner plugin:
-// read the subscription id (and, on routes that say so, the country) from
-// the path, the customer and country from jwt-claims' verified claims, and
-// ask the ownership store whether that customer owns that subscription.
-// Unknown and foreign subscriptions are refused alike, and a store that
-// cannot answer is a 503: never an allow.
-package ownercheck
+package ownership
+
+// The decision behind the subscription-owner plugin: read the subscription
+// id (and, on routes that say so, the country) from the path, the customer
+// and country from jwt-claims' verified claims, and ask the store whether
+// that customer owns that subscription. Unknown and foreign subscriptions
+// are refused alike, and a store that cannot answer is a 503: never an
+// allow.
 
 import (
 	"context"
@@ -19,7 +20,6 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtclaims"
-	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/upstream"
 )
@@ -51,7 +51,7 @@ type Config struct {
 type Decider struct {
 	cfg      Config
 	patterns []Pattern
-	store    *ownership.Store
+	store    *Store
 	cache    *expirable.LRU[string, struct{}]
 	owned    []string // verified_header, when set
 }
@@ -72,7 +72,7 @@ func NewWith(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
 	check.Redis = redisconn.Config{Addresses: []string{"given"}} // rdb stands for the Redis settings
 	config.FillZero(&check.Redis)
 	errs := []error{config.Validate(&check)}
-	d := &Decider{cfg: cfg, store: ownership.NewStore(rdb, cfg.KeyPrefix)}
+	d := &Decider{cfg: cfg, store: NewStore(rdb, cfg.KeyPrefix)}
 	for _, p := range cfg.PathPatterns {
 		c, err := Compile(p)
 		if err != nil {
@@ -80,7 +80,7 @@ func NewWith(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
 			continue
 		}
 		if cfg.CountrySource == FromPath && !c.HasCountry() {
-			errs = append(errs, fmt.Errorf("country_source is path, but pattern %q has no %s", p, Country))
+			errs = append(errs, fmt.Errorf("country_source is path, but pattern %q has no %s", p, CountryPlaceholder))
 		}
 		d.patterns = append(d.patterns, c)
 	}
@@ -120,7 +120,7 @@ func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified
 	if err != nil || !ok {
 		return nil, denial.New(denial.SubscriptionIDInvalid, "the path carries no subscription id this route accepts")
 	}
-	id, err := ownership.ParseID(m.ID)
+	id, err := ParseID(m.ID)
 	if err != nil {
 		return nil, denial.New(denial.SubscriptionIDInvalid, "the subscription id in the path is not a canonical positive integer")
 	}
@@ -130,7 +130,7 @@ func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified
 	} else if d.cfg.CountryClaim != "" {
 		rawCountry, _ = v.String(d.cfg.CountryClaim)
 	}
-	country, err := ownership.Country(rawCountry)
+	country, err := Country(rawCountry)
 	if err != nil {
 		if d.cfg.CountrySource == FromPath {
 			return nil, denial.New(denial.SubscriptionIDInvalid, "the country in the path is not a two-letter code")
@@ -142,7 +142,7 @@ func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified
 	if d.cfg.CustomerIDClaim != "" {
 		rawCustomer, _ = v.String(d.cfg.CustomerIDClaim)
 	}
-	customer, err := ownership.ParseUUID(rawCustomer)
+	customer, err := ParseUUID(rawCustomer)
 	if err != nil {
 		return nil, denial.New(denial.SubscriptionForbidden, "") // a non-UUID customer owns nothing
 	}

@@ -1,11 +1,10 @@
-package ownercheck
+package ownership
 
 import (
 	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/subgate/subgate/pkg/ownership"
 )
 
 // FuzzFind feeds arbitrary paths to the subscription-id extraction: no
@@ -33,7 +32,7 @@ func FuzzFind(f *testing.F) {
 		if m.ID == "" || strings.Contains(m.ID, "/") || strings.Contains(m.Country, "/") {
 			t.Fatalf("%q read as id %q country %q", path, m.ID, m.Country)
 		}
-		if id, err := ownership.ParseID(m.ID); err == nil && strconv.FormatInt(id, 10) != m.ID {
+		if id, err := ParseID(m.ID); err == nil && strconv.FormatInt(id, 10) != m.ID {
 			t.Fatalf("%q: id %q accepted as %d, not its canonical spelling", path, m.ID, id)
 		}
 	})

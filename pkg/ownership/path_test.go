@@ -1,4 +1,4 @@
-package ownercheck
+package ownership
 
 import "testing"
 
