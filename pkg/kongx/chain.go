@@ -33,7 +33,7 @@ import (
 // ignored: the top-level one applies to the one decision subgate makes.
 type ChainConfig struct {
 	JWT       jwtclaims.Config    `json:"jwt" kong:"required" doc:"The jwt-claims check (always runs first): jwt-claims' config."`
-	Ownership *ownership.Config  `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
+	Ownership *ownership.Config   `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
 	Payment   *paytoken.Config    `json:"payment" doc:"The payment-token check, when present: payment-token's config."`
 	Identity  *usercontext.Config `json:"identity" doc:"The user-context check, when present: user-context's config."`
 	config.Decisions

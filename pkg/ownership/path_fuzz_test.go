@@ -4,7 +4,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
 )
 
 // FuzzFind feeds arbitrary paths to the subscription-id extraction: no
