@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/subgate/subgate/pkg/chain"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/jwtclaims"
-	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/usercontext"
@@ -20,7 +20,7 @@ var declarations = map[string]any{
 	"subscription-owner": ownership.Config{},
 	"payment-token":      paytoken.Config{},
 	"user-context":       usercontext.Config{},
-	"subgate":            kongx.ChainConfig{},
+	"subgate":            chain.Config{},
 }
 
 // The README's config tables are generated from the declarations: this

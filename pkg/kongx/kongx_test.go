@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/parser"
+	"go/token"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -191,6 +194,36 @@ func TestHeaderCountAtKongsLimitIsRefused(t *testing.T) {
 		d := checkHeaderCount(c.h)
 		if (d != nil) != c.deny || (d != nil && (d.Code != denial.TooManyHeaders || d.Status != 431)) {
 			t.Errorf("%s: got %+v, want deny=%v", c.name, d, c.deny)
+		}
+	}
+}
+
+// kongx is the Kong seam every plugin links: it must not import a check
+// that only some plugins make (subgate's combination lives in pkg/chain),
+// or every plugin binary carries, and exports the metrics of, all of them.
+// jwtclaims is the exception: its verified claims are the kong.ctx.shared
+// contract kongx stores and loads.
+func TestKongxImportsNoOtherCheck(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		parsed, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range parsed.Imports {
+			path := strings.Trim(imp.Path.Value, `"`)
+			for _, check := range []string{"chain", "ownership", "paytoken", "payevents", "usercontext"} {
+				if path == "github.com/subgate/subgate/pkg/"+check {
+					t.Errorf("%s imports %s", f, path)
+				}
+			}
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/subgate/subgate/pkg/chain"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/ownership"
@@ -25,7 +26,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Fatal(err)
 	}
 	id, _ := identity(b)
-	var c kongx.ChainConfig
+	var c chain.Config
 	config.Defaults(&c)
 	sec := jwtSection(nil)
 	raw, _ := json.Marshal(map[string]any{"jwt": sec, "ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}},
@@ -33,7 +34,7 @@ func BenchmarkDecide(b *testing.B) {
 	if err := config.Decode(raw, &c); err != nil {
 		b.Fatal(err)
 	}
-	ch, err := kongx.NewChain(c)
+	ch, err := chain.New(c)
 	if err != nil {
 		b.Fatal(err)
 	}

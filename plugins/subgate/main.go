@@ -3,7 +3,7 @@
 // access event, in the same order, each configured by its own section
 // (jwt required; ownership, payment, identity when present) with exactly
 // that plugin's config. The decisions are the same packages' (see
-// kongx.Chain); only the PDK traffic differs.
+// chain.Decider); only the PDK traffic differs.
 //
 // Allow path: at most 3 PDK calls (every request header; the path, only
 // with an ownership section; every owned upstream header, set or cleared).
@@ -15,6 +15,7 @@ import (
 
 	"github.com/Kong/go-pdk"
 
+	"github.com/subgate/subgate/pkg/chain"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/kongx"
@@ -23,30 +24,30 @@ import (
 // Name is the plugin name (and the binary's file name).
 const Name = "subgate"
 
-// Config is the route's plugin config: the declared kongx.ChainConfig and
+// Config is the route's plugin config: the declared chain.Config and
 // the decider built from it at instance start.
 type Config struct {
-	kongx.ChainConfig
-	gate *kongx.Gate[*kongx.Chain]
+	chain.Config
+	gate *kongx.Gate[*chain.Decider]
 }
 
 // New returns the declared defaults (absent sections stay absent).
 func New() any {
-	c := &Config{gate: kongx.Unstarted[*kongx.Chain](Name)}
-	config.Defaults(&c.ChainConfig)
+	c := &Config{gate: kongx.Unstarted[*chain.Decider](Name)}
+	config.Defaults(&c.Config)
 	return c
 }
 
 // UnmarshalJSON receives Kong's config at instance start and builds the
 // deciders once; a bad config is logged and denied on every request.
 func (c *Config) UnmarshalJSON(b []byte) error {
-	c.gate = kongx.Start(Name, b, &c.ChainConfig, kongx.NewChain)
+	c.gate = kongx.Start(Name, b, &c.Config, chain.New)
 	return nil
 }
 
 // Access runs the whole chain.
 func (c *Config) Access(kong *pdk.PDK) {
-	c.gate.Run(kong, func(d *kongx.Chain, rec *kongx.Record) *denial.Denial {
+	c.gate.Run(kong, func(d *chain.Decider, rec *kongx.Record) *denial.Denial {
 		headers, den := kongx.RequestHeaders(kong)
 		if den != nil {
 			return den
@@ -69,4 +70,4 @@ func (c *Config) Access(kong *pdk.PDK) {
 	})
 }
 
-func main() { kongx.Serve(Name, New, kongx.PrioritySubgate, kongx.ChainConfig{}) }
+func main() { kongx.Serve(Name, New, kongx.PrioritySubgate, chain.Config{}) }

@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/subgate/subgate/pkg/chain"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
@@ -96,7 +97,7 @@ func code(env *test.TestEnv) string {
 }
 
 func TestSchemaSectionsOptionalButJWT(t *testing.T) {
-	b, _ := json.Marshal(kongx.PluginSchema(Name, kongx.ChainConfig{}))
+	b, _ := json.Marshal(kongx.PluginSchema(Name, chain.Config{}))
 	for _, want := range []string{`"jwt":{"description"`, `"required":true,"type":"record"}}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("schema lacks %s", want)

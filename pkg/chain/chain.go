@@ -1,13 +1,13 @@
-package kongx
-
-// The subgate plugin's decision: the four checks of the plugin chain
-// (jwt-claims, subscription-owner, payment-token, user-context) in one
-// access event, in the chain's order, each by its own package's Decide. A
-// route moves from the chain to subgate by nesting each plugin's config
-// under its section; only how the request is read from and written to Kong
-// differs: one read of every header, the path when the ownership section is
-// present, one write of every owned upstream header, and the claims stay in
-// Go (no kong.ctx.shared).
+// Package chain is the subgate plugin's decision: the four checks of the
+// plugin chain (jwt-claims, subscription-owner, payment-token,
+// user-context) in one access event, in the chain's order, each by its own
+// package's Decide. A route moves from the chain to subgate by nesting each
+// plugin's config under its section; only how the request is read from and
+// written to Kong differs: one read of every header, the path when the
+// ownership section is present, one write of every owned upstream header,
+// and the claims stay in Go (no kong.ctx.shared). Only the subgate plugin
+// imports it, so the other plugins' binaries do not carry all four checks.
+package chain
 
 import (
 	"context"
@@ -21,17 +21,18 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/usercontext"
 )
 
-// ChainConfig is the subgate plugin's config, declared once (see
+// Config is the subgate plugin's config, declared once (see
 // pkg/config): each section is exactly the config of the plugin that does
 // the same job; a check runs only when its section is present. A section's
 // own log_decisions is accepted (a plugin's config nests unchanged) and
 // ignored: the top-level one applies to the one decision subgate makes.
-type ChainConfig struct {
+type Config struct {
 	JWT       jwtclaims.Config    `json:"jwt" kong:"required" doc:"The jwt-claims check (always runs first): jwt-claims' config."`
 	Ownership *ownership.Config   `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
 	Payment   *paytoken.Config    `json:"payment" doc:"The payment-token check, when present: payment-token's config."`
@@ -39,8 +40,8 @@ type ChainConfig struct {
 	config.Decisions
 }
 
-// Chain decides for one subgate route. Safe for concurrent use.
-type Chain struct {
+// Decider decides for one subgate route. Safe for concurrent use.
+type Decider struct {
 	jwt       *jwtclaims.Decider
 	ownership *ownership.Decider // nil: the section is absent
 	payment   *paytoken.Decider
@@ -48,16 +49,16 @@ type Chain struct {
 	owned     []string // every section's owned upstream headers, without duplicates
 }
 
-// NewChain builds the decider of every present section with that section's
+// New builds the decider of every present section with that section's
 // own constructor, reporting every problem at once, each under its section.
-func NewChain(c ChainConfig) (*Chain, error) {
+func New(c Config) (*Decider, error) {
 	var errs []error
 	section := func(name string, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
-	ch := &Chain{}
+	ch := &Decider{}
 	var err error
 	ch.jwt, err = jwtclaims.New(c.JWT)
 	section("jwt", err)
@@ -88,14 +89,14 @@ func NewChain(c ChainConfig) (*Chain, error) {
 	return ch, nil
 }
 
-func (c *Chain) ownershipOwned() []string {
+func (c *Decider) ownershipOwned() []string {
 	if c.ownership == nil {
 		return nil
 	}
 	return c.ownership.Owned()
 }
 
-func (c *Chain) identityOwned() []string {
+func (c *Decider) identityOwned() []string {
 	if c.identity == nil {
 		return nil
 	}
@@ -104,11 +105,11 @@ func (c *Chain) identityOwned() []string {
 
 // NeedsPath reports whether Decide needs the request path (the ownership
 // section is present).
-func (c *Chain) NeedsPath() bool { return c.ownership != nil }
+func (c *Decider) NeedsPath() bool { return c.ownership != nil }
 
 // Owned lists every upstream header the route owns, over all sections: the
 // plugin passes them to SetUpstream so client copies go.
-func (c *Chain) Owned() []string { return c.owned }
+func (c *Decider) Owned() []string { return c.owned }
 
 // Decide runs the present checks in the chain's order on the client's
 // headers (Kong's get_headers table: lower-case names; Decide may change
@@ -120,7 +121,7 @@ func (c *Chain) Owned() []string { return c.owned }
 // plugin's kong.service.request.set_headers changes the headers the next
 // plugin reads, so each section's upstream headers are applied to headers
 // before the next section reads them.
-func (c *Chain) Decide(ctx context.Context, headers map[string][]string, path string, rec *Record) (map[string]string, *denial.Denial) {
+func (c *Decider) Decide(ctx context.Context, headers map[string][]string, path string, rec *kongx.Record) (map[string]string, *denial.Denial) {
 	up := make(map[string]string, len(c.owned))
 	apply := func(owned []string, values map[string]string) {
 		for _, h := range owned {
