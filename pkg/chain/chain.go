@@ -30,8 +30,8 @@ import (
 // Config is the subgate plugin's config, declared once (see
 // pkg/config): each section is exactly the config of the plugin that does
 // the same job; a check runs only when its section is present. A section's
-// own log_decisions is accepted (a plugin's config nests unchanged) and
-// ignored: the top-level one applies to the one decision subgate makes.
+// own log_decisions (a plugin's config nests unchanged) must stay at its
+// default: the top-level one applies to the one decision subgate makes.
 type Config struct {
 	JWT       jwtclaims.Config    `json:"jwt" kong:"required" doc:"The jwt-claims check (always runs first): jwt-claims' config."`
 	Ownership *ownership.Config   `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
@@ -58,21 +58,35 @@ func New(c Config) (*Decider, error) {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
 	}
+	// A section's own log_decisions would be ignored (the top-level one
+	// governs subgate's one decision): anything but the default is refused
+	// rather than silently not applied.
+	var def config.Decisions
+	config.Defaults(&def)
+	decisions := func(name string, d config.Decisions) {
+		if d != def {
+			section(name, fmt.Errorf("log_decisions %q: set log_decisions at the top level of subgate's config; a section's is not used", d.LogDecisions))
+		}
+	}
 	ch := &Decider{}
 	var err error
 	ch.jwt, err = jwtclaims.New(c.JWT)
 	section("jwt", err)
+	decisions("jwt", c.JWT.Decisions)
 	if c.Ownership != nil {
 		ch.ownership, err = ownership.New(*c.Ownership)
 		section("ownership", err)
+		decisions("ownership", c.Ownership.Decisions)
 	}
 	if c.Payment != nil {
 		ch.payment, err = paytoken.New(*c.Payment)
 		section("payment", err)
+		decisions("payment", c.Payment.Decisions)
 	}
 	if c.Identity != nil {
 		ch.identity, err = usercontext.New(*c.Identity)
 		section("identity", err)
+		decisions("identity", c.Identity.Decisions)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -175,6 +175,7 @@ func TestMisconfiguredSections(t *testing.T) {
 		"no jwt key":       {},
 		"identity no url":  {"jwt": jwtSection(nil), "identity": map[string]any{"method": "GET"}},
 		"ownership no rdb": {"jwt": jwtSection(nil), "ownership": map[string]any{"path_patterns": []string{"/s/{subscription_id}"}}},
+		"a section's log_decisions": {"jwt": jwtSection(map[string]any{"log_decisions": "all"})},
 	} {
 		c := kongxtest.Config[*Config](t, New, set)
 		if c.gate.Err() == nil {
