@@ -172,9 +172,9 @@ func TestOwnershipSection(t *testing.T) {
 
 func TestMisconfiguredSections(t *testing.T) {
 	for name, set := range map[string]map[string]any{
-		"no jwt key":       {},
-		"identity no url":  {"jwt": jwtSection(nil), "identity": map[string]any{"method": "GET"}},
-		"ownership no rdb": {"jwt": jwtSection(nil), "ownership": map[string]any{"path_patterns": []string{"/s/{subscription_id}"}}},
+		"no jwt key":                {},
+		"identity no url":           {"jwt": jwtSection(nil), "identity": map[string]any{"method": "GET"}},
+		"ownership no rdb":          {"jwt": jwtSection(nil), "ownership": map[string]any{"path_patterns": []string{"/s/{subscription_id}"}}},
 		"a section's log_decisions": {"jwt": jwtSection(map[string]any{"log_decisions": "all"})},
 	} {
 		c := kongxtest.Config[*Config](t, New, set)
