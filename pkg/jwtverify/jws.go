@@ -79,7 +79,7 @@ func checkJWS(raw string, header map[string]any, want string) error {
 		if err != nil || !utf8.Valid(b) {
 			return refuse(Malformed, "token is not a well-formed JWT")
 		}
-		if err := uniqueMembers(json.NewDecoder(bytes.NewReader(b))); err != nil {
+		if err := uniqueMembers(b); err != nil {
 			return refuse(Malformed, "the token repeats a JSON member name")
 		}
 	}
@@ -103,43 +103,151 @@ func checkType(header map[string]any, want string) error {
 	return nil
 }
 
-var errDuplicate = errors.New("duplicate member name")
+var (
+	errDuplicate = errors.New("duplicate member name")
+	errJSON      = errors.New("not one JSON value")
+)
 
-// uniqueMembers walks one JSON value and fails on an object that repeats a
-// member name, at any depth.
-func uniqueMembers(d *json.Decoder) error {
-	t, err := d.Token()
-	if err != nil {
+// maxJSONDepth is encoding/json's nesting limit: golang-jwt has already
+// refused anything deeper.
+const maxJSONDepth = 10000
+
+// uniqueMembers fails on a JSON text with an object that repeats a member
+// name, at any depth; names are compared decoded ("a" and "\u0061" are one
+// name). It scans the bytes itself: encoding/json's token reader cost more
+// than half of an uncached HS256 verification. Only names with escapes
+// are decoded (by encoding/json); the others are compared in place.
+func uniqueMembers(b []byte) error {
+	s := jsonScan{b: b}
+	if err := s.value(0); err != nil {
 		return err
 	}
-	delim, ok := t.(json.Delim)
-	if !ok {
-		return nil
+	if s.ws(); s.i != len(s.b) {
+		return errJSON
 	}
-	switch delim {
+	return nil
+}
+
+type jsonScan struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScan) ws() {
+	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
+		s.i++
+	}
+}
+
+// next skips white space and reports the next byte (0 at the end).
+func (s *jsonScan) next() byte {
+	if s.ws(); s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScan) value(depth int) error {
+	if depth > maxJSONDepth {
+		return errJSON
+	}
+	switch s.next() {
 	case '{':
-		seen := map[string]bool{}
-		for d.More() {
-			k, err := d.Token()
+		s.i++
+		var names [][]byte
+		if s.next() == '}' {
+			s.i++
+			return nil
+		}
+		for {
+			if s.next() != '"' {
+				return errJSON
+			}
+			name, err := s.str()
 			if err != nil {
 				return err
 			}
-			name, _ := k.(string)
-			if seen[name] {
-				return errDuplicate
+			for _, n := range names {
+				if bytes.Equal(n, name) {
+					return errDuplicate
+				}
 			}
-			seen[name] = true
-			if err := uniqueMembers(d); err != nil {
+			names = append(names, name)
+			if s.next() != ':' {
+				return errJSON
+			}
+			s.i++
+			if err := s.value(depth + 1); err != nil {
 				return err
+			}
+			switch s.next() {
+			case ',':
+				s.i++
+			case '}':
+				s.i++
+				return nil
+			default:
+				return errJSON
 			}
 		}
 	case '[':
-		for d.More() {
-			if err := uniqueMembers(d); err != nil {
+		s.i++
+		if s.next() == ']' {
+			s.i++
+			return nil
+		}
+		for {
+			if err := s.value(depth + 1); err != nil {
 				return err
 			}
+			switch s.next() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return nil
+			default:
+				return errJSON
+			}
+		}
+	case '"':
+		_, err := s.str()
+		return err
+	case 0:
+		return errJSON
+	default: // a number, true, false or null: up to the next delimiter
+		start := s.i
+		for s.i < len(s.b) && !strings.ContainsRune(",]} \t\n\r:{[\"", rune(s.b[s.i])) {
+			s.i++
+		}
+		if s.i == start {
+			return errJSON
+		}
+		return nil
+	}
+}
+
+// str reads the string at s.i (an opening quote) and returns its decoded
+// bytes: the raw bytes when it holds no escape.
+func (s *jsonScan) str() ([]byte, error) {
+	start, escaped := s.i, false
+	for s.i++; s.i < len(s.b); s.i++ {
+		switch s.b[s.i] {
+		case '\\':
+			escaped = true
+			s.i++ // the escaped byte (a \u's hex digits are plain bytes)
+		case '"':
+			s.i++
+			raw := s.b[start:s.i]
+			if !escaped {
+				return raw[1 : len(raw)-1], nil
+			}
+			var v string
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return nil, errJSON
+			}
+			return []byte(v), nil
 		}
 	}
-	_, err = d.Token() // the closing delimiter
-	return err
+	return nil, errJSON
 }
