@@ -58,24 +58,7 @@ func LaunchCluster(bin, cli, dir string, o ClusterOptions) (_ *Cluster, err erro
 		if err := os.MkdirAll(ndir, 0o700); err != nil {
 			return nil, err
 		}
-		bus, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		_, busPort, _ := net.SplitHostPort(bus)
-		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-			"--cluster-port", busPort, // explicit: port+10000 may be past 65535 for an ephemeral port
-			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
-			// A replica may always take over, however long its link was down:
-			// the tests kill primaries on purpose.
-			"--cluster-replica-validity-factor", "0",
-			// Only the slots of a failed primary stop answering, not all
-			// 16384 (the README recommends the same for production).
-			"--cluster-require-full-coverage", "no",
-			// A rejoining node syncs at once, not after the default 5 s.
-			"--repl-diskless-sync-delay", "0",
-		}, o.Extra...)
-		s, err := Launch(bin, ndir, args...)
+		s, err := launchNode(bin, ndir, o)
 		if err != nil {
 			return nil, err
 		}
@@ -92,6 +75,36 @@ func LaunchCluster(bin, cli, dir string, o ClusterOptions) (_ *Cluster, err erro
 		return nil, err
 	}
 	return c, nil
+}
+
+// launchNode starts one cluster node in dir, on another cluster-bus port
+// when the one picked was taken meanwhile (see Launch).
+func launchNode(bin, dir string, o ClusterOptions) (*Server, error) {
+	var err error
+	for range 5 {
+		var bus string
+		if bus, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		_, busPort, _ := net.SplitHostPort(bus)
+		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-port", busPort, // explicit: port+10000 may be past 65535 for an ephemeral port
+			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
+			// A replica may always take over, however long its link was down:
+			// the tests kill primaries on purpose.
+			"--cluster-replica-validity-factor", "0",
+			// Only the slots of a failed primary stop answering, not all
+			// 16384 (the README recommends the same for production).
+			"--cluster-require-full-coverage", "no",
+			// A rejoining node syncs at once, not after the default 5 s.
+			"--repl-diskless-sync-delay", "0",
+		}, o.Extra...)
+		var s *Server
+		if s, err = Launch(bin, dir, args...); !errors.Is(err, ErrExited) {
+			return s, err
+		}
+	}
+	return nil, err
 }
 
 // StartCluster runs a cluster for a test and stops it when the test ends.

@@ -10,6 +10,7 @@ package redistest
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -22,27 +23,42 @@ import (
 
 // Server is a running redis-server or Sentinel.
 type Server struct {
-	Addr string
-	Dir  string
-	args []string // command line after the binary, to restart
-	bin  string
-	cmd  *exec.Cmd
+	Addr   string
+	Dir    string
+	args   []string // command line after the binary, to restart
+	bin    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited (its one Wait)
 }
 
 // Launch runs redis-server from bin in dir on a free loopback port, with
 // persistence off (tests and demos want speed, not durability) and extra
 // "--name value" arguments appended.
+//
+// A free port is free only until someone binds it: tests in other packages
+// pick ports at the same time, so a server that exits at start (its port
+// taken meanwhile) is started again on another port, a few times.
 func Launch(bin, dir string, extra ...string) (*Server, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
+	var err error
+	for range 5 {
+		var addr string
+		if addr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		_, port, _ := net.SplitHostPort(addr)
+		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, extra...)
+		s := &Server{Addr: addr, Dir: dir, bin: bin, args: args}
+		if err = s.start(); !errors.Is(err, ErrExited) {
+			return s, err
+		}
 	}
-	_, port, _ := net.SplitHostPort(addr)
-	args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
-		"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, extra...)
-	s := &Server{Addr: addr, Dir: dir, bin: bin, args: args}
-	return s, s.start()
+	return nil, err
 }
+
+// ErrExited is a server that exited while starting (a port taken, a bad
+// argument): its log says why.
+var ErrExited = errors.New("redistest: the server exited while starting")
 
 // LaunchSentinel runs a Sentinel in dir that monitors master under name with
 // a quorum of one; clients configured with that master name find the master
@@ -70,13 +86,23 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
+	defer logf.Close() // the child has its own descriptor
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", s.bin, err)
 	}
-	s.cmd = cmd
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			s.cmd = nil
+			log, _ := os.ReadFile(filepath.Join(s.Dir, "redis.log"))
+			return fmt.Errorf("%w: %s on %s; log:\n%s", ErrExited, s.bin, s.Addr, log)
+		default:
+		}
 		if pingOK(s.Addr) {
 			return nil
 		}
@@ -91,7 +117,7 @@ func (s *Server) start() error {
 func (s *Server) Stop() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		<-s.exited
 		s.cmd = nil
 	}
 }
