@@ -77,10 +77,7 @@ func goodClaims() jwt.MapClaims {
 // test environment for assertions.
 func run(t *testing.T, c *Config, headers http.Header) *test.TestEnv {
 	t.Helper()
-	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example/subscriptions/1/deliveries", Headers: headers})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := kongxtest.Request(t, "/subscriptions/1/deliveries", headers)
 	env.DoHttps(c)
 	return env
 }

@@ -80,20 +80,9 @@ func identity(t testing.TB) (*httptest.Server, func() http.Header) {
 
 func run(t *testing.T, c *Config, path string, h http.Header) *test.TestEnv {
 	t.Helper()
-	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example" + path, Headers: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := kongxtest.Request(t, path, h)
 	env.DoHttps(c)
 	return env
-}
-
-func code(env *test.TestEnv) string {
-	var b struct {
-		Code string `json:"code"`
-	}
-	_ = json.Unmarshal(env.ClientRes.Body, &b)
-	return b.Code
 }
 
 func TestSchemaSectionsOptionalButJWT(t *testing.T) {
@@ -140,7 +129,7 @@ func TestJWTThenIdentitySeesTheChainsHeaders(t *testing.T) {
 		t.Fatalf("subgate wrote kong.ctx.shared: %v", env.Ctx.Store)
 	}
 	env = run(t, c, "/coach", http.Header{"X-Customer-Id": {alice}})
-	if env.ClientRes.Status != 401 || code(env) != "token_missing" {
+	if env.ClientRes.Status != 401 || kongxtest.Code(t, env) != "token_missing" {
 		t.Fatalf("no token: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 }
@@ -165,7 +154,7 @@ func TestOwnershipSection(t *testing.T) {
 	if env.ClientRes.Status != 200 || env.ServiceReq.Headers.Get("X-Subscription-Verified") != "DE:1234" {
 		t.Fatalf("%d %s %v", env.ClientRes.Status, env.ClientRes.Body, env.ServiceReq.Headers)
 	}
-	if env = run(t, c, "/subscriptions/5678", h); env.ClientRes.Status != 403 || code(env) != "subscription_forbidden" {
+	if env = run(t, c, "/subscriptions/5678", h); env.ClientRes.Status != 403 || kongxtest.Code(t, env) != "subscription_forbidden" {
 		t.Fatalf("foreign: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 }
@@ -183,7 +172,7 @@ func TestMisconfiguredSections(t *testing.T) {
 			continue
 		}
 		env := run(t, c, "/x", http.Header{"Authorization": {"Bearer " + token(t, alice)}})
-		if env.ClientRes.Status != 500 || code(env) != "plugin_misconfigured" {
+		if env.ClientRes.Status != 500 || kongxtest.Code(t, env) != "plugin_misconfigured" {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}

@@ -45,27 +45,13 @@ func seed(t *testing.T, addr, country string, id int64, customer string) {
 
 func run(t *testing.T, c *Config, path string, v *jwtclaims.Verified, h http.Header) *test.TestEnv {
 	t.Helper()
-	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example" + path, Headers: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := kongxtest.Request(t, path, h)
 	if v != nil {
 		s, _ := jwtclaims.Encode(v)
 		env.Ctx.Store[jwtclaims.SharedKey] = s
 	}
 	env.DoHttps(c)
 	return env
-}
-
-func body(t *testing.T, env *test.TestEnv) (code string) {
-	t.Helper()
-	var b struct {
-		Code string `json:"code"`
-	}
-	if err := json.Unmarshal(env.ClientRes.Body, &b); err != nil {
-		t.Fatalf("body %q", env.ClientRes.Body)
-	}
-	return b.Code
 }
 
 func redisCfg(addr string) map[string]any {
@@ -85,7 +71,7 @@ func TestPlugin(t *testing.T) {
 	foreign := run(t, c, "/subscriptions/1234/deliveries", bobv, nil)
 	unknown := run(t, c, "/subscriptions/4321/deliveries", bobv, nil)
 	for _, env := range []*test.TestEnv{foreign, unknown} {
-		if env.ClientRes.Status != 403 || body(t, env) != "subscription_forbidden" {
+		if env.ClientRes.Status != 403 || kongxtest.Code(t, env) != "subscription_forbidden" {
 			t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}
@@ -99,17 +85,17 @@ func TestPlugin(t *testing.T) {
 	if strip(foreign.ClientRes.Body) != strip(unknown.ClientRes.Body) {
 		t.Fatal("foreign and unknown subscriptions read differently")
 	}
-	if env := run(t, c, "/subscriptions/01234/deliveries", alicev, nil); env.ClientRes.Status != 400 || body(t, env) != "subscription_id_invalid" {
+	if env := run(t, c, "/subscriptions/01234/deliveries", alicev, nil); env.ClientRes.Status != 400 || kongxtest.Code(t, env) != "subscription_id_invalid" {
 		t.Fatalf("odd path: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	// No jwt-claims before us: 401, whatever the client's headers claim.
 	spoof := http.Header{"X-Customer-Id": {alice}, "X-Country": {"DE"}}
-	if env := run(t, c, "/subscriptions/1234/deliveries", nil, spoof); env.ClientRes.Status != 401 || body(t, env) != "claims_missing" {
+	if env := run(t, c, "/subscriptions/1234/deliveries", nil, spoof); env.ClientRes.Status != 401 || kongxtest.Code(t, env) != "claims_missing" {
 		t.Fatalf("no claims: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	m.Close()
 	env := run(t, c, "/subscriptions/1234/deliveries", alicev, nil)
-	if env.ClientRes.Status != 503 || body(t, env) != "ownership_unavailable" || env.ClientRes.Headers.Get("Retry-After") != "1" {
+	if env.ClientRes.Status != 503 || kongxtest.Code(t, env) != "ownership_unavailable" || env.ClientRes.Headers.Get("Retry-After") != "1" {
 		t.Fatalf("redis down: %d %s %v", env.ClientRes.Status, env.ClientRes.Body, env.ClientRes.Headers)
 	}
 }
@@ -133,7 +119,7 @@ func TestMisconfigured(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			env := run(t, kongConfig(t, set), "/subscriptions/1", &jwtclaims.Verified{CustomerID: alice, Country: "DE"}, nil)
-			if env.ClientRes.Status != 500 || body(t, env) != "plugin_misconfigured" {
+			if env.ClientRes.Status != 500 || kongxtest.Code(t, env) != "plugin_misconfigured" {
 				t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 			}
 		})

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,20 +42,9 @@ func kongConfig(t *testing.T, set map[string]any) *Config {
 
 func run(t *testing.T, c *Config, h http.Header) *test.TestEnv {
 	t.Helper()
-	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example/coach", Headers: h})
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := kongxtest.Request(t, "/coach", h)
 	env.DoHttps(c)
 	return env
-}
-
-func code(env *test.TestEnv) string {
-	var b struct {
-		Code string `json:"code"`
-	}
-	_ = json.Unmarshal(env.ClientRes.Body, &b)
-	return b.Code
 }
 
 func TestForwardsContextAndOwnsHeaders(t *testing.T) {
@@ -80,15 +68,15 @@ func TestForwardsContextAndOwnsHeaders(t *testing.T) {
 	}
 	// A caller never seen before gets 503.
 	env = run(t, c, http.Header{"Authorization": {"Bearer bob"}})
-	if env.ClientRes.Status != 503 || code(env) != "identity_unavailable" || env.ClientRes.Headers.Get("Retry-After") == "" {
+	if env.ClientRes.Status != 503 || kongxtest.Code(t, env) != "identity_unavailable" || env.ClientRes.Headers.Get("Retry-After") == "" {
 		t.Fatalf("never seen: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	mode.Store(401)
-	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 401 || code(env) != "identity_unauthorized" {
+	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 401 || kongxtest.Code(t, env) != "identity_unauthorized" {
 		t.Fatalf("401: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	mode.Store(408)
-	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 504 || code(env) != "identity_timeout" {
+	if env = run(t, c, http.Header{"Authorization": {"Bearer alice"}}); env.ClientRes.Status != 504 || kongxtest.Code(t, env) != "identity_timeout" {
 		t.Fatalf("408: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 }
@@ -101,7 +89,7 @@ func TestMisconfigured(t *testing.T) {
 		"empty fwd":  {"identity_url": "http://127.0.0.1:1", "forward_headers": []string{""}},
 	} {
 		env := run(t, kongConfig(t, set), http.Header{"Authorization": {"Bearer a"}})
-		if env.ClientRes.Status != 500 || code(env) != "plugin_misconfigured" {
+		if env.ClientRes.Status != 500 || kongxtest.Code(t, env) != "plugin_misconfigured" {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}

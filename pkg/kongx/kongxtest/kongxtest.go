@@ -4,10 +4,12 @@ package kongxtest
 
 import (
 	"encoding/json"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/Kong/go-pdk/test"
 	"github.com/subgate/subgate/pkg/kongx"
 )
 
@@ -90,4 +92,28 @@ func merge(def, given any) any {
 		out[k] = v
 	}
 	return out
+}
+
+// Request is a GET of path on https://gw.example with headers h, in
+// go-pdk's test harness; run a plugin on it with env.DoHttps(config).
+func Request(t *testing.T, path string, h http.Header) *test.TestEnv {
+	t.Helper()
+	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example" + path, Headers: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// Code is the denial code of the client's response; a body that is not
+// JSON fails the test.
+func Code(t *testing.T, env *test.TestEnv) string {
+	t.Helper()
+	var b struct {
+		Code string `json:"code"`
+	}
+	if err := json.Unmarshal(env.ClientRes.Body, &b); err != nil {
+		t.Fatalf("body %q is not JSON", env.ClientRes.Body)
+	}
+	return b.Code
 }
