@@ -10,26 +10,18 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/subgate/subgate/docker/demosvc"
 	"github.com/subgate/subgate/pkg/jwtverify"
 )
 
 // Rows of pkg/jwtverify/testdata/conformance.md that only the binary in
 // the stand-in can show: what reaches the client and what is read.
 func conformanceGateway(t *testing.T) *observed {
-	upstream := httptest.NewServer(demosvc.Echo())
-	t.Cleanup(upstream.Close)
-	return observe(t, fmt.Sprintf(`_format_version: "3.0"
-services:
-  - name: echo
-    url: %s
-    routes:
-      - name: r
+	return observeEcho(t, fmt.Sprintf(`      - name: r
         paths: [/r]
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}]}
-`, upstream.URL, obsSecret), "jwt-claims")
+`, obsSecret), "jwt-claims")
 }
 
 // RFC 6750 2.2 and 2.3 are MAYs subgate does not take: a token in a form

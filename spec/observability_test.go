@@ -51,6 +51,15 @@ func observe(t *testing.T, yml string, plugins ...string) *observed {
 	return o
 }
 
+// observeEcho is observe on one service, the echo upstream, whose routes
+// list is routes (YAML).
+func observeEcho(t *testing.T, routes string, plugins ...string) *observed {
+	t.Helper()
+	upstream := httptest.NewServer(demosvc.Echo())
+	t.Cleanup(upstream.Close)
+	return observe(t, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes), plugins...)
+}
+
 func (o *observed) do(t *testing.T, path, token string) (*httptest.ResponseRecorder, *kongsim.Request) {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -169,21 +178,14 @@ services:
 // plugin writes it through kong.log.warn inside the request, once per
 // interval however many requests fail, while its own output stays at INFO.
 func TestRedisOutageVisibleAtNotice(t *testing.T) {
-	upstream := httptest.NewServer(demosvc.Echo())
-	defer upstream.Close()
-	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
-services:
-  - name: echo
-    url: %s
-    routes:
-      - name: subs
+	o := observeEcho(t, fmt.Sprintf(`      - name: subs
         paths: [/subscriptions]
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}]}
           - name: subscription-owner
             config: {redis: {addresses: ["127.0.0.1:1"]}}
-`, upstream.URL, obsSecret), "jwt-claims", "subscription-owner")
+`, obsSecret), "jwt-claims", "subscription-owner")
 	tok := obsToken(t, time.Hour)
 	for i := 0; i < 5; i++ {
 		rec, _ := o.do(t, "/subscriptions/1234", tok)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/subgate/subgate/docker/demosvc"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/redistest"
 )
@@ -27,14 +26,7 @@ import (
 // 6750 2.2 and 2.3 are MAYs: only the header and the configured cookie are
 // read), so such a request has no token.
 func TestRequestShapes(t *testing.T) {
-	upstream := httptest.NewServer(demosvc.Echo())
-	defer upstream.Close()
-	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
-services:
-  - name: echo
-    url: %s
-    routes:
-      - name: header
+	o := observeEcho(t, fmt.Sprintf(`      - name: header
         paths: [/h]
         plugins:
           - name: jwt-claims
@@ -49,7 +41,7 @@ services:
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}], token_cookie: sid}
-`, upstream.URL, obsSecret, obsSecret, obsSecret), "jwt-claims")
+`, obsSecret, obsSecret, obsSecret), "jwt-claims")
 	good, other := obsToken(t, time.Hour), obsToken(t, 2*time.Hour)
 	for _, c := range []struct {
 		name, path string
@@ -156,20 +148,13 @@ func padded(n int, name string, values ...string) map[string][]string {
 // padding bytes or a token elsewhere (query, body) are not a token.
 func TestPaymentTokenRequestShapes(t *testing.T) {
 	rdb := redistest.Start(t)
-	upstream := httptest.NewServer(demosvc.Echo())
-	defer upstream.Close()
 	key := ed25519.NewKeyFromSeed([]byte("subgate-spec-only-ed25519-seed!!"))
 	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
-services:
-  - name: echo
-    url: %s
-    routes:
-      - name: paid
+	o := observeEcho(t, fmt.Sprintf(`      - name: paid
         paths: [/p]
         plugins:
           - name: jwt-claims
@@ -181,7 +166,7 @@ services:
               audiences: [subgate]
               required_entitlements: [coach]
               redis: {addresses: [%q]}
-`, upstream.URL, obsSecret, pub, rdb.Addr), "jwt-claims", "payment-token")
+`, obsSecret, pub, rdb.Addr), "jwt-claims", "payment-token")
 	iss, err := paytoken.NewIssuer(paytoken.IssuerOptions{Key: key, Kid: "pay", Issuer: "https://payments.example", Audience: "subgate"})
 	if err != nil {
 		t.Fatal(err)
