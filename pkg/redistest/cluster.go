@@ -77,17 +77,16 @@ func LaunchCluster(bin, cli, dir string, o ClusterOptions) (_ *Cluster, err erro
 	return c, nil
 }
 
-// launchNode starts one cluster node in dir, on another cluster-bus port
-// when the one picked was taken meanwhile (see Launch).
+// launchNode starts one cluster node in dir, on other ports when the ones
+// picked were taken meanwhile (see Launch).
 func launchNode(bin, dir string, o ClusterOptions) (*Server, error) {
-	var err error
-	for range 5 {
-		var bus string
-		if bus, err = freeAddr(); err != nil {
+	return launch(bin, dir, func() ([]string, error) {
+		bus, err := freeAddr()
+		if err != nil {
 			return nil, err
 		}
 		_, busPort, _ := net.SplitHostPort(bus)
-		args := append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		return append([]string{"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", busPort, // explicit: port+10000 may be past 65535 for an ephemeral port
 			"--cluster-node-timeout", strconv.FormatInt(o.NodeTimeout.Milliseconds(), 10),
 			// A replica may always take over, however long its link was down:
@@ -98,13 +97,8 @@ func launchNode(bin, dir string, o ClusterOptions) (*Server, error) {
 			"--cluster-require-full-coverage", "no",
 			// A rejoining node syncs at once, not after the default 5 s.
 			"--repl-diskless-sync-delay", "0",
-		}, o.Extra...)
-		var s *Server
-		if s, err = Launch(bin, dir, args...); !errors.Is(err, ErrExited) {
-			return s, err
-		}
-	}
-	return nil, err
+		}, o.Extra...), nil
+	})
 }
 
 // StartCluster runs a cluster for a test and stops it when the test ends.

@@ -39,15 +39,25 @@ type Server struct {
 // pick ports at the same time, so a server that exits at start (its port
 // taken meanwhile) is started again on another port, a few times.
 func Launch(bin, dir string, extra ...string) (*Server, error) {
+	return launch(bin, dir, func() ([]string, error) { return extra, nil })
+}
+
+// launch is Launch with the extra arguments made anew for each attempt (a
+// cluster node picks a new cluster-bus port too).
+func launch(bin, dir string, extra func() ([]string, error)) (*Server, error) {
 	var err error
 	for range 5 {
 		var addr string
+		var more []string
 		if addr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		if more, err = extra(); err != nil {
 			return nil, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
 		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, extra...)
+			"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, more...)
 		s := &Server{Addr: addr, Dir: dir, bin: bin, args: args}
 		if err = s.start(); !errors.Is(err, ErrExited) {
 			return s, err
