@@ -31,7 +31,8 @@ help:
 build:
 	@mkdir -p $(BIN)
 	@for p in $(PLUGINS); do $(GO) build -trimpath -o $(BIN)/$$p ./plugins/$$p || exit 1; done
-	@echo "built: $(PLUGINS) -> $(BIN)"
+	@$(GO) build -trimpath -o $(BIN)/subgate-pluginservers ./docker/subgate-pluginservers
+	@echo "built: $(PLUGINS) subgate-pluginservers -> $(BIN)"
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -70,9 +70,11 @@ EOF
 
 # The build stages' commands, run with the local Go toolchain.
 for p in $(ls plugins); do CGO_ENABLED=0 go build -trimpath -o "$tmp/$p" "./plugins/$p" || fail "plugin $p does not build"; done
-for p in identity payment echo ownership-import; do CGO_ENABLED=0 go build -trimpath -o "$tmp/$p" "./docker/$p" || fail "demo program $p does not build"; done
+for p in identity payment echo ownership-import subgate-pluginservers; do CGO_ENABLED=0 go build -trimpath -o "$tmp/$p" "./docker/$p" || fail "program $p does not build"; done
 
-# kong/plugins.env: each plugin server exists, is queried and started.
+# kong/plugins.env: each plugin server exists, is queried by Kong and
+# started by subgate-pluginservers (never by Kong: its Admin API's GET /
+# answers 500 in Kong 3.9 when it does).
 # An env file takes values verbatim (spaces included), so it is read, not sourced.
 while IFS='=' read -r k v; do export "$k=$v"; done < <(grep -E '^[A-Z_]+=' kong/plugins.env)
 # compose's environment would silently win over its env_file.
@@ -85,14 +87,19 @@ metrics_ports=" "
 for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
   [ -d "plugins/$name" ] || fail "plugins.env names $name, but plugins/$name does not exist"
   var=$(echo "$name" | tr 'a-z-' 'A-Z_')
-  for kind in START_CMD QUERY_CMD; do
-    v="KONG_PLUGINSERVER_${var}_${kind}"; [ -n "${!v:-}" ] || fail "$v is not set"
+  for v in "KONG_PLUGINSERVER_${var}_SOCKET" "KONG_PLUGINSERVER_${var}_QUERY_CMD" "SUBGATE_PLUGINSERVER_${var}_START_CMD"; do
+    [ -n "${!v:-}" ] || fail "$v is not set"
   done
+  v="KONG_PLUGINSERVER_${var}_START_CMD"; [ -z "${!v:-}" ] || fail "$v is set: Kong would start $name itself (subgate-pluginservers starts it)"
+  v="KONG_PLUGINSERVER_${var}_SOCKET"; [ "${!v}" = "/var/run/subgate/$name.socket" ] || fail "$v is ${!v}, want /var/run/subgate/$name.socket (the image's socket directory)"
+  v="KONG_PLUGINSERVER_${var}_QUERY_CMD"; [ "${!v}" = "/usr/local/lib/subgate/$name -dump" ] || fail "$v is ${!v}, want /usr/local/lib/subgate/$name -dump (where the image puts it)"
   [[ ",$KONG_PLUGINS," == *",$name,"* ]] || fail "$name is not in KONG_PLUGINS"
   # What Kong runs as the query command must print the plugin's info.
   "$tmp/$name" -dump | grep -q "\"Name\":\"$name\"" || fail "$name -dump does not describe $name"
   # Server-wide settings are start-command flags; one metrics port per server.
-  start="KONG_PLUGINSERVER_${var}_START_CMD"; start=${!start}
+  start="SUBGATE_PLUGINSERVER_${var}_START_CMD"; start=${!start}
+  [[ $start == "/usr/local/lib/subgate/$name -kong-prefix /var/run/subgate "* ]] ||
+    fail "$name's start command does not run /usr/local/lib/subgate/$name with -kong-prefix /var/run/subgate (its socket's directory)"
   [[ $start =~ (^|[[:space:]])-metrics-addr[[:space:]]+([^[:space:]]+):(954[2-6])($|[[:space:]]) ]] ||
     fail "$name's start command has no -metrics-addr HOST:PORT with PORT in 9542..9546"
   port=${BASH_REMATCH[3]}
@@ -107,6 +114,10 @@ for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
     fail "$name's start command passes $flag, which $name does not define"
   done
 done
+grep -qE '^COPY --from=build /out/lib/ /usr/local/lib/subgate/$' docker/Dockerfile || fail "docker/Dockerfile does not put the plugins in /usr/local/lib/subgate"
+grep -qE '^ENTRYPOINT \["/usr/local/bin/subgate-pluginservers", .*"--", "/docker-entrypoint.sh"\]$' docker/Dockerfile ||
+  fail "docker/Dockerfile's entrypoint is not subgate-pluginservers ... -- /docker-entrypoint.sh"
+usage=$("$tmp/subgate-pluginservers" -h 2>&1 || true); grep -q -- "-health-addr" <<<"$usage" || fail "subgate-pluginservers has no -health-addr"
 for name in $(ls plugins); do
   [[ ",$KONG_PLUGINSERVER_NAMES," == *",$name,"* ]] || fail "plugin $name is not in KONG_PLUGINSERVER_NAMES"
   [[ ",$KONG_PLUGINS," == *",$name,"* ]] || fail "plugin $name is not in KONG_PLUGINS"
@@ -183,6 +194,10 @@ for name, s in svcs.items():
         if host in seen:  # 0.0.0.0:P and 127.0.0.1:P cannot both bind
             err(f"host port {host} is published by {seen[host]} and {name}")
         seen[host] = name
+        # The demo's services (its identity issues tokens to anyone) stay on
+        # the host's loopback, as the README says.
+        if ip not in ("127.0.0.1", "::1", "[::1]"):
+            err(f"{name} publishes host port {host} on every interface ({ip or '0.0.0.0'}); bind it to 127.0.0.1")
         if name != "kong" and host in (8000, 8001, 8002):
             err(f"{name} publishes host port {host}, one of Kong's (8000 proxy, 8001 Admin API, 8002 Kong Manager)")
 kenv = {k: str(v) for k, v in svcs["kong"].get("environment", {}).items()}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,9 +30,10 @@ const (
 // world is one run of the specs: the stack plus what the specs observe.
 type world struct {
 	*stack.Stack
-	gw    *httptest.Server
-	mu    sync.Mutex
-	calls map[string][]callRecord // route -> requests' PDK calls
+	url    string // the gateway's
+	client *http.Client
+	mu     sync.Mutex
+	calls  map[string][]callRecord // route -> requests' PDK calls (the stand-in's model only)
 }
 
 type callRecord struct {
@@ -61,7 +61,19 @@ func binaries(t *testing.T) string {
 	return dir
 }
 
-func setup(t *testing.T) *world {
+// setup starts the stack with the stand-in for Kong.
+func setup(t *testing.T) *world { return setupWith(t, stack.Options{}) }
+
+// setupKong starts the stack with a real Kong (see requireKong).
+func setupKong(t *testing.T, o stack.Options) *world {
+	t.Helper()
+	o.Kong = requireKong(t)
+	return setupWith(t, o)
+}
+
+// setupWith starts the stack as o says, with the shipped kong.yml,
+// plugins.env and seed, and the demo services on free ports.
+func setupWith(t *testing.T, o stack.Options) *world {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		if os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
@@ -69,16 +81,20 @@ func setup(t *testing.T) *world {
 		}
 		t.Skip("redis-server not installed")
 	}
-	st, err := stack.Start(stack.Options{BinDir: binaries(t), KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV,
-		GatewayAddr: "127.0.0.1:0", IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0"})
+	o.BinDir, o.KongYML, o.SeedCSV = binaries(t), "../kong/kong.yml", "../"+stack.SeedCSV
+	o.GatewayAddr, o.IdentityAddr, o.PaymentAddr, o.EchoAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	st, err := stack.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	w := &world{Stack: st, calls: map[string][]callRecord{}}
+	w := &world{Stack: st, url: st.GatewayURL, client: &http.Client{Timeout: 30 * time.Second}, calls: map[string][]callRecord{}}
+	if st.Gateway == nil {
+		return w
+	}
 	st.Gateway.Observe = func(route string, req *kongsim.Request) {
 		rec := callRecord{allowed: req.Exited() == nil, calls: map[string][]string{}}
-		for name := range st.Servers {
+		for name := range st.Infos {
 			if c := req.Calls(name); len(c) > 0 {
 				rec.calls[name] = c
 			}
@@ -87,8 +103,6 @@ func setup(t *testing.T) *world {
 		w.calls[route] = append(w.calls[route], rec)
 		w.mu.Unlock()
 	}
-	w.gw = httptest.NewServer(st.Gateway)
-	t.Cleanup(w.gw.Close)
 	return w
 }
 
@@ -113,13 +127,13 @@ type response struct {
 // do sends a request through the gateway. rawPath is sent as is.
 func (w *world) do(t *testing.T, method, rawPath string, h http.Header) response {
 	t.Helper()
-	req, err := http.NewRequest(method, w.gw.URL+"/", nil)
+	req, err := http.NewRequest(method, w.url+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.URL.Opaque = rawPath // keeps %-encodings, dots and slashes exactly as written
 	req.Header = h
-	resp, err := w.gw.Client().Do(req)
+	resp, err := w.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,25 +192,22 @@ func TestEndToEnd(t *testing.T) {
 		order := []string{"jwt-claims", "subscription-owner", "payment-token", "user-context"}
 		last := 1 << 30
 		for _, name := range order {
-			srv, ok := w.Servers[name]
+			info, ok := w.Infos[name]
 			if !ok {
-				continue // not built yet
+				t.Fatalf("%s: no plugin server", name)
 			}
-			if fmt.Sprint(srv.Info.Phases) != "[access]" || srv.Info.Version == "" {
-				t.Errorf("%s: phases %v version %q", name, srv.Info.Phases, srv.Info.Version)
+			if fmt.Sprint(info.Phases) != "[access]" || info.Version == "" {
+				t.Errorf("%s: phases %v version %q", name, info.Phases, info.Version)
 			}
-			if srv.Info.Priority >= last {
-				t.Errorf("%s: priority %d not below the plugin before it (%d)", name, srv.Info.Priority, last)
+			if info.Priority >= last {
+				t.Errorf("%s: priority %d not below the plugin before it (%d)", name, info.Priority, last)
 			}
-			last = srv.Info.Priority
+			last = info.Priority
 		}
 		// subgate runs the whole chain where its first plugin runs.
-		sg, jc := w.Servers["subgate"], w.Servers["jwt-claims"]
-		if sg == nil || jc == nil {
-			t.Fatal("subgate or jwt-claims is not built")
-		}
-		if fmt.Sprint(sg.Info.Phases) != "[access]" || sg.Info.Priority != jc.Info.Priority {
-			t.Errorf("subgate: phases %v priority %d, want [access] and jwt-claims' %d", sg.Info.Phases, sg.Info.Priority, jc.Info.Priority)
+		sg, jc := w.Infos["subgate"], w.Infos["jwt-claims"]
+		if fmt.Sprint(sg.Phases) != "[access]" || sg.Priority != jc.Priority {
+			t.Errorf("subgate: phases %v priority %d, want [access] and jwt-claims' %d", sg.Phases, sg.Priority, jc.Priority)
 		}
 	})
 
@@ -317,16 +328,20 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("a killed plugin server is an error, never an allow", func(t *testing.T) {
 		tok := bearer(w.token(t, alice, "DE", time.Hour))
-		srv := w.Servers["subscription-owner"]
-		srv.Kill()
-		r := w.do(t, "GET", "/subscriptions/5678", tok) // bob's: an allow here would be a breach
-		if r.status != 500 || r.upstrOK {
-			t.Fatalf("with the plugin server dead: %d %s", r.status, r.raw)
-		}
-		if err := srv.Restart(); err != nil {
+		old, err := w.Kill("subscription-owner")
+		if err != nil {
 			t.Fatal(err)
 		}
-		// Kong restarts the instance on "no plugin instance" and retries.
+		// Until the supervisor has respawned it (within a second): bob's
+		// subscription is a 500, never an allow.
+		r := w.do(t, "GET", "/subscriptions/5678", tok)
+		if r.upstrOK || (r.status != 500 && r.status != 403) {
+			t.Fatalf("with the plugin server killed: %d %s", r.status, r.raw)
+		}
+		if err := w.WaitRespawned("subscription-owner", old, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		// Kong starts the instance again on "closed" and retries.
 		w.do(t, "GET", "/subscriptions/1234", tok).wantAllowed(t)
 		w.do(t, "GET", "/subscriptions/5678", tok).wantDenied(t, 403, "subscription_forbidden")
 	})
@@ -334,26 +349,24 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("audit lines never carry a token", func(t *testing.T) {
 		tok := w.token(t, alice, "DE", time.Hour)
 		w.do(t, "GET", "/me", bearer(tok)).wantAllowed(t)
-		srv := w.Servers["jwt-claims"]
-		// The output reaches the log through a pipe: wait for the line.
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(srv.Output(), `"route_id":"route-profile"`) && time.Now().Before(deadline); {
+		// The output reaches the supervisor through a pipe: wait for the line.
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(w.Output.Of("jwt-claims"), `"route_id":"route-profile"`) && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
 		}
-		out := srv.Output()
-		if strings.Contains(out, tok) || strings.Contains(out, strings.Split(tok, ".")[2]) {
-			t.Fatal("a token reached the plugin server's output")
+		out := w.Output.Of("jwt-claims")
+		if strings.Contains(w.Output.String(), tok) || strings.Contains(w.Output.String(), strings.Split(tok, ".")[2]) {
+			t.Fatal("a token reached the plugin servers' output")
 		}
 		if !strings.Contains(out, `"decision":"allow"`) || !strings.Contains(out, `"route_id":"route-profile"`) {
 			t.Fatalf("no audit line for the allowed request:\n%s", tail(out, 2000))
 		}
-		// Kong logs that output at info, "[jwt-claims:PID] " first
-		// (process.lua grab_logs): at its default log_level notice an
-		// operator sees none of it.
-		if info := w.Log.SeenAt(kongsim.LogInfo); !strings.Contains(info, fmt.Sprintf("[info] [jwt-claims:%d] {", srv.Pid())) || strings.Contains(info, tok) {
-			t.Fatalf("the audit line is not in the error log at info as Kong writes it:\n%s", tail(info, 2000))
+		// The supervisor writes it "[jwt-claims:PID] " first, as Kong's
+		// error log would; Kong's own error log has none of it.
+		if !strings.Contains(w.Output.String(), fmt.Sprintf("[jwt-claims:%d] {", w.Pid("jwt-claims"))) {
+			t.Fatalf("the audit line is not prefixed with the server's name and pid:\n%s", tail(w.Output.String(), 2000))
 		}
-		if seen := w.Log.Seen(); strings.Contains(seen, `"decision":"allow"`) {
-			t.Fatalf("plugin output shown at log_level %v:\n%s", w.Log.Level(), tail(seen, 2000))
+		if seen := strings.Join(w.PluginLog(), "\n"); strings.Contains(seen, `"decision":"allow"`) {
+			t.Fatalf("an audit line in Kong's error log:\n%s", tail(seen, 2000))
 		}
 	})
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,8 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/docker/demosvc"
-	"github.com/subgate/subgate/spec/gateway"
-	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/spec/stack"
 )
 
 // A plugin server started by Kong sees only TZ and the variables declared
@@ -30,7 +28,6 @@ import (
 // reference (Kong resolves it from its own environment before the config
 // reaches the plugin) and a file.
 func TestSecretsReachJWTClaimsWithTheEnvironmentCleared(t *testing.T) {
-	bin := filepath.Join(binaries(t), "jwt-claims")
 	const name = "SUBGATE_SPEC_HS256_SECRET"
 	raw := make([]byte, 32)
 	_, _ = rand.Read(raw)
@@ -63,83 +60,57 @@ services:
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
+	cases := []struct {
 		name     string
 		source   string
 		declared []string
 		status   int
 		code     string
 	}{
-		{"secret_env undeclared", "secret_env: " + name, nil, 500, "plugin_misconfigured"},
+		{"secret_env undeclared", "secret_env: " + name, []string{}, 500, "plugin_misconfigured"},
 		{"secret_env declared with nginx_main_env", "secret_env: " + name, []string{name}, 200, ""},
-		{"secret as a vault reference", `secret: "{vault://env/` + name + `}"`, nil, 200, ""},
-		{"secret_file", "secret_file: " + file, nil, 200, ""},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			prefix, err := kongsim.PrefixDir()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer os.RemoveAll(prefix)
-			log := kongsim.NewErrorLog(0)
-			srv, err := kongsim.Start(bin, prefix, kongsim.Options{Env: c.declared, Log: log})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer srv.Kill()
-			g, err := gateway.Load([]byte(yml(c.source)), nil, map[string]*kongsim.Server{"jwt-claims": srv}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			g.Log = log
-			rec := httptest.NewRecorder()
-			req := httptest.NewRequest("GET", "/hs", nil)
-			req.Header.Set("Authorization", "Bearer "+signed)
-			g.ServeHTTP(rec, req)
-			var body struct{ Code, Message string }
-			_ = json.Unmarshal(rec.Body.Bytes(), &body)
-			if rec.Code != c.status || body.Code != c.code {
-				t.Fatalf("got %d %s, want %d %q", rec.Code, rec.Body, c.status, c.code)
-			}
-			if c.status != 500 {
-				return
-			}
-			pid := srv.Pid()
-			srv.Kill() // drains the output into the log
-			why := "environment variable " + name + " is unset or empty"
-			if !strings.Contains(log.SeenAt(kongsim.LogInfo), fmt.Sprintf("[jwt-claims:%d] ", pid)) || !strings.Contains(srv.Output(), why) {
-				t.Fatalf("the plugin did not say why in its output:\n%s", log.SeenAt(kongsim.LogInfo))
-			}
-			// At Kong's default log_level notice the operator sees the reason:
-			// the plugin writes it through kong.log.err inside the request.
-			if !strings.Contains(log.SeenAt(kongsim.LogNotice), why) {
-				t.Fatalf("the refused config is not visible at notice:\n%s", log.SeenAt(kongsim.LogNotice))
-			}
-		})
+		{"secret as a vault reference", `secret: "{vault://env/` + name + `}"`, []string{}, 200, ""},
+		{"secret_file", "secret_file: " + file, []string{}, 200, ""},
 	}
+	eachGateway(t, func(t *testing.T, kong string) {
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				e := startEdge(t, stack.EdgeOptions{Plugins: []string{"jwt-claims"}, KongYML: []byte(yml(c.source)), Kong: kong, MainEnv: c.declared})
+				status, _, body := send(t, e.URL, "GET", "/hs", http.Header{"Authorization": {"Bearer " + signed}})
+				var got struct{ Code, Message string }
+				_ = json.Unmarshal(body, &got)
+				if status != c.status || got.Code != c.code {
+					t.Fatalf("got %d %s, want %d %q", status, body, c.status, c.code)
+				}
+				if c.status != 500 {
+					return
+				}
+				// The plugin says why in its own output, and, at Kong's
+				// default log_level notice, in Kong's error log: it writes
+				// it through kong.log.err inside the request.
+				why := "environment variable " + name + " is unset or empty"
+				for deadline := time.Now().Add(5 * time.Second); !strings.Contains(e.Output.Of("jwt-claims"), why); time.Sleep(10 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the plugin did not say why in its output:\n%s", e.Output)
+					}
+				}
+				if log := strings.Join(e.PluginLog(), "\n"); !strings.Contains(log, why) || !strings.Contains(log, "[error] [kong] pb_rpc.lua:233 ") {
+					t.Fatalf("the refused config is not in Kong's error log at notice:\n%s", log)
+				}
+			})
+		}
+	})
 }
 
 // The metrics listener is a flag of the start command (kong.conf's
 // pluginserver_<name>_start_cmd), not an environment variable, so it works
 // in the environment nginx leaves a plugin server.
 func TestMetricsAddrIsAStartCommandFlag(t *testing.T) {
-	bin := filepath.Join(binaries(t), "jwt-claims")
-	prefix, err := kongsim.PrefixDir()
-	if err != nil {
-		t.Fatal(err)
+	e := startEdge(t, stack.EdgeOptions{Plugins: []string{"jwt-claims"}, KongYML: []byte("_format_version: \"3.0\"\n"), MainEnv: []string{}})
+	addr := e.Deployment.Metrics["jwt-claims"]
+	if addr == "" {
+		t.Fatal("kong/plugins.env starts jwt-claims without -metrics-addr")
 	}
-	defer os.RemoveAll(prefix)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	srv, err := kongsim.Start(bin, prefix, kongsim.Options{Args: []string{"-metrics-addr", addr}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Kill()
 	var body []byte
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/metrics")

@@ -158,7 +158,7 @@ func TestIdentityEventsReplayAcrossAnInstanceRestart(t *testing.T) {
 	if !strings.Contains(string(yml), events) {
 		t.Fatal("kong.yml's user-context config no longer has the events record this spec removes")
 	}
-	if err := w.Gateway.Reload([]byte(strings.Replace(string(yml), events, "", 1))); err != nil {
+	if err := w.Reload([]byte(strings.Replace(string(yml), events, "", 1))); err != nil {
 		t.Fatal(err)
 	}
 	tok := map[string]http.Header{alice: bearer(w.token(t, alice, "DE", time.Hour)), bob: bearer(w.token(t, bob, "DE", time.Hour))}
@@ -182,7 +182,7 @@ func TestIdentityEventsReplayAcrossAnInstanceRestart(t *testing.T) {
 	if s := src(alice); s != "cache" {
 		t.Fatalf("without events the route cannot know of the deletion, yet answered %s: the spec's premise fails", s)
 	}
-	if err := w.Gateway.Reload(yml); err != nil {
+	if err := w.Reload(yml); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

@@ -16,6 +16,7 @@ import (
 	"github.com/subgate/subgate/docker/demosvc"
 	"github.com/subgate/subgate/spec/gateway"
 	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/spec/stack"
 )
 
 // observed starts the named plugin servers at Kong's default log level and
@@ -28,25 +29,8 @@ type observed struct {
 
 func observe(t *testing.T, yml string, plugins ...string) *observed {
 	t.Helper()
-	prefix, err := kongsim.PrefixDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(prefix) })
-	o := &observed{log: kongsim.NewErrorLog(kongsim.DefaultLevel), reqs: map[string]*kongsim.Request{}}
-	servers := map[string]*kongsim.Server{}
-	for _, p := range plugins {
-		srv, err := kongsim.Start(filepath.Join(binaries(t), p), prefix, kongsim.Options{Log: o.log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(srv.Kill)
-		servers[p] = srv
-	}
-	if o.g, err = gateway.Load([]byte(yml), nil, servers, nil); err != nil {
-		t.Fatal(err)
-	}
-	o.g.Log = o.log
+	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte(yml)})
+	o := &observed{g: e.Gateway, log: e.Log, reqs: map[string]*kongsim.Request{}}
 	o.g.Observe = func(_ string, r *kongsim.Request) { o.reqs[r.ID] = r }
 	return o
 }
@@ -197,7 +181,7 @@ func TestRedisOutageVisibleAtNotice(t *testing.T) {
 	if n := strings.Count(seen, "ownership lookup failed"); n != 1 {
 		t.Fatalf("at notice the outage shows %d times, want once per interval:\n%s", n, seen)
 	}
-	if !strings.Contains(seen, "[warn]") || !strings.Contains(seen, "[subscription-owner] subgate subscription-owner denied with 503 ownership_unavailable") {
+	if !strings.Contains(seen, "[warn]") || !strings.Contains(seen, "[kong] pb_rpc.lua:233 subgate subscription-owner denied with 503 ownership_unavailable") {
 		t.Fatalf("not a warn line of the plugin:\n%s", seen)
 	}
 }

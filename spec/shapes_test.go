@@ -25,11 +25,14 @@ type shape struct {
 	seen   []outcome // what the scenario's checks saw, in order
 }
 
-// outcome is one checked answer, as both shapes must give it.
+// outcome is one checked answer, as both shapes (and both gateways, the
+// stand-in and Kong) must give it.
 type outcome struct {
-	Status   int
-	Code     string
-	Upstream map[string]string // the owned headers the upstream received
+	Status     int
+	Code       string
+	Challenge  string            // WWW-Authenticate
+	RetryAfter string            // Retry-After
+	Upstream   map[string]string // the owned headers the upstream received
 }
 
 // owned are the headers the gateway owns on the routes below; the
@@ -62,7 +65,7 @@ func (s *shape) denied(t *testing.T, r response, status int, code string) respon
 }
 
 func (s *shape) record(r response) {
-	o := outcome{Status: r.status, Upstream: map[string]string{}}
+	o := outcome{Status: r.status, Challenge: r.header.Get("WWW-Authenticate"), RetryAfter: r.header.Get("Retry-After"), Upstream: map[string]string{}}
 	o.Code, _ = r.body["code"].(string)
 	for _, h := range owned {
 		v, ok := r.upstrm[h]
@@ -93,18 +96,21 @@ type scenario struct {
 }
 
 // runScenarios runs each scenario through the chain, then through subgate,
-// then compares what both saw.
-func runScenarios(t *testing.T, w *world, list []scenario) {
+// then compares what both saw. It returns what each saw, by
+// "scenario/shape".
+func runScenarios(t *testing.T, w *world, list []scenario) map[string][]outcome {
+	seen := map[string][]outcome{}
 	for _, sc := range list {
 		t.Run(sc.name, func(t *testing.T) {
 			both := shapes(w)
 			for _, s := range both {
-				if _, ok := w.Servers["subgate"]; !ok && s.name == "subgate" {
+				if _, ok := w.Infos["subgate"]; !ok && s.name == "subgate" {
 					t.Fatal("no subgate plugin server (is bin/subgate built?)")
 				}
 				t.Run(s.name, func(t *testing.T) { sc.run(t, w, s) })
 			}
 			chain, sg := both[0].seen, both[1].seen
+			seen[sc.name+"/chain"], seen[sc.name+"/subgate"] = chain, sg
 			if t.Failed() {
 				return
 			}
@@ -118,6 +124,7 @@ func runScenarios(t *testing.T, w *world, list []scenario) {
 			}
 		})
 	}
+	return seen
 }
 
 var scenarios = []scenario{

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -60,22 +59,8 @@ func soakStack(tb testing.TB, bin string, cluster bool) (*stack.Stack, map[strin
 		}
 		tb.Skip("redis-server not installed")
 	}
-	metricsAddr := map[string]string{}
-	var mu sync.Mutex
 	jwksDown := &jwksSwitch{}
 	st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../kong/kong.yml", SeedCSV: "../" + stack.SeedCSV, Cluster: cluster,
-		ServerArgs: func(plugin string) []string {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				tb.Fatal(err)
-			}
-			addr := l.Addr().String()
-			l.Close()
-			mu.Lock()
-			metricsAddr[plugin] = addr
-			mu.Unlock()
-			return []string{"-metrics-addr", addr}
-		},
 		Wrap: func(service string, h http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if jwksDown.down.Load() && strings.HasSuffix(r.URL.Path, "/jwks.json") {
@@ -93,7 +78,9 @@ func soakStack(tb testing.TB, bin string, cluster bool) (*stack.Stack, map[strin
 		tb.Fatal(err)
 	}
 	tb.Cleanup(st.Close)
-	return st, metricsAddr, jwksDown
+	// kong/plugins.env starts every server with -metrics-addr; the stack
+	// moved each to a free loopback port.
+	return st, st.Deployment.Metrics, jwksDown
 }
 
 // jwksSwitch makes the JWKS endpoints unreachable and counts the fetches
@@ -248,7 +235,7 @@ func scrapeAll(tb testing.TB, st *stack.Stack, addrs map[string]string) map[stri
 		if err != nil {
 			tb.Fatalf("metrics of %s: %v", name, err)
 		}
-		s.pid = st.Servers[name].Pid()
+		s.pid = st.Pid(name)
 		out[name] = s
 	}
 	return out
@@ -366,7 +353,7 @@ func TestSoak(t *testing.T) {
 		}, func() {}},
 		{"config reload x3 (new instances)", func() {
 			for range 3 {
-				if err := st.Gateway.Reload(yml); err != nil {
+				if err := st.Reload(yml); err != nil {
 					t.Errorf("reload: %v", err)
 				}
 				time.Sleep(faultFor / 4)

@@ -38,7 +38,7 @@ func main() {
 	_, err := exec.LookPath("redis-server")
 	fmt.Println("subgate demo: starting")
 	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, SeedCSV: *seed, GatewayAddr: *gw, AdminAddr: *admin,
-		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}})
+		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}, FileLog: "/dev/stdout"})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n(everything started so far has been stopped)\n", err)
 		os.Exit(1)

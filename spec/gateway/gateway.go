@@ -436,13 +436,13 @@ func (g *Gateway) handleEvent(pc *pluginConf, phase string, req *kongsim.Request
 	msg := strings.ToLower(err.Error())
 	if strings.Contains(msg, "no plugin instance") || strings.Contains(msg, "closed") {
 		g.resetInstances(pc.name)
-		g.Log.Kong(kongsim.LogWarn, "[kong] pb_rpc.lua [%s] %v", pc.name, err)
+		g.Log.Kong(kongsim.LogWarn, "[kong] pb_rpc.lua:378 %v", err)
 		if retries >= maxEventRetries {
 			return fmt.Errorf("%w (gave up after %d restarts)", err, retries)
 		}
 		return g.handleEvent(pc, phase, req, retries+1)
 	}
-	g.Log.Kong(kongsim.LogErr, "[kong] pb_rpc.lua [%s] pluginserver error: %v", pc.name, err)
+	g.Log.Kong(kongsim.LogErr, "[kong] pb_rpc.lua:382 pluginserver error: %v", err)
 	return err
 }
 
@@ -501,7 +501,7 @@ func (g *Gateway) instanceID(pc *pluginConf) (int32, error) {
 	if err != nil {
 		delete(g.instances, pc.id)
 		g.imu.Unlock()
-		g.Log.Kong(kongsim.LogErr, "[kong] plugin.lua [%s] starting instance: %v", pc.name, err)
+		g.Log.Kong(kongsim.LogErr, "[kong] plugin.lua:283 starting instance: %v", err)
 		return 0, errStart{err}
 	}
 	info.id, info.started, info.seq, info.plugin = id, true, pc.seq, pc.name

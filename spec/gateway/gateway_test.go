@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -10,9 +11,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/subgate/subgate/pkg/supervise"
 	"github.com/subgate/subgate/spec/kongsim"
 )
 
@@ -27,6 +30,7 @@ type answer struct {
 type fixture struct {
 	g   *Gateway
 	srv *kongsim.Server
+	sup *supervise.Supervisor
 	log *kongsim.ErrorLog
 }
 
@@ -76,17 +80,17 @@ func setup(t *testing.T, yml string) *fixture {
 	}
 	t.Cleanup(func() { os.RemoveAll(prefix) })
 	log := kongsim.NewErrorLog(0)
-	srv, err := kongsim.Start(probeBin, prefix, kongsim.Options{Log: log})
+	srv, sup, err := kongsim.Supervised(probeBin, prefix, nil, supervise.Options{Output: io.Discard}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Kill)
+	t.Cleanup(func() { sup.Stop(5 * time.Second) })
 	g, err := Load([]byte(yml), nil, map[string]*kongsim.Server{"probe": srv}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	g.Log = log
-	return &fixture{g: g, srv: srv, log: log}
+	return &fixture{g: g, srv: srv, sup: sup, log: log}
 }
 
 // get sends one request through the gateway; the answer is decoded when
@@ -208,7 +212,7 @@ func TestFailedStartIs500AndTheNextRequestTriesAgain(t *testing.T) {
 			t.Fatalf("StartInstance failed, the request got %d, want 500", code)
 		}
 	}
-	if got := strings.Count(f.log.Seen(), "[error] [kong] plugin.lua [probe] starting instance: "); got != 2 {
+	if got := strings.Count(f.log.Seen(), "[error] [kong] plugin.lua:283 starting instance: "); got != 2 {
 		t.Fatalf("%d start errors logged for two failed requests, want 2 (each request tries):\n%s", got, f.log.Seen())
 	}
 	if strings.Contains(f.log.SeenAt(kongsim.LogDebug), "[warn]") {
@@ -263,7 +267,7 @@ func TestClosedOrMissingInstanceIsRestartedAndTheEventRetried(t *testing.T) {
 	if again.Seq != a.Seq || f.starts() != 3 {
 		t.Fatalf("after the instance was dropped: %+v, %d starts; want it started again (3 starts)", again, f.starts())
 	}
-	if n := strings.Count(f.log.Seen(), "[warn] [kong] pb_rpc.lua [probe] closed"); n != 1 {
+	if n := strings.Count(f.log.Seen(), "[warn] [kong] pb_rpc.lua:378 closed"); n != 1 {
 		t.Fatalf("%d warnings, want 1:\n%s", n, f.log.Seen())
 	}
 	// reset_instance forgot every instance of the plugin: route b starts
@@ -273,9 +277,15 @@ func TestClosedOrMissingInstanceIsRestartedAndTheEventRetried(t *testing.T) {
 		t.Fatalf("route b after the reset: %d starts (want 4)\n%s", f.starts(), f.log.Seen())
 	}
 
-	// A server restart: the same, in a new process.
-	if err := f.srv.Restart(); err != nil {
+	// A server killed and respawned by its supervisor: the same, in a new
+	// process (Kong meets its pooled connections closed).
+	if err := syscall.Kill(f.sup.Status()[0].Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); f.sup.Status()[0].Starts < 2 || f.sup.Ready() != nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the probe was not respawned")
+		}
 	}
 	after := f.mustGet(t, "/b")
 	if after.Pid == b.Pid {
@@ -284,12 +294,13 @@ func TestClosedOrMissingInstanceIsRestartedAndTheEventRetried(t *testing.T) {
 
 	// A dead server: nothing to retry, 500 (route b's instance is known,
 	// so the event itself fails to connect).
-	f.srv.Kill()
+	f.sup.Stop(5 * time.Second)
+	f.srv.Drop()
 	if code, _ := f.get("/b"); code != 500 {
 		t.Fatalf("with the server dead: %d, want 500", code)
 	}
 	seen := f.log.Seen()
-	if !strings.Contains(seen, "trying to connect: ") || !strings.Contains(seen, "[error] [kong] pb_rpc.lua [probe] pluginserver error: ") {
+	if !strings.Contains(seen, "trying to connect: ") || !strings.Contains(seen, "[error] [kong] pb_rpc.lua:382 pluginserver error: ") {
 		t.Fatalf("the connect failure is not in the log:\n%s", seen)
 	}
 }

@@ -51,9 +51,8 @@ func ParseLevel(s string) (Level, error) {
 // Entry is one error-log message.
 type Entry struct {
 	Level Level
-	// Source is the plugin server's name for its own output ("[name:pid] "
-	// lines) and for kong.log.* calls its plugin made; "kong" for what
-	// Kong's plugin-server code logs itself.
+	// Source is the plugin's name for the kong.log.* calls it made; "kong"
+	// for what Kong's plugin-server code logs itself.
 	Source string
 	Text   string // the message as Kong writes it, prefixes included
 }
@@ -69,7 +68,6 @@ type ErrorLog struct {
 
 	mu      sync.Mutex
 	entries []Entry
-	raw     map[string]*strings.Builder // plugin server name -> its output lines, unprefixed
 }
 
 // NewErrorLog returns an empty error log at level (0: DefaultLevel).
@@ -77,7 +75,7 @@ func NewErrorLog(level Level) *ErrorLog {
 	if level == 0 {
 		level = DefaultLevel
 	}
-	return &ErrorLog{level: level, raw: map[string]*strings.Builder{}}
+	return &ErrorLog{level: level}
 }
 
 // Level is the configured log_level.
@@ -94,21 +92,6 @@ func (l *ErrorLog) Write(level Level, source, text string) {
 // kong.log.warn, ... in process.lua, plugin.lua, pb_rpc.lua).
 func (l *ErrorLog) Kong(level Level, format string, a ...any) {
 	l.Write(level, "kong", fmt.Sprintf(format, a...))
-}
-
-// serverLine records one line of a plugin server's merged stdout/stderr as
-// process.lua's grab_logs does: raw_log(ngx.INFO, "[name:pid] " .. line).
-func (l *ErrorLog) serverLine(name string, pid int, line string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, Entry{Level: LogInfo, Source: name, Text: fmt.Sprintf("[%s:%d] %s", name, pid, line)})
-	b := l.raw[name]
-	if b == nil {
-		b = &strings.Builder{}
-		l.raw[name] = b
-	}
-	b.WriteString(line)
-	b.WriteByte('\n')
 }
 
 // Entries returns every message recorded, whatever its level.
@@ -133,14 +116,3 @@ func (l *ErrorLog) SeenAt(level Level) string {
 
 // Seen is what an operator reads at the configured log_level.
 func (l *ErrorLog) Seen() string { return l.SeenAt(l.level) }
-
-// Output is what the plugin server called name wrote to its stdout and
-// stderr, line by line without Kong's prefix, across restarts.
-func (l *ErrorLog) Output(name string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if b := l.raw[name]; b != nil {
-		return b.String()
-	}
-	return ""
-}

@@ -208,10 +208,12 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		msg := luaConcat(lv.AsSlice())
 		r.logs = append(r.logs, msg)
 		if log != nil {
-			// Kong namespaces kong.log with the running plugin's name
-			// (kong/init.lua set_namespaced_log; kong/pdk/log.lua format
-			// "[kong] %file_src:%line_src [%namespace] %message").
-			log.Write(pdkLevels[method], plugin, "[kong] pb_rpc.lua ["+plugin+"] "+msg)
+			// Kong 3.9.3 runs the call from pb_rpc.lua's call_pdk (line
+			// 233) in the access phase without a namespace (set only for
+			// the log phase's saved data): kong/pdk/log.lua writes
+			// "[kong] %file_src:%line_src %message", as seen on the real
+			// Kong.
+			log.Write(pdkLevels[method], plugin, "[kong] pb_rpc.lua:233 "+msg)
 		}
 		return nil, nil
 	}

@@ -1,13 +1,14 @@
 // Package kongsim plays Kong's side of go-pdk's "ProtoBuf:1" plugin-server
 // protocol, as Kong's own kong/runloop/plugin_servers (pb_rpc.lua,
 // plugin.lua, process.lua) does, so the compiled plugin binaries can be
-// driven without Kong: query a binary with -dump, start it with
-// -kong-prefix, start instances with the config Kong would send, and run
-// events while answering each PDK call from a request model.
+// driven without Kong: query a binary with -dump, start instances with the
+// config Kong would send, and run events while answering each PDK call from
+// a request model. It is a stand-in, held to a real Kong 3.9.3 by the specs
+// (spec/kong_test.go): where the two disagree, Kong is right.
 package kongsim
 
 import (
-	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,13 +19,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/subgate/subgate/pkg/supervise"
 )
 
 // Info is a plugin's -dump output, as Kong's process.lua reads it.
@@ -45,198 +47,67 @@ type dump struct {
 	Plugins    []Info
 }
 
-// Dump runs `bin -kong-prefix prefix -dump` (Kong's query_cmd) and checks
-// what Kong checks: the protocol, one plugin, named as the binary.
-func Dump(bin, prefix string) (Info, string, error) {
-	out, err := exec.Command(bin, "-kong-prefix", prefix, "-dump").Output()
+// Dump runs a plugin server's query command (kong.conf's
+// pluginserver_<name>_query_cmd, e.g. "/path/jwt-claims -dump"; Kong runs
+// it with io.popen, through /bin/sh) and checks what Kong's process.lua
+// checks: the protocol and one plugin. Kong ignores the SocketPath it
+// prints (the socket is pluginserver_<name>_socket).
+func Dump(queryCmd string) (Info, error) {
+	out, err := exec.Command("/bin/sh", "-c", queryCmd).Output()
 	if err != nil {
-		return Info{}, "", fmt.Errorf("%s -dump: %w", bin, err)
+		return Info{}, fmt.Errorf("%s: %w", queryCmd, err)
 	}
 	var d dump
 	if err := json.Unmarshal(out, &d); err != nil {
-		return Info{}, "", fmt.Errorf("%s -dump printed no JSON: %w", bin, err)
+		return Info{}, fmt.Errorf("%s printed no JSON: %w", queryCmd, err)
 	}
 	if d.Protocol != "ProtoBuf:1" {
-		return Info{}, "", fmt.Errorf("%s speaks %q, Kong expects ProtoBuf:1", bin, d.Protocol)
+		return Info{}, fmt.Errorf("%s speaks %q, Kong expects ProtoBuf:1", queryCmd, d.Protocol)
 	}
-	if len(d.Plugins) != 1 || d.Plugins[0].Name != filepath.Base(bin) {
-		return Info{}, "", fmt.Errorf("%s -dump: want one plugin named as the binary, got %+v", bin, d.Plugins)
+	if len(d.Plugins) != 1 {
+		return Info{}, fmt.Errorf("%s: want one plugin, got %+v", queryCmd, d.Plugins)
 	}
-	return d.Plugins[0], d.SocketPath, nil
+	return d.Plugins[0], nil
 }
 
-// Options say how a plugin server is started.
-type Options struct {
-	// Env lists the names declared with nginx's `env` directive (Kong's
-	// nginx_main_env, see ParseMainEnv): "NAME" passes this process's value,
-	// "NAME=value" sets one. With TZ, they are the server's whole
-	// environment (see env.go).
-	Env []string
-	// Log is Kong's error log, where the server's output and its plugin's
-	// kong.log.* calls go; nil: a log of its own at DefaultLevel.
-	Log *ErrorLog
-	// Args are further arguments of the start command, as kong.conf's
-	// pluginserver_<name>_start_cmd carries them (e.g. -metrics-addr).
-	Args []string
-}
-
-// Server is one running plugin server process.
+// Server is Kong's side of one plugin server: its -dump info and its
+// socket. The process is not Kong's to run: subgate ships its plugin
+// servers started outside Kong (pkg/supervise), and so do the specs.
 type Server struct {
 	Info   Info
-	bin    string
-	prefix string
-	args   []string // of the start command, after -kong-prefix
 	socket string
-	env    []string
 	log    *ErrorLog
 	seq    atomic.Int64
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	pid    int
-	output chan struct{} // closed when the current process's output is drained
 
 	idle chan net.Conn // kept-alive connections, as Kong's c:setkeepalive() pools them
 }
 
-// Start queries bin under prefix, starts it as Kong does and waits for its
-// socket. The environment is resolved once, from this process, as nginx
-// resolves its workers' environment once at startup.
-func Start(bin, prefix string, o Options) (*Server, error) {
-	info, socket, err := Dump(bin, prefix)
-	if err != nil {
-		return nil, err
+// Connect is Kong's view of the plugin server at socket described by info:
+// nothing is dialled until the first call. log is Kong's error log, where
+// the plugin's kong.log.* calls and Kong's own plugin-server messages go
+// (nil: a log of its own at DefaultLevel).
+func Connect(info Info, socket string, log *ErrorLog) *Server {
+	if log == nil {
+		log = NewErrorLog(DefaultLevel)
 	}
-	env, err := WorkerEnv(o.Env, os.LookupEnv)
-	if err != nil {
-		return nil, err
-	}
-	if o.Log == nil {
-		o.Log = NewErrorLog(DefaultLevel)
-	}
-	s := &Server{Info: info, bin: bin, prefix: prefix, args: o.Args, socket: socket, env: env, log: o.Log, idle: make(chan net.Conn, 64)}
-	if want := filepath.Join(prefix, info.Name+".socket"); socket != want {
-		return nil, fmt.Errorf("%s: socket %s, Kong expects %s", bin, socket, want)
-	}
-	if err := s.start(); err != nil {
-		s.Kill() // a process that never listened is not left behind
-		return nil, err
-	}
-	return s, nil
+	return &Server{Info: info, socket: socket, log: log, idle: make(chan net.Conn, 64)}
 }
 
 // Log is the error log the server writes to.
 func (s *Server) Log() *ErrorLog { return s.log }
 
-// Env is the environment the server's process starts with.
-func (s *Server) Env() []string { return append([]string(nil), s.env...) }
-
-// Pid is the current process's id (0 when not running).
-func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pid
-}
-
-// start spawns the process as process.lua's pluginserver_timer does:
-// `exec <start_cmd>` through /bin/sh -c (ngx.pipe's way with a string
-// command), the worker's environment only, stderr merged into stdout, and
-// every line of that stream copied to the error log at INFO.
-func (s *Server) start() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	startCmd := shellQuote(s.bin) + " -kong-prefix " + shellQuote(s.prefix)
-	for _, a := range s.args {
-		startCmd += " " + shellQuote(a)
-	}
-	s.log.Kong(LogNotice, "[kong] process.lua [pluginserver] starting pluginserver process for %s", s.Info.Name)
-	cmd := exec.Command("/bin/sh", "-c", "exec "+startCmd)
-	cmd.Env = append([]string{}, s.env...) // non-nil: nothing inherited from the test process
-	r, w, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = w, w // merge_stderr = true: one stream, in write order
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		return err
-	}
-	w.Close() // the child holds the write end now
-	s.cmd, s.pid = cmd, cmd.Process.Pid
-	s.log.Kong(LogNotice, "[kong] process.lua [pluginserver] started, pid %d", s.pid)
-	done := make(chan struct{})
-	s.output = done
-	go s.grabLogs(r, s.pid, done)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("unix", s.socket); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return fmt.Errorf("%s: no socket at %s after 10s", s.Info.Name, s.socket)
-}
-
-// grabLogs is process.lua's grab_logs: read the merged output line by line
-// and log each non-empty line (a last partial line too) at INFO, prefixed
-// "[name:pid] ".
-func (s *Server) grabLogs(r *os.File, pid int, done chan struct{}) {
-	defer close(done)
-	defer r.Close()
-	br := bufio.NewReader(r)
+// Drop closes the pooled connections (after the process behind the socket
+// was killed, they are dead; Kong finds that out on its next call).
+func (s *Server) Drop() {
 	for {
-		line, err := br.ReadString('\n')
-		line = strings.TrimSuffix(line, "\n")
-		if line != "" {
-			s.log.serverLine(s.Info.Name, pid, line)
-		}
-		if err != nil {
+		select {
+		case c := <-s.idle:
+			c.Close()
+		default:
 			return
 		}
 	}
 }
-
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-
-// Kill ends the process abruptly, as a crash would, and waits until its
-// output has reached the log.
-func (s *Server) Kill() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for len(s.idle) > 0 {
-		(<-s.idle).Close()
-	}
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		err := s.cmd.Wait()
-		<-s.output
-		reason, status := "exit", 0
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				reason, status = "signal", int(ws.Signal())
-			} else {
-				status = ee.ExitCode()
-			}
-		}
-		s.log.Kong(LogNotice, "[kong] process.lua external pluginserver '%s' terminated: %s %d", s.Info.Name, reason, status)
-		s.cmd, s.pid = nil, 0
-	}
-}
-
-// Restart starts the process again after Kill (Kong's process.lua respawns
-// a plugin server that exits, at most once a second; the specs choose when).
-func (s *Server) Restart() error {
-	s.Kill()
-	return s.start()
-}
-
-// Output is what the plugin server wrote to stdout/stderr, across restarts,
-// without the "[name:pid] " prefix Kong's error log adds (see ErrorLog for
-// what an operator sees): the audit lines.
-func (s *Server) Output() string { return s.log.Output(s.Info.Name) }
 
 // StartInstance sends cmd_start_instance with the config JSON and returns
 // the instance id (pb_rpc.lua call_start_instance).
@@ -263,7 +134,7 @@ func (s *Server) StartInstance(config []byte) (int32, error) {
 		Seq int `json:"__seq__"`
 	}
 	_ = json.Unmarshal(config, &meta)
-	s.log.Kong(LogDebug, "[kong] pb_rpc.lua [%s] started plugin server: seq %d, worker 0, instance id %d", s.Info.Name, meta.Seq, st.InstanceId)
+	s.log.Kong(LogDebug, "[kong] pb_rpc.lua:341 started plugin server: seq %d, worker 0, instance id %d", meta.Seq, st.InstanceId)
 	return st.InstanceId, nil
 }
 
@@ -292,9 +163,20 @@ func (s *Server) CloseInstance(id int32) error {
 func (s *Server) dial() (net.Conn, error) {
 	c, err := net.Dial("unix", s.socket)
 	if err != nil {
-		s.log.Kong(LogErr, "[kong] pb_rpc.lua [%s] trying to connect: %v", s.Info.Name, err)
+		s.log.Kong(LogErr, "[kong] pb_rpc.lua:273 trying to connect: %s", cosocketError(err))
 	}
 	return c, err
+}
+
+// cosocketError is how ngx.socket.connect words a failed connect.
+func cosocketError(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOENT):
+		return "no such file or directory"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	}
+	return err.Error()
 }
 
 // ErrExited is returned by HandleEvent when the plugin called
@@ -408,6 +290,34 @@ func readMsg(r io.Reader, m proto.Message) error {
 	return proto.Unmarshal(b, m)
 }
 
-// PrefixDir makes a fresh Kong prefix directory (sockets live there).
-// Unix socket paths are limited to ~107 bytes, so it sits under /tmp.
+// PrefixDir makes a fresh directory for sockets. Unix socket paths are
+// limited to ~107 bytes, so it sits under /tmp.
 func PrefixDir() (string, error) { return os.MkdirTemp("/tmp", "kongsim-") }
+
+// Supervised starts the plugin server bin under a supervisor, as subgate's
+// deployment starts its servers (pkg/supervise: outside Kong, the
+// environment nginx would give it), with its socket in dir and further
+// start-command arguments args, and returns Kong's side of it once the
+// socket accepts connections. The caller stops the supervisor.
+func Supervised(bin, dir string, args []string, o supervise.Options, log *ErrorLog) (*Server, *supervise.Supervisor, error) {
+	info, err := Dump(shellQuote(bin) + " -dump")
+	if err != nil {
+		return nil, nil, err
+	}
+	socket := filepath.Join(dir, info.Name+".socket")
+	cmd := shellQuote(bin) + " -kong-prefix " + shellQuote(dir)
+	for _, a := range args {
+		cmd += " " + shellQuote(a)
+	}
+	sup := supervise.New([]supervise.Server{{Name: info.Name, Socket: socket, StartCmd: cmd}}, o)
+	sup.Start()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := sup.WaitReady(ctx); err != nil {
+		sup.Stop(time.Second)
+		return nil, nil, err
+	}
+	return Connect(info, socket, log), sup, nil
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }

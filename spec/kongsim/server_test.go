@@ -4,14 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/subgate/subgate/pkg/supervise"
 )
 
 // probeBin is the test-only plugin server in testdata/probe, built once
@@ -33,19 +36,21 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startProbe(t *testing.T, o Options) *Server {
+// startProbe runs the probe as the deployment runs plugin servers
+// (supervised, outside Kong) and returns Kong's side of it.
+func startProbe(t *testing.T, log *ErrorLog) (*Server, *supervise.Supervisor) {
 	t.Helper()
 	prefix, err := PrefixDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(prefix) })
-	s, err := Start(probeBin, prefix, o)
+	s, sup, err := Supervised(probeBin, prefix, nil, supervise.Options{Output: io.Discard}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.Kill)
-	return s
+	t.Cleanup(func() { sup.Stop(5 * time.Second) })
+	return s, sup
 }
 
 // probeAnswer is testdata/probe's exit body.
@@ -80,120 +85,26 @@ func probe(t *testing.T, s *Server) probeAnswer {
 	return a
 }
 
-func TestWorkerEnvAsNginx(t *testing.T) {
-	parent := map[string]string{"TZ": "Europe/Berlin", "A": "a", "B": "b", "PATH": "/bin", "EMPTY": ""}
-	lookup := func(k string) (string, bool) { v, ok := parent[k]; return v, ok }
-	got, err := WorkerEnv([]string{"A", "C=set", "MISSING", "EMPTY"}, lookup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"A=a", "C=set", "EMPTY=", "TZ=Europe/Berlin"}; !slices.Equal(got, want) {
-		t.Fatalf("WorkerEnv = %q, want %q (TZ always, declared names only)", got, want)
-	}
-	delete(parent, "TZ")
-	if got, _ := WorkerEnv(nil, lookup); len(got) != 0 {
-		t.Fatalf("nothing declared and no TZ: got %q, want an empty environment", got)
-	}
-	if _, err := WorkerEnv([]string{"=x"}, lookup); err == nil {
-		t.Fatal("an empty name was accepted")
-	}
-}
-
-func TestParseMainEnvAsNginxReadsKongsLine(t *testing.T) {
-	for value, want := range map[string][]string{
-		"SUBGATE_X":                    {"SUBGATE_X"},
-		"SUBGATE_X; env OTHER":         {"SUBGATE_X", "OTHER"},
-		"SUBGATE_X;env OTHER=v; env Z": {"SUBGATE_X", "OTHER=v", "Z"},
-	} {
-		got, err := ParseMainEnv(value)
-		if err != nil || !slices.Equal(got, want) {
-			t.Errorf("ParseMainEnv(%q) = %q, %v; want %q", value, got, err, want)
-		}
-	}
-	// Kong writes `env <value>;`: a bare second name is an unknown directive.
-	for _, bad := range []string{"SUBGATE_X; OTHER", "A B", ""} {
-		if got, err := ParseMainEnv(bad); err == nil {
-			t.Errorf("ParseMainEnv(%q) = %q, want nginx's refusal", bad, got)
-		}
-	}
-}
-
-// A plugin server sees TZ and the declared names, nothing else of the
-// environment it was started from (besides what /bin/sh -c itself exports).
-func TestServerStartsWithTheWorkersEnvironment(t *testing.T) {
-	t.Setenv("SUBGATE_DECLARED", "declared-value")
-	t.Setenv("SUBGATE_UNDECLARED", "must-not-pass")
-	t.Setenv("TZ", "Europe/Berlin")
-	s := startProbe(t, Options{Env: []string{"SUBGATE_DECLARED", "SUBGATE_GIVEN=given-value", "SUBGATE_NOT_SET_ANYWHERE"}})
-	want := []string{"SUBGATE_DECLARED=declared-value", "SUBGATE_GIVEN=given-value", "TZ=Europe/Berlin"}
-	if !slices.Equal(s.Env(), want) {
-		t.Fatalf("server env %q, want %q", s.Env(), want)
-	}
-	got := probe(t, s).Env
-	for _, kv := range want {
-		if !slices.Contains(got, kv) {
-			t.Errorf("%s did not reach the plugin server: %q", kv, got)
-		}
-	}
-	shell := map[string]bool{"PWD": true, "OLDPWD": true, "SHLVL": true, "_": true} // exported by /bin/sh -c itself
-	for _, kv := range got {
-		name, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(want, kv) && !shell[name] {
-			t.Errorf("%s reached the plugin server without an env declaration", kv)
-		}
-	}
-}
-
-// Output and PDK logs land in one error log, each at its level.
-func TestServerOutputAndPDKLogsInKongsErrorLog(t *testing.T) {
+// The plugin's kong.log.* calls land in Kong's error log, each at its
+// level; a server that cannot be reached is an error Kong logs.
+func TestPDKLogsInKongsErrorLog(t *testing.T) {
 	log := NewErrorLog(0)
 	if log.Level() != LogNotice {
 		t.Fatalf("default level %v, want Kong's notice", log.Level())
 	}
-	s := startProbe(t, Options{Log: log})
-	pid := s.Pid()
-	a := probe(t, s)
-	if a.Pid != pid {
-		t.Fatalf("the process Kong spawned has pid %d, the plugin reports %d (exec must replace the shell)", pid, a.Pid)
-	}
-	s.Kill() // waits until the output is drained
-	seq := a.Seq
-
-	// The raw output: stdout and stderr merged in write order, go-pdk's own
-	// log line (stderr) included.
-	out := s.Output()
-	so, se := strings.Index(out, fmt.Sprintf("probe stdout seq=%d\n", seq)), strings.Index(out, fmt.Sprintf("probe stderr seq=%d\n", seq))
-	if so < 0 || se < so || !strings.Contains(out, "Listening on socket: ") {
-		t.Fatalf("raw output:\n%s", out)
-	}
-	var lines int
-	for _, e := range log.Entries() {
-		if e.Source != "probe" || !strings.HasPrefix(e.Text, "[probe:") {
-			continue
-		}
-		lines++
-		if e.Level != LogInfo || !strings.HasPrefix(e.Text, fmt.Sprintf("[probe:%d] ", pid)) {
-			t.Errorf("output line %v: want level info and prefix [probe:%d]", e, pid)
-		}
-	}
-	if lines != strings.Count(out, "\n") {
-		t.Errorf("%d output lines in the error log, %d in the output", lines, strings.Count(out, "\n"))
-	}
-
+	s, sup := startProbe(t, log)
+	seq := probe(t, s).Seq
 	at := func(l Level) string { return log.SeenAt(l) }
-	stdout := fmt.Sprintf("[info] [probe:%d] probe stdout seq=%d", pid, seq)
 	for _, c := range []struct {
 		level Level
 		shown []string
 		not   []string
 	}{
-		{LogNotice,
-			[]string{fmt.Sprintf("[error] [kong] pb_rpc.lua [probe] probe err %d", seq), fmt.Sprintf("[notice] [kong] pb_rpc.lua [probe] probe notice %d", seq),
-				fmt.Sprintf("[pluginserver] started, pid %d", pid), "external pluginserver 'probe' terminated: signal 9"},
-			[]string{"probe stdout", "probe stderr", "Listening on socket", "probe info", "probe debug"}},
-		{LogInfo, []string{stdout, fmt.Sprintf("probe info %d", seq)}, []string{"probe debug", "started plugin server"}},
-		{LogDebug, []string{stdout, fmt.Sprintf("probe debug %d", seq), fmt.Sprintf("started plugin server: seq %d", seq)}, nil},
-		{LogErr, []string{fmt.Sprintf("probe err %d", seq)}, []string{"probe notice", "[pluginserver] started"}},
+		{LogNotice, []string{fmt.Sprintf("[error] [kong] pb_rpc.lua:233 probe err %d", seq), fmt.Sprintf("[notice] [kong] pb_rpc.lua:233 probe notice %d", seq)},
+			[]string{"probe stdout", "probe info", "probe debug"}},
+		{LogInfo, []string{fmt.Sprintf("probe info %d", seq)}, []string{"probe debug", "started plugin server"}},
+		{LogDebug, []string{fmt.Sprintf("probe debug %d", seq), fmt.Sprintf("started plugin server: seq %d", seq)}, nil},
+		{LogErr, []string{fmt.Sprintf("probe err %d", seq)}, []string{"probe notice"}},
 	} {
 		seen := at(c.level)
 		for _, s := range c.shown {
@@ -212,10 +123,12 @@ func TestServerOutputAndPDKLogsInKongsErrorLog(t *testing.T) {
 	}
 
 	// A dead server: the connection fails, Kong logs it at error.
+	sup.Stop(5 * time.Second)
+	s.Drop()
 	if err := s.HandleEvent(1, "access", NewRequest("GET", "/", "", http.Header{})); err == nil {
-		t.Fatal("an event on a killed server succeeded")
+		t.Fatal("an event on a stopped server succeeded")
 	}
-	if !strings.Contains(log.Seen(), "[error] [kong] pb_rpc.lua [probe] trying to connect: ") {
+	if !strings.Contains(log.Seen(), "[error] [kong] pb_rpc.lua:273 trying to connect: ") {
 		t.Fatalf("no connect error in the log:\n%s", log.Seen())
 	}
 }

@@ -25,7 +25,6 @@ import (
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/redistest"
-	"github.com/subgate/subgate/spec/gateway"
 	"github.com/subgate/subgate/spec/kongsim"
 )
 
@@ -61,43 +60,51 @@ type Options struct {
 	// MainEnv lists the variables declared for the plugin servers with
 	// nginx's `env` directive (Kong's nginx_main_env; "NAME" or
 	// "NAME=value"); with TZ they are the servers' whole environment, as
-	// under Kong (see kongsim.WorkerEnv). nil: read KONG_NGINX_MAIN_ENV from
-	// this process as Kong would (unset: nothing declared).
+	// the supervisor gives it (see supervise.WorkerEnv). nil: read
+	// KONG_NGINX_MAIN_ENV from this process (unset: nothing declared).
 	MainEnv []string
 	// LogLevel is Kong's log_level for the error log (0: notice, Kong's
 	// default).
 	LogLevel kongsim.Level
-	// ServerArgs, when set, gives a plugin server's further start-command
-	// arguments (e.g. -metrics-addr), as kong.conf's start_cmd would.
-	ServerArgs func(plugin string) []string
+	// PluginsEnv is kong/plugins.env ("": beside KongYML).
+	PluginsEnv string
+	// Kong, when set, is a real Kong executable (realkong.Find) serving the
+	// routes; "" serves them with the stand-in (spec/gateway).
+	Kong    string
+	Workers int // Kong's nginx_worker_processes (real Kong only; 0: 1)
+	// FileLog is where kong.yml's file-log plugins write ("": a file of the
+	// stack's own, FileLogPath).
+	FileLog string
+	// PluginOutput receives the plugin servers' output as well (nil: kept
+	// in Output only).
+	PluginOutput io.Writer
 	// Wrap, when set, wraps a demo service's handler ("identity",
 	// "payment", "echo upstream"): the soak makes a JWKS unreachable with it.
 	Wrap func(service string, h http.Handler) http.Handler
 }
 
-// Stack is the running set.
+// Stack is the running set. Its Edge is the gateway: the stand-in or a
+// real Kong, with the plugin servers under their supervisor.
 type Stack struct {
+	*Edge
 	GatewayURL, AdminURL, IdentityURL, PaymentURL, EchoURL string
-	Gateway                                                *gateway.Gateway
 	Identity                                               *demosvc.Identity
 	Payment                                                *demosvc.Payment
-	Servers                                                map[string]*kongsim.Server
 	Redis                                                  *redistest.Server  // nil with Miniredis or Cluster
 	Sentinel                                               *redistest.Server  // nil with Miniredis or Cluster
 	Cluster                                                *redistest.Cluster // set with Options.Cluster
 	RDB                                                    redis.UniversalClient
-	// Log is Kong's error log: the plugin servers' output (at info), their
-	// kong.log.* calls and what Kong's plugin-server code logs.
-	Log *kongsim.ErrorLog
+	FileLogPath                                            string // where kong.yml's file-log writes
 
 	seedCSV string
+	rewrite func([]byte) ([]byte, error) // the shipped kong.yml to this stack's
 	closers []func()
 }
 
 // Start starts everything; on any failure it stops what it started and
 // says which part failed.
 func Start(o Options) (_ *Stack, err error) {
-	s := &Stack{Servers: map[string]*kongsim.Server{}, Log: kongsim.NewErrorLog(o.LogLevel)}
+	s := &Stack{}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -203,42 +210,6 @@ func Start(o Options) (_ *Stack, err error) {
 	}
 	say("imported %d subscriptions from %s through pkg/ownership", n, o.SeedCSV)
 
-	prefix, err := kongsim.PrefixDir()
-	if err != nil {
-		return nil, err
-	}
-	s.closers = append(s.closers, func() { os.RemoveAll(prefix) })
-	entries, err := os.ReadDir(o.BinDir)
-	if err != nil {
-		return nil, fmt.Errorf("plugin binaries: %w (run make build)", err)
-	}
-	env := o.MainEnv
-	if env == nil {
-		if env, err = kongsim.MainEnvFromProcess(); err != nil {
-			return nil, err
-		}
-	}
-	var names []string
-	for _, e := range entries {
-		var args []string
-		if o.ServerArgs != nil {
-			args = o.ServerArgs(e.Name())
-		}
-		srv, err := kongsim.Start(filepath.Join(o.BinDir, e.Name()), prefix, kongsim.Options{Env: env, Log: s.Log, Args: args})
-		if err != nil {
-			return nil, fmt.Errorf("plugin server %s: %w", e.Name(), err)
-		}
-		s.closers = append(s.closers, srv.Kill)
-		s.Servers[e.Name()] = srv
-		names = append(names, fmt.Sprintf("%s (priority %d)", e.Name(), srv.Info.Priority))
-	}
-	sort.Strings(names)
-	declared := "nothing declared with nginx_main_env"
-	if len(env) > 0 {
-		declared = fmt.Sprintf("declared with nginx_main_env: %v", env)
-	}
-	say("plugin servers: %v, sockets under %s; their environment is nginx's: TZ and the names %s", names, prefix, declared)
-
 	if s.Identity, err = demosvc.NewIdentity(); err != nil {
 		return nil, err
 	}
@@ -270,10 +241,44 @@ func Start(o Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.Gateway, err = gateway.Load(yml, hosts, s.Servers, rewrite); err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	s.FileLogPath = o.FileLog
+	if s.FileLogPath == "" {
+		dir, err := os.MkdirTemp("", "subgate-filelog-")
+		if err != nil {
+			return nil, err
+		}
+		s.closers = append(s.closers, func() { os.RemoveAll(dir) })
+		s.FileLogPath = filepath.Join(dir, "file-log.json")
 	}
-	s.Gateway.Log = s.Log
+	s.rewrite = func(yml []byte) ([]byte, error) { return RewriteKongYML(yml, hosts, rewrite, s.FileLogPath) }
+	if yml, err = s.rewrite(yml); err != nil {
+		return nil, err
+	}
+	pluginsEnv := o.PluginsEnv
+	if pluginsEnv == "" {
+		pluginsEnv = filepath.Join(filepath.Dir(o.KongYML), "plugins.env")
+	}
+	if o.Kong == "" {
+		say("gateway: the stand-in for Kong (spec/gateway), serving %s", o.KongYML)
+	} else {
+		say("gateway: Kong from %s (worker_processes %d), serving %s", o.Kong, max(o.Workers, 1), o.KongYML)
+	}
+	if s.Edge, err = StartEdge(EdgeOptions{BinDir: o.BinDir, PluginsEnv: pluginsEnv, KongYML: yml, Kong: o.Kong, Workers: o.Workers,
+		MainEnv: o.MainEnv, LogLevel: o.LogLevel, Output: o.PluginOutput}); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.Edge.Close)
+	var names []string
+	for name, info := range s.Infos {
+		names = append(names, fmt.Sprintf("%s (priority %d)", name, info.Priority))
+	}
+	sort.Strings(names)
+	say("plugin servers: %v, started outside Kong by the supervisor (pkg/supervise), sockets under %s", names, s.Deployment.SocketDir)
+	if s.Real() {
+		s.GatewayURL, s.AdminURL = s.Edge.URL, s.Edge.AdminURL
+		say("gateway on %s, Kong's Admin API on %s (error log: %s)", s.GatewayURL, s.AdminURL, s.Kong.ErrorLogPath())
+		return s, nil
+	}
 	if s.GatewayURL, err = s.serve("gateway", o.GatewayAddr, s.Gateway, say); err != nil {
 		return nil, err
 	}
@@ -283,6 +288,21 @@ func Start(o Options) (_ *Stack, err error) {
 		}
 	}
 	return s, nil
+}
+
+// Reload replaces the gateway's configuration with yml (a kong.yml written
+// for the compose network, as the shipped one), as a DB-less Kong's
+// POST /config does: the stand-in's Gateway.Reload, or a real Kong's Admin
+// API.
+func (s *Stack) Reload(yml []byte) error {
+	yml, err := s.rewrite(yml)
+	if err != nil {
+		return err
+	}
+	if !s.Real() {
+		return s.Gateway.Reload(yml)
+	}
+	return s.Kong.PostConfig(yml)
 }
 
 func (s *Stack) serve(what, addr string, h http.Handler, say func(string, ...any)) (string, error) {

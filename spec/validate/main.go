@@ -110,6 +110,9 @@ func loadSchemas(dir string) (map[string]*kongsim.Schema, []string) {
 		if err != nil || !info.Mode().IsRegular() || info.Mode()&0o111 == 0 {
 			continue
 		}
+		if strings.HasPrefix(e.Name(), "subgate-") {
+			continue // the project's commands beside the plugins (subgate-pluginservers)
+		}
 		bin := filepath.Join(dir, e.Name())
 		name, raw, err := kongsim.DumpSchema(bin)
 		if err != nil {

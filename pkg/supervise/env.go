@@ -1,4 +1,4 @@
-package kongsim
+package supervise
 
 import (
 	"fmt"
