@@ -3,11 +3,13 @@ package spec
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,19 +21,30 @@ import (
 	"github.com/subgate/subgate/spec/stack"
 )
 
-// observed starts the named plugin servers at Kong's default log level and
-// loads yml; each request's model is kept for the test to read.
+// observed is a gateway (the stand-in, or a real Kong) serving yml with the
+// named plugin servers at Kong's default log level. Through the stand-in,
+// each request's model is kept for the test to read (the PDK calls).
 type observed struct {
-	g    *gateway.Gateway
-	log  *kongsim.ErrorLog
-	reqs map[string]*kongsim.Request // by Kong's request id
+	e    *stack.Edge
+	g    *gateway.Gateway            // the stand-in; nil for Kong
+	log  *kongsim.ErrorLog           // the stand-in's; nil for Kong
+	reqs map[string]*kongsim.Request // by Kong's request id (the stand-in's only)
+	mu   sync.Mutex
 }
 
 func observe(t *testing.T, yml string, plugins ...string) *observed {
 	t.Helper()
-	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte(yml)})
-	o := &observed{g: e.Gateway, log: e.Log, reqs: map[string]*kongsim.Request{}}
-	o.g.Observe = func(_ string, r *kongsim.Request) { o.reqs[r.ID] = r }
+	return observeOn(t, "", yml, plugins...)
+}
+
+// observeOn is observe through the Kong executable kong ("": the stand-in).
+func observeOn(t *testing.T, kong, yml string, plugins ...string) *observed {
+	t.Helper()
+	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte(yml), Kong: kong})
+	o := &observed{e: e, g: e.Gateway, log: e.Log, reqs: map[string]*kongsim.Request{}}
+	if o.g != nil {
+		o.g.Observe = func(_ string, r *kongsim.Request) { o.mu.Lock(); o.reqs[r.ID] = r; o.mu.Unlock() }
+	}
 	return o
 }
 
@@ -39,10 +52,62 @@ func observe(t *testing.T, yml string, plugins ...string) *observed {
 // list is routes (YAML).
 func observeEcho(t *testing.T, routes string, plugins ...string) *observed {
 	t.Helper()
+	return observeEchoOn(t, "", routes, plugins...)
+}
+
+func observeEchoOn(t *testing.T, kong, routes string, plugins ...string) *observed {
+	t.Helper()
 	upstream := httptest.NewServer(demosvc.Echo())
 	t.Cleanup(upstream.Close)
-	return observe(t, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes), plugins...)
+	return observeOn(t, kong, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes), plugins...)
 }
+
+// real reports whether a real Kong serves.
+func (o *observed) real() bool { return o.g == nil }
+
+// ServeHTTP sends r through the gateway: the stand-in's handler, or Kong's
+// proxy over HTTP (the raw request URI and every header as given).
+func (o *observed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if o.g != nil {
+		o.g.ServeHTTP(w, r)
+		return
+	}
+	out, err := http.NewRequest(r.Method, o.e.URL+"/", r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), 599)
+		return
+	}
+	out.URL.Opaque = r.RequestURI
+	out.Header = r.Header.Clone()
+	out.ContentLength = r.ContentLength
+	resp, err := kongClient.Do(out)
+	if err != nil {
+		http.Error(w, err.Error(), 599)
+		return
+	}
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+var kongClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}
+
+// URL is where a client reaches the gateway over HTTP.
+func (o *observed) URL(t *testing.T) string {
+	if o.real() {
+		return o.e.URL
+	}
+	srv := httptest.NewServer(o.g)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// seen is what an operator reads of the plugins in Kong's error log at
+// notice (stack.Edge.PluginLog).
+func (o *observed) seen() string { return strings.Join(o.e.PluginLog(), "\n") }
 
 func (o *observed) do(t *testing.T, path, token string) (*httptest.ResponseRecorder, *kongsim.Request) {
 	t.Helper()
@@ -51,7 +116,9 @@ func (o *observed) do(t *testing.T, path, token string) (*httptest.ResponseRecor
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	o.g.ServeHTTP(rec, req)
+	o.ServeHTTP(rec, req)
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	return rec, o.reqs[rec.Header().Get("X-Kong-Request-Id")]
 }
 
@@ -67,24 +134,26 @@ func obsToken(t *testing.T, exp time.Duration) string {
 	return s
 }
 
-// Decisions reach Kong's log pipeline: a log plugin's view (what
-// kong.log.serialize() returns, what file-log writes) carries the decision
-// under subgate.<plugin> as log_decisions says, the denial's body, the
-// X-Kong-Request-Id header and the serialized decision carry Kong's one
-// request id, and the allow path's PDK calls grow only with "all".
+// Decisions reach Kong's log pipeline: file-log's entry (what
+// kong.log.serialize() returns) carries the decision under subgate.<plugin>
+// as log_decisions says, the denial's body, the X-Kong-Request-Id header and
+// the serialized decision carry Kong's one request id, no credential is in
+// the entry, and (through the stand-in, which counts them) the allow path's
+// PDK calls grow only with "all". Through the stand-in and a real Kong.
 func TestDecisionsInKongsLogPipeline(t *testing.T) {
-	upstream := httptest.NewServer(demosvc.Echo())
-	defer upstream.Close()
-	route := func(name, mode string) string {
-		return fmt.Sprintf(`
+	eachGateway(t, func(t *testing.T, kong string) {
+		upstream := httptest.NewServer(demosvc.Echo())
+		defer upstream.Close()
+		route := func(name, mode string) string {
+			return fmt.Sprintf(`
       - name: %s
         paths: [/%s]
         plugins:
           - name: jwt-claims
             config: {keys: [{kid: hs, algorithm: HS256, secret: %q}], log_decisions: %s}`, name, name, obsSecret, mode)
-	}
-	fileLog := filepath.Join(t.TempDir(), "kong-access.log")
-	o := observe(t, fmt.Sprintf(`_format_version: "3.0"
+		}
+		fileLog := filepath.Join(t.TempDir(), "kong-access.log")
+		o := observeOn(t, kong, fmt.Sprintf(`_format_version: "3.0"
 plugins:
   - name: file-log
     config: {path: %s}
@@ -93,76 +162,114 @@ services:
     url: %s
     routes:%s%s%s
 `, fileLog, upstream.URL, route("deny", "deny"), route("all", "all"), route("none", "none")), "jwt-claims")
-	good, expired := obsToken(t, time.Hour), obsToken(t, -time.Hour)
-	table := "\n| log_decisions | outcome | PDK calls |\n| --- | --- | --- |\n"
-	for _, c := range []struct {
-		mode, token string
-		status      int
-		logged      bool
-		calls       int
-	}{
-		{"deny", good, 200, false, 3}, {"deny", expired, 401, true, 4},
-		{"all", good, 200, true, 4}, {"all", expired, 401, true, 4},
-		{"none", good, 200, false, 3}, {"none", expired, 401, false, 3},
-	} {
-		rec, req := o.do(t, "/"+c.mode, c.token)
-		if rec.Code != c.status || req == nil {
-			t.Fatalf("%s: %d %s", c.mode, rec.Code, rec.Body)
+		good, expired := obsToken(t, time.Hour), obsToken(t, -time.Hour)
+		cases := []struct {
+			mode, token string
+			status      int
+			logged      bool
+			calls       int
+		}{
+			{"deny", good, 200, false, 3}, {"deny", expired, 401, true, 4},
+			{"all", good, 200, true, 4}, {"all", expired, 401, true, 4},
+			{"none", good, 200, false, 3}, {"none", expired, 401, false, 3},
 		}
-		calls := req.Calls("jwt-claims")
-		table += fmt.Sprintf("| %s | %d | %d: %s |\n", c.mode, c.status, len(calls), strings.Join(calls, ", "))
-		if len(calls) != c.calls {
-			t.Errorf("%s %d: %d PDK calls %v, want %d", c.mode, c.status, len(calls), calls, c.calls)
-		}
-		entry := req.Serialize(rec.Code, c.mode)
-		sub, _ := entry["subgate"].(map[string]any)
-		dec, _ := sub["jwt-claims"].(map[string]any)
-		if (dec != nil) != c.logged {
-			t.Fatalf("%s %d: decision in the log entry = %v, want logged %v", c.mode, c.status, dec, c.logged)
-		}
-		if dec == nil {
-			continue
-		}
-		b, _ := json.Marshal(dec)
-		if strings.Contains(string(b), c.token) || strings.Contains(string(b), obsSecret) {
-			t.Fatalf("the serialized decision holds a credential: %s", b)
-		}
-		if c.status == 200 {
-			if dec["decision"] != "allow" || dec["customer_id"] != alice || dec["kid"] != "hs" || dec["jti"] != "jti-1" {
-				t.Errorf("allow entry: %s", b)
+		table := "\n| log_decisions | outcome | PDK calls |\n| --- | --- | --- |\n"
+		recs := make([]*httptest.ResponseRecorder, len(cases))
+		for i, c := range cases {
+			rec, req := o.do(t, "/"+c.mode, c.token)
+			recs[i] = rec
+			if rec.Code != c.status || (req == nil && !o.real()) {
+				t.Fatalf("%s: %d %s", c.mode, rec.Code, rec.Body)
 			}
-			continue
+			if req == nil {
+				continue
+			}
+			calls := req.Calls("jwt-claims")
+			table += fmt.Sprintf("| %s | %d | %d: %s |\n", c.mode, c.status, len(calls), strings.Join(calls, ", "))
+			if len(calls) != c.calls {
+				t.Errorf("%s %d: %d PDK calls %v, want %d", c.mode, c.status, len(calls), calls, c.calls)
+			}
 		}
-		var body struct {
-			Code      string `json:"code"`
-			RequestID string `json:"request_id"`
+		if !o.real() {
+			t.Log(table)
 		}
-		_ = json.Unmarshal(rec.Body.Bytes(), &body)
-		id := rec.Header().Get("X-Kong-Request-Id")
-		if dec["decision"] != "deny" || dec["code"] != "token_expired" || body.RequestID != id || dec["request_id"] != id || len(id) != 32 {
-			t.Errorf("deny: header id %q, body %s, entry %s", id, rec.Body, b)
+		// file-log wrote one line per request (Kong writes it in the log
+		// phase, after the answer, so not always in the requests' order).
+		byID := map[any]map[string]any{}
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			entries, err := stack.FileLog(fileLog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range entries {
+				req, _ := e["request"].(map[string]any)
+				byID[req["id"]] = e
+			}
+			missing := 0
+			for _, rec := range recs {
+				if byID[rec.Header().Get("X-Kong-Request-Id")] == nil {
+					missing++
+				}
+			}
+			if missing == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("file-log has no entry for %d of the %d requests", missing, len(recs))
+			}
 		}
-	}
-	t.Log(table)
-	// file-log wrote one line per request, the same entry.
-	raw, err := os.ReadFile(fileLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
-	if len(lines) != 6 || !strings.Contains(lines[1], `"subgate":{"jwt-claims":{`) || !strings.Contains(lines[1], `"code":"token_expired"`) {
-		t.Fatalf("file-log lines:\n%s", raw)
-	}
-	if strings.Contains(string(raw), good) {
-		t.Fatal("file-log wrote the token")
-	}
+		raw, _ := os.ReadFile(fileLog)
+		if strings.Contains(string(raw), good) || strings.Contains(string(raw), strings.Split(expired, ".")[2]) || strings.Contains(string(raw), obsSecret) {
+			t.Fatal("file-log wrote a credential")
+		}
+		for i, c := range cases {
+			rec := recs[i]
+			id := rec.Header().Get("X-Kong-Request-Id")
+			entry, ok := byID[id]
+			if !ok || len(id) != 32 {
+				t.Fatalf("%s %d: no file-log entry for request %q", c.mode, c.status, id)
+			}
+			sub, _ := entry["subgate"].(map[string]any)
+			dec, _ := sub["jwt-claims"].(map[string]any)
+			if (dec != nil) != c.logged {
+				t.Fatalf("%s %d: decision in the log entry = %v, want logged %v", c.mode, c.status, dec, c.logged)
+			}
+			if dec == nil {
+				continue
+			}
+			b, _ := json.Marshal(dec)
+			if c.status == 200 {
+				if dec["decision"] != "allow" || dec["customer_id"] != alice || dec["kid"] != "hs" || dec["jti"] != "jti-1" {
+					t.Errorf("allow entry: %s", b)
+				}
+				// Kong drops a false boolean from Go: the facts survive
+				// as strings.
+				if dec["cached"] != "false" {
+					t.Errorf("allow entry of a first verification: cached %v, want \"false\": %s", dec["cached"], b)
+				}
+				continue
+			}
+			var body struct {
+				Code      string `json:"code"`
+				RequestID string `json:"request_id"`
+			}
+			_ = json.Unmarshal(rec.Body.Bytes(), &body)
+			if dec["decision"] != "deny" || dec["code"] != "token_expired" || dec["status"] != float64(401) || body.RequestID != id || dec["request_id"] != id {
+				t.Errorf("deny: header id %q, body %s, entry %s", id, rec.Body, b)
+			}
+		}
+	})
 }
 
 // A Redis outage is visible at Kong's default log level (notice): the
 // plugin writes it through kong.log.warn inside the request, once per
 // interval however many requests fail, while its own output stays at INFO.
 func TestRedisOutageVisibleAtNotice(t *testing.T) {
-	o := observeEcho(t, fmt.Sprintf(`      - name: subs
+	eachGateway(t, func(t *testing.T, kong string) { redisOutageVisibleAtNotice(t, kong) })
+}
+
+func redisOutageVisibleAtNotice(t *testing.T, kong string) {
+	o := observeEchoOn(t, kong, fmt.Sprintf(`      - name: subs
         paths: [/subscriptions]
         plugins:
           - name: jwt-claims
@@ -177,7 +284,7 @@ func TestRedisOutageVisibleAtNotice(t *testing.T) {
 			t.Fatalf("%d %s", rec.Code, rec.Body)
 		}
 	}
-	seen := o.log.Seen()
+	seen := o.seen()
 	if n := strings.Count(seen, "ownership lookup failed"); n != 1 {
 		t.Fatalf("at notice the outage shows %d times, want once per interval:\n%s", n, seen)
 	}

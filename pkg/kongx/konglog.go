@@ -7,6 +7,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"time"
 
@@ -68,10 +69,15 @@ func (r *Record) serialized() map[string]any {
 }
 
 // putAttrs adds plugin-specific facts; a group (subgate's per-section
-// facts) becomes a nested object.
+// facts) becomes a nested object. A boolean goes as the string "true" or
+// "false": Kong 3.9's pb_rpc.lua unwraps a protobuf Value with
+// `bool_value or string_value or ...`, so a false boolean arrives as nothing
+// and the field would be missing from every log entry.
 func putAttrs(m map[string]any, attrs []slog.Attr) {
 	for _, a := range attrs {
 		switch v := a.Value.Resolve(); v.Kind() {
+		case slog.KindBool:
+			m[a.Key] = strconv.FormatBool(v.Bool())
 		case slog.KindDuration:
 			m[a.Key+"_ms"] = float64(v.Duration().Microseconds()) / 1000
 		case slog.KindGroup:

@@ -193,7 +193,7 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		if err := proto.Unmarshal(args, &kv); err != nil {
 			return nil, err
 		}
-		return nil, setPath(r.serialized, kv.K, kv.V.AsInterface())
+		return nil, setPath(r.serialized, kv.K, luaValue(kv.V))
 	case "kong.log.serialize":
 		b, err := json.Marshal(r.serialize(0, ""))
 		if err != nil {
@@ -218,6 +218,37 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		return nil, nil
 	}
 	return nil, fmt.Errorf("kongsim: PDK method %q is not modelled: add it to spec/kongsim with Kong's semantics, and a spec for it", method)
+}
+
+// luaValue is a protobuf Value as Kong 3.9.3's pb_rpc.lua unwraps it
+// (structpb_value): `bool_value or string_value or number_value or
+// null_value`, so a false boolean, at any depth, becomes nil and its key is
+// gone.
+func luaValue(v *structpb.Value) any {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_BoolValue:
+		if !k.BoolValue {
+			return nil
+		}
+		return true
+	case *structpb.Value_StructValue:
+		m := map[string]any{}
+		for name, f := range k.StructValue.GetFields() {
+			if x := luaValue(f); x != nil {
+				m[name] = x
+			}
+		}
+		return m
+	case *structpb.Value_ListValue:
+		l := []any{}
+		for _, e := range k.ListValue.GetValues() {
+			l = append(l, luaValue(e))
+		}
+		return l
+	case *structpb.Value_NullValue:
+		return nil
+	}
+	return v.AsInterface()
 }
 
 // setPath sets a dot-separated key as kong.log.set_serialize_value does
