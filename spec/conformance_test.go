@@ -15,8 +15,8 @@ import (
 
 // Rows of pkg/jwtverify/testdata/conformance.md that only the binary in
 // the stand-in can show: what reaches the client and what is read.
-func conformanceGateway(t *testing.T) *observed {
-	return observeEcho(t, fmt.Sprintf(`      - name: r
+func conformanceGateway(t *testing.T, kong string) *observed {
+	return observeEchoOn(t, kong, fmt.Sprintf(`      - name: r
         paths: [/r]
         plugins:
           - name: jwt-claims
@@ -28,19 +28,23 @@ func conformanceGateway(t *testing.T) *observed {
 // body or in the query string is not read, so the request has no token;
 // the challenge then carries no error information (3.1).
 func TestRFC6750BodyAndQueryTokensIgnored(t *testing.T) {
-	o := conformanceGateway(t)
+	eachGateway(t, rfc6750BodyAndQueryTokensIgnored)
+}
+
+func rfc6750BodyAndQueryTokensIgnored(t *testing.T, kong string) {
+	o := conformanceGateway(t, kong)
 	tok := obsToken(t, time.Hour)
 	for name, req := range map[string]func() *httptest.ResponseRecorder{
 		"form body": func() *httptest.ResponseRecorder {
 			r := httptest.NewRequest("POST", "/r", strings.NewReader(url.Values{"access_token": {tok}}.Encode()))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			rec := httptest.NewRecorder()
-			o.g.ServeHTTP(rec, r)
+			o.ServeHTTP(rec, r)
 			return rec
 		},
 		"query string": func() *httptest.ResponseRecorder {
 			rec := httptest.NewRecorder()
-			o.g.ServeHTTP(rec, httptest.NewRequest("GET", "/r?access_token="+tok, nil))
+			o.ServeHTTP(rec, httptest.NewRequest("GET", "/r?access_token="+tok, nil))
 			return rec
 		},
 	} {
@@ -57,7 +61,11 @@ func TestRFC6750BodyAndQueryTokensIgnored(t *testing.T) {
 // RFC 6750 3 and RFC 7235 3.1 as the client sees them: a refused token's
 // 401 carries one Bearer challenge with error="invalid_token".
 func TestRFC6750ChallengeReachesTheClient(t *testing.T) {
-	o := conformanceGateway(t)
+	eachGateway(t, rfc6750ChallengeReachesTheClient)
+}
+
+func rfc6750ChallengeReachesTheClient(t *testing.T, kong string) {
+	o := conformanceGateway(t, kong)
 	rec, _ := o.do(t, "/r", obsToken(t, -time.Hour))
 	www := rec.Result().Header.Values("WWW-Authenticate")
 	if rec.Code != 401 || len(www) != 1 || !strings.HasPrefix(www[0], `Bearer error="invalid_token", error_description="`) {
@@ -72,7 +80,11 @@ func TestRFC6750ChallengeReachesTheClient(t *testing.T) {
 // subgate-payment+jwt) is refused as a bearer token even when the same
 // key signed it.
 func TestRFC8725PaymentTokenRefusedByJWTClaims(t *testing.T) {
-	o := conformanceGateway(t)
+	eachGateway(t, rfc8725PaymentTokenRefusedByJWTClaims)
+}
+
+func rfc8725PaymentTokenRefusedByJWTClaims(t *testing.T, kong string) {
+	o := conformanceGateway(t, kong)
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": alice, "exp": time.Now().Add(time.Hour).Unix()})
 	tok.Header["kid"], tok.Header["typ"] = "hs", jwtverify.PaymentType
 	s, err := tok.SignedString([]byte(obsSecret))

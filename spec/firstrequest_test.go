@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/subgate/subgate/spec/stack"
 )
 
 // Kong starts a plugin instance inside the first request that reaches its
@@ -30,6 +32,7 @@ var firstRequests = []firstRequest{
 	{"subscription-owner", "/subscriptions/1234/deliveries", false},
 	{"payment-token", "/training/plan", true},
 	{"user-context", "/account", false},
+	{"subgate", "/sg/coach/subscriptions/1234", true},
 }
 
 func (w *world) headerFor(t *testing.T, c firstRequest) http.Header {
@@ -77,10 +80,16 @@ func (r response) answer() string {
 	return fmt.Sprintf("%d %v %q", r.status, r.body["code"], r.body["message"])
 }
 
+// Through the stand-in and a real Kong (started with kong start, the plugin
+// servers by their supervisor, as shipped).
 func TestFirstRequestAfterAStartIsAnsweredAsALaterOne(t *testing.T) {
+	eachGateway(t, firstRequestAfterAStart)
+}
+
+func firstRequestAfterAStart(t *testing.T, kong string) {
 	for _, c := range firstRequests {
 		t.Run(c.plugin, func(t *testing.T) {
-			w := setup(t) // fresh plugin servers: no instance yet
+			w := setupWith(t, stack.Options{Kong: kong}) // fresh plugin servers: no instance yet
 			h := w.headerFor(t, c)
 			first := w.do(t, "GET", c.path, h.Clone())
 			later := w.do(t, "GET", c.path, h.Clone())
@@ -95,7 +104,11 @@ func TestFirstRequestAfterAStartIsAnsweredAsALaterOne(t *testing.T) {
 }
 
 func TestBurstOfFirstRequestsHasNo5xx(t *testing.T) {
-	w := setup(t) // fresh plugin servers: every request below is among the first of its config
+	eachGateway(t, burstOfFirstRequests)
+}
+
+func burstOfFirstRequests(t *testing.T, kong string) {
+	w := setupWith(t, stack.Options{Kong: kong}) // fresh plugin servers: every request below is among the first of its config
 	cases := append(slices.Clone(firstRequests), firstRequest{"all four", "/coach/subscriptions/1234", true})
 	const n = 32
 	type result struct {
@@ -131,6 +144,6 @@ func TestBurstOfFirstRequestsHasNo5xx(t *testing.T) {
 	p := func(q float64) time.Duration { return took[int(q*float64(n-1)+0.5)] }
 	t.Logf("%d concurrent first requests over %d routes: p50 %v, p99 %v, max %v", n, len(cases), p(0.50).Round(time.Millisecond), p(0.99).Round(time.Millisecond), took[n-1].Round(time.Millisecond))
 	if t.Failed() {
-		t.Logf("error log at notice:\n%s", w.Log.Seen())
+		t.Logf("error log at notice:\n%s", strings.Join(w.PluginLog(), "\n"))
 	}
 }

@@ -612,15 +612,17 @@ func routeConfig(t *testing.T, dir string, keys peerKeys, name string, route map
 // status and denial code compared with the data. A file without cases, a
 // case whose data breaks the format, or a case not run fails the test.
 func TestPeerSuites(t *testing.T) {
-	runPeerFiles(t, pluginFiles(t, "jwt-claims"), "")
+	eachGateway(t, func(t *testing.T, kong string) { runPeerFiles(t, kong, pluginFiles(t, "jwt-claims"), "") })
 }
 
 // The payment-token files: the same runner, the payment-token binary after
 // jwt-claims, and a real redis-server for its revocation feed.
 func TestPeerSuitesPaymentToken(t *testing.T) {
 	files := pluginFiles(t, "payment-token")
-	redis := redistest.Start(t)
-	runPeerFiles(t, files, redis.Addr)
+	eachGateway(t, func(t *testing.T, kong string) {
+		redis := redistest.Start(t)
+		runPeerFiles(t, kong, files, redis.Addr)
+	})
 }
 
 func pluginFiles(t *testing.T, plugin string) map[string]*peerFile {
@@ -646,7 +648,7 @@ func pluginFiles(t *testing.T, plugin string) map[string]*peerFile {
 // payBearerKid is the jwt-claims key that signs $bearer on payment routes.
 const payBearerKid = "peers-bearer"
 
-func runPeerFiles(t *testing.T, files map[string]*peerFile, redisAddr string) {
+func runPeerFiles(t *testing.T, kong string, files map[string]*peerFile, redisAddr string) {
 	var fetches atomic.Int64
 	evil := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { fetches.Add(1) }))
 	defer evil.Close()
@@ -693,7 +695,7 @@ func runPeerFiles(t *testing.T, files map[string]*peerFile, redisAddr string) {
 			fmt.Fprintf(&routes, "      - name: %s-%s\n        paths: [/%s/%s]\n        plugins:\n%s          - name: %s\n            config: %s\n", n, rn, n, rn, chain, plugins[len(plugins)-1], b)
 		}
 	}
-	o := observe(t, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes.String()), plugins...)
+	o := observeOn(t, kong, fmt.Sprintf("_format_version: \"3.0\"\nservices:\n  - name: echo\n    url: %s\n    routes:\n%s", upstream.URL, routes.String()), plugins...)
 	bearer := ""
 	if redisAddr != "" {
 		bearer = sign(jwt.SigningMethodHS256, []byte(obsSecret), payBearerKid, map[string]any{"sub": "alice", "exp": time.Now().Add(time.Hour).Unix()})
@@ -822,7 +824,7 @@ func peerRequestDo(o *observed, path string, r *peerRequest, tok, bearer string)
 		}
 	}
 	rec := httptest.NewRecorder()
-	o.g.ServeHTTP(rec, req)
+	o.ServeHTTP(rec, req)
 	return rec
 }
 

@@ -69,7 +69,7 @@ func Main(args []string, stdout io.Writer) int {
 	}
 	o := Options{Env: env, Output: stdout}
 	if *runAs != "" {
-		if o.Credential, err = credential(*runAs); err != nil {
+		if o.Credential, err = Credential(*runAs); err != nil {
 			fmt.Fprintln(stdout, "subgate-pluginservers:", err)
 			return 2
 		}
@@ -165,7 +165,9 @@ func runCommand(sup *Supervisor, command []string, signals <-chan os.Signal) int
 	}
 }
 
-func credential(name string) (*syscall.Credential, error) {
+// Credential is the user name's uid and gid, for Options.Credential: only
+// root may run the servers as another user.
+func Credential(name string) (*syscall.Credential, error) {
 	u, err := user.Lookup(name)
 	if err != nil {
 		return nil, err

@@ -285,53 +285,25 @@ func (g *Gateway) match(path string) (*route, string) {
 	return best, prefix
 }
 
-// kongError is Kong's kong.response.error body for a status.
-func kongError(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"message": msg})
-}
-
-// nginx's header buffers as Kong leaves them (its defaults:
-// client_header_buffer_size 1k, large_client_header_buffers 4 8k): a header
-// line must fit in one 8k buffer, and all lines in the four.
-const (
-	nginxHeaderLine  = 8 << 10
-	nginxHeaderTotal = 4 * nginxHeaderLine
-)
-
-// headersTooLarge reports what nginx refuses before Kong runs any plugin:
-// status 494, which Kong's error handler answers as 400 "Request header or
-// cookie too large" (kong/error_handlers.lua). Go's server does not keep
-// the wire bytes, so each line is counted as "name: value\r\n": exact for
-// the line limit, an approximation of nginx's buffer packing for the total.
-func headersTooLarge(r *http.Request) bool {
-	total := 0
-	for k, vs := range r.Header {
-		for _, v := range vs {
-			n := len(k) + len(": ") + len(v) + len("\r\n")
-			if n > nginxHeaderLine {
-				return true
-			}
-			total += n
-		}
-	}
-	return total > nginxHeaderTotal
-}
-
 // ServeHTTP runs the chain and proxies.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if headersTooLarge(r) {
-		kongError(w, http.StatusBadRequest, "Request header or cookie too large")
+	// Go's server keeps Host out of the header map; nginx (and Kong's
+	// get_headers) have it as a header line like any other.
+	head := r.Header.Clone()
+	if r.Host != "" {
+		head["Host"] = append([]string{r.Host}, head["Host"]...)
+	}
+	if status, msg := nginxRefuses(head); status != 0 {
+		errorPage(w, r, status, msg)
 		return
 	}
 	path := kongsim.NormalizePath(r.URL.EscapedPath())
 	rt, prefix := g.match(path)
+	req := kongsim.NewRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, head)
 	if rt == nil {
-		kongError(w, http.StatusNotFound, "no Route matched with those values")
+		responseError(w, r, req.ID, http.StatusNotFound, "no Route matched with those values")
 		return
 	}
-	req := kongsim.NewRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, r.Header)
 	err := g.chain(rt, req)
 	if g.Observe != nil {
 		g.Observe(rt.name, req)
@@ -352,7 +324,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		// Kong's pb_rpc: any event error other than a restartable one is
 		// kong.response.error(500). Never a pass-through.
-		kongError(w, status, "An unexpected error occurred")
+		responseError(w, r, req.ID, status, "An unexpected error occurred")
 	default:
 		status = g.proxy(w, r, rt, prefix, path, req)
 	}
@@ -540,17 +512,18 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt *route, prefi
 	up.RawQuery = r.URL.RawQuery
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, up.String(), r.Body)
 	if err != nil {
-		kongError(w, http.StatusBadGateway, "An invalid response was received from the upstream server")
+		errorPage(w, r, http.StatusBadGateway, "An invalid response was received from the upstream server")
 		return http.StatusBadGateway
 	}
 	out.Header = req.Headers.Clone()
+	out.Header.Del("Host") // the upstream's (preserve_host off)
 	out.Header.Set("X-Kong-Request-Id", req.ID)
 	for _, h := range hopByHop {
 		out.Header.Del(h)
 	}
 	resp, err := g.client.Do(out)
 	if err != nil {
-		kongError(w, http.StatusBadGateway, "An invalid response was received from the upstream server")
+		errorPage(w, r, http.StatusBadGateway, "An invalid response was received from the upstream server")
 		return http.StatusBadGateway
 	}
 	defer resp.Body.Close()

@@ -206,6 +206,9 @@ type EdgeOptions struct {
 	KongEnv []string
 	// KongSettings are further kong.conf settings (real Kong only).
 	KongSettings map[string]string
+	// KongUser is nginx_user and KongPrefix Kong's prefix (real Kong only;
+	// "": realkong's defaults).
+	KongUser, KongPrefix string
 	// Output receives the plugin servers' output too (nil: kept only).
 	Output io.Writer
 	// Credential runs the plugin servers as another user.
@@ -284,7 +287,7 @@ func StartEdge(o EdgeOptions) (_ *Edge, err error) {
 			level = o.LogLevel.String()
 		}
 		e.Kong, err = realkong.Start(realkong.Options{Exe: o.Kong, Env: append(append([]string(nil), e.Deployment.Env...), o.KongEnv...),
-			DeclarativeConfig: o.KongYML, Workers: o.Workers, LogLevel: level, Settings: o.KongSettings})
+			DeclarativeConfig: o.KongYML, Workers: o.Workers, LogLevel: level, Settings: o.KongSettings, User: o.KongUser, Prefix: o.KongPrefix})
 		if err != nil {
 			return nil, err
 		}

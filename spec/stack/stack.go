@@ -290,12 +290,16 @@ func Start(o Options) (_ *Stack, err error) {
 	return s, nil
 }
 
+// RewriteKongYML makes a kong.yml written for the compose network (as the
+// shipped one) this stack's: its hosts, Redis and file-log path.
+func (s *Stack) RewriteKongYML(yml []byte) ([]byte, error) { return s.rewrite(yml) }
+
 // Reload replaces the gateway's configuration with yml (a kong.yml written
 // for the compose network, as the shipped one), as a DB-less Kong's
 // POST /config does: the stand-in's Gateway.Reload, or a real Kong's Admin
 // API.
 func (s *Stack) Reload(yml []byte) error {
-	yml, err := s.rewrite(yml)
+	yml, err := s.RewriteKongYML(yml)
 	if err != nil {
 		return err
 	}
