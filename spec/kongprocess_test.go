@@ -2,8 +2,8 @@ package spec
 
 import (
 	"bufio"
-	"encoding/json"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -90,8 +90,8 @@ func TestKongAdminAPIWhole(t *testing.T) {
 // trafficResult counts what a load of allowed and must-deny requests saw.
 type trafficResult struct {
 	allowed, denied, fiveXX, falseAllow, falseDeny, other atomic.Int64
-	mu                                                   sync.Mutex
-	fiveXXCodes                                          map[string]int
+	mu                                                    sync.Mutex
+	fiveXXCodes                                           map[string]int
 }
 
 // traffic sends, from conc clients until stop closes, alternately a

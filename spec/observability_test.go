@@ -32,12 +32,7 @@ type observed struct {
 	mu   sync.Mutex
 }
 
-func observe(t *testing.T, yml string, plugins ...string) *observed {
-	t.Helper()
-	return observeOn(t, "", yml, plugins...)
-}
-
-// observeOn is observe through the Kong executable kong ("": the stand-in).
+// observeOn starts it through the Kong executable kong ("": the stand-in).
 func observeOn(t *testing.T, kong, yml string, plugins ...string) *observed {
 	t.Helper()
 	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte(yml), Kong: kong})
@@ -48,13 +43,8 @@ func observeOn(t *testing.T, kong, yml string, plugins ...string) *observed {
 	return o
 }
 
-// observeEcho is observe on one service, the echo upstream, whose routes
+// observeEchoOn is observeOn one service, the echo upstream, whose routes
 // list is routes (YAML).
-func observeEcho(t *testing.T, routes string, plugins ...string) *observed {
-	t.Helper()
-	return observeEchoOn(t, "", routes, plugins...)
-}
-
 func observeEchoOn(t *testing.T, kong, routes string, plugins ...string) *observed {
 	t.Helper()
 	upstream := httptest.NewServer(demosvc.Echo())
