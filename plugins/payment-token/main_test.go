@@ -17,13 +17,16 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/redistest"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[paytoken.Config, *paytoken.Decider]
 
 const (
 	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
@@ -51,17 +54,17 @@ func issuer(t *testing.T, at time.Time) *paytoken.Issuer {
 	return i
 }
 
-func kongConfig(t *testing.T, redisAddr string, set map[string]any) *Config {
+func kongConfig(t *testing.T, redisAddr string, set map[string]any) *instance {
 	full := map[string]any{"keys": []map[string]any{{"kid": "pay-1", "algorithm": "ES256", "public_key": pubPEM()}},
 		"issuers": []string{"https://payments.example"}, "audiences": []string{"subgate"},
 		"required_entitlements": []string{"coach"}, "redis": map[string]any{"addresses": []string{redisAddr}}}
 	for k, v := range set {
 		full[k] = v
 	}
-	return kongxtest.Config[*Config](t, New, full)
+	return kongxtest.Config(t, plugin, full)
 }
 
-func run(t *testing.T, c *Config, customer, token string) (int, string) {
+func run(t *testing.T, c *instance, customer, token string) (int, string) {
 	t.Helper()
 	h := http.Header{}
 	if token != "" {
@@ -72,10 +75,10 @@ func run(t *testing.T, c *Config, customer, token string) (int, string) {
 		t.Fatal(err)
 	}
 	if customer != "" {
-		s, _ := jwtclaims.Encode(&jwtclaims.Verified{CustomerID: customer, Country: "DE"})
-		env.Ctx.Store[jwtclaims.SharedKey] = s
+		s, _ := claims.Encode(&claims.Verified{CustomerID: customer, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
 	}
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	var b struct {
 		Code string `json:"code"`
 	}
@@ -83,7 +86,7 @@ func run(t *testing.T, c *Config, customer, token string) (int, string) {
 	return env.ClientRes.Status, b.Code
 }
 
-func waitSynced(t *testing.T, c *Config) {
+func waitSynced(t *testing.T, c *instance) {
 	t.Helper()
 	probe, _ := issuer(t, time.Now()).Issue(alice, []string{"coach"})
 	deadline := time.Now().Add(5 * time.Second)

@@ -9,8 +9,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/pkg/chain"
+	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/config"
-	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/ownership"
 )
 
@@ -42,7 +42,7 @@ func BenchmarkDecide(b *testing.B) {
 	h := map[string][]string{"authorization": {"Bearer " + tok}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, d := ch.Decide(context.Background(), h, "/subscriptions/1234", &kongx.Record{}); d != nil {
+		if _, d := ch.Decide(context.Background(), &check.Request{Headers: h, Path: "/subscriptions/1234"}, &check.Audit{}); d != nil {
 			b.Fatal(d)
 		}
 	}

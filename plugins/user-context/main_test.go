@@ -13,7 +13,11 @@ import (
 
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
+	"github.com/subgate/subgate/pkg/usercontext"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[usercontext.Config, *usercontext.Decider]
 
 func TestMain(m *testing.M) {
 	kongx.SetOutput(io.Discard)
@@ -36,14 +40,14 @@ func identity(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &mode
 }
 
-func kongConfig(t *testing.T, set map[string]any) *Config {
-	return kongxtest.Config[*Config](t, New, set)
+func kongConfig(t *testing.T, set map[string]any) *instance {
+	return kongxtest.Config(t, plugin, set)
 }
 
-func run(t *testing.T, c *Config, h http.Header) *test.TestEnv {
+func run(t *testing.T, c *instance, h http.Header) *test.TestEnv {
 	t.Helper()
 	env := kongxtest.Request(t, "/coach", h)
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	return env
 }
 
