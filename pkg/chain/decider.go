@@ -106,10 +106,10 @@ func New(c Config) (*Decider, error) {
 
 // Reads is every header, and the path when a section reads it (the
 // ownership section).
-func (c *Decider) Reads() check.Reads { return c.reads }
+func (d *Decider) Reads() check.Reads { return d.reads }
 
 // Owned lists every upstream header the route owns, over all sections.
-func (c *Decider) Owned() []string { return c.owned }
+func (d *Decider) Owned() []string { return d.owned }
 
 // Decide runs the present checks in the chain's order, each on the request
 // its plugin would see in the chain: in Kong a plugin's
@@ -119,23 +119,23 @@ func (c *Decider) Owned() []string { return c.owned }
 // verified are the later sections' claims. The audit line carries the
 // customer the first section names (the jwt section's) and each section's
 // facts as a group under its name.
-func (c *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
-	up := make(map[string]string, len(c.owned))
-	for _, s := range c.sections {
+func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
+	up := make(map[string]string, len(d.owned))
+	for _, s := range d.sections {
 		var facts check.Audit
-		d, den := s.Decide(ctx, req, &facts)
+		out, den := s.Decide(ctx, req, &facts)
 		if den != nil {
 			return check.Decision{}, den
 		}
-		if d.Claims != nil {
-			req.Claims = d.Claims
+		if out.Claims != nil {
+			req.Claims = out.Claims
 		}
 		if audit.CustomerID == "" {
 			audit.CustomerID = facts.CustomerID
 		}
 		audit.Add(slog.Attr{Key: s.name, Value: slog.GroupValue(facts.Facts...)})
 		for _, h := range s.Owned() {
-			v := d.Upstream[h]
+			v := out.Upstream[h]
 			up[h] = v
 			if v == "" {
 				delete(req.Headers, strings.ToLower(h))

@@ -1,5 +1,9 @@
 package paytoken
 
+// The decision behind the payment-token plugin: the token from the request,
+// the customer from jwt-claims' claims, the revocations from the payment
+// event stream (pkg/payevents).
+
 import (
 	"context"
 	"crypto/subtle"
@@ -39,7 +43,8 @@ type Config struct {
 	config.Decisions
 }
 
-// Decider decides a request from its payment-access-token.
+// Decider decides for one route, from the request's payment-access-token.
+// Safe for concurrent use.
 type Decider struct {
 	cfg      Config
 	verifier *jwtverify.Verifier

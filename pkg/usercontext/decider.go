@@ -1,5 +1,8 @@
 package usercontext
 
+// The decision behind the user-context plugin: the identity lookup
+// (usercontext.go) turned into the upstream headers.
+
 import (
 	"context"
 	"log/slog"
@@ -12,8 +15,8 @@ import (
 	"github.com/subgate/subgate/pkg/upstream"
 )
 
-// Decider is the decision of one route: look the caller up and render the
-// upstream headers.
+// Decider decides for one route: it looks the caller up and renders the
+// upstream headers. Safe for concurrent use.
 type Decider struct {
 	client *Client
 	owned  []string
