@@ -22,6 +22,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
@@ -386,4 +387,17 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatalf("k2 after rotation: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	denied(t, run(t, c, bearer(old)), 401, "token_unknown_key")
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	c := kongConfig(t, esKeys())
+	all := kongConfig(t, withKeys(map[string]any{"log_decisions": "all"}))
+	tok := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims()))
+	req := func(h http.Header) *test.TestEnv { return kongxtest.Request(t, "/subscriptions/1/deliveries", h) }
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `log_decisions: all`", Instance: all, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "denied: no token (401 `token_missing`)", Instance: c, Env: req(nil), Status: 401},
+	))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/payevents"
@@ -183,4 +184,22 @@ func TestRevocationAgainstRealRedis(t *testing.T) {
 	if st, code := run(t, c, alice, fresh.Token); st != 503 || code != "revocation_state_stale" {
 		t.Fatalf("Redis gone for longer than the bound: %d %s", st, code)
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := kongConfig(t, m.Addr(), nil)
+	waitSynced(t, c)
+	good, _ := issuer(t, time.Now()).Issue(alice, []string{"coach"})
+	req := func(token string) *test.TestEnv {
+		env := kongxtest.Request(t, "/training/plan", http.Header{"X-Payment-Token": {token}})
+		s, _ := claims.Encode(&claims.Verified{CustomerID: alice, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
+		return env
+	}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req(good.Token), Status: 200},
+		kongxtest.Case{Name: "denied: not a payment token (401 `payment_token_invalid`)", Instance: c, Env: req("garbage"), Status: 401},
+	))
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/chain"
 	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
@@ -180,4 +181,27 @@ func TestMisconfiguredSections(t *testing.T) {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
+	defer rdb.Close()
+	u, _ := ownership.ParseUUID(alice)
+	if err := ownership.NewStore(rdb, "").Put(context.Background(), "DE", 1234, u); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := identity(t)
+	jwtOnly := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil)})
+	every := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil),
+		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}},
+		"identity":  map[string]any{"identity_url": srv.URL, "forward_headers": []string{"Authorization", "X-Customer-Id"}}})
+	tok := http.Header{"Authorization": {"Bearer " + token(t, alice)}}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed, `jwt` only", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `jwt`, `ownership` and `identity`", Instance: every, Env: kongxtest.Request(t, "/subscriptions/1234", tok), Status: 200},
+		kongxtest.Case{Name: "denied, `jwt` only: no token (401 `token_missing`)", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", nil), Status: 401},
+		kongxtest.Case{Name: "denied: another's subscription (403 `subscription_forbidden`)", Instance: every, Env: kongxtest.Request(t, "/subscriptions/5678", tok), Status: 403},
+	))
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
@@ -150,4 +151,23 @@ func TestRealRedis(t *testing.T) {
 	if env := run(t, c, "/subscriptions/1234", alicev, nil); env.ClientRes.Status != 403 {
 		t.Fatalf("after restart without data: %d", env.ClientRes.Status)
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := miniredis.RunT(t)
+	seed(t, m.Addr(), "DE", 1234, alice)
+	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr())})
+	verified := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "verified_header": "X-Subscription-Verified"})
+	req := func(path, customer string) *test.TestEnv {
+		env := kongxtest.Request(t, path, nil)
+		s, _ := claims.Encode(&claims.Verified{CustomerID: customer, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
+		return env
+	}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req("/subscriptions/1234", alice), Status: 200},
+		kongxtest.Case{Name: "allowed, with `verified_header`", Instance: verified, Env: req("/subscriptions/1234", alice), Status: 200},
+		kongxtest.Case{Name: "denied: another's subscription (403 `subscription_forbidden`)", Instance: c, Env: req("/subscriptions/1234", bob), Status: 403},
+	))
 }

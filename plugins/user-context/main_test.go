@@ -11,6 +11,7 @@ import (
 
 	"github.com/Kong/go-pdk/test"
 
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/usercontext"
@@ -97,4 +98,16 @@ func TestMisconfigured(t *testing.T) {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	srv, mode := identity(t)
+	c := kongConfig(t, map[string]any{"identity_url": srv.URL})
+	h := http.Header{"Authorization": {"Bearer alice"}}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: kongxtest.Request(t, "/coach", h), Status: 200},
+		kongxtest.Case{Name: "denied: the identity service answers 401 (401 `identity_unauthorized`)", Instance: c,
+			Env: kongxtest.Request(t, "/coach", h), Status: 401, Before: func() { mode.Store(401) }},
+	))
 }

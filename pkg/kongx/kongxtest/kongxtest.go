@@ -8,9 +8,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/Kong/go-pdk"
@@ -131,9 +133,11 @@ func Code(t *testing.T, env *test.TestEnv) string {
 // answers the calls Kong's protocol side takes beyond go-pdk's harness:
 // kong.nginx.get_var of kong_request_id (a fresh 32-hex id, as Kong's) and
 // kong.log.set_serialize_value (accepted). Every other call goes to env,
-// which fails the test on one it does not know.
-func Do(env *test.TestEnv, instance any) {
-	kong := pdk.Init(bridgetest.MockFunc(harness{env, randomID()}))
+// which fails the test on one it does not know. It returns the PDK
+// methods the plugin called, in order.
+func Do(env *test.TestEnv, instance any) []string {
+	h := &harness{TestEnv: env, requestID: randomID()}
+	kong := pdk.Init(bridgetest.MockFunc(h))
 	type (
 		certificater interface{ Certificate(*pdk.PDK) }
 		rewriter     interface{ Rewrite(*pdk.PDK) }
@@ -163,15 +167,24 @@ func Do(env *test.TestEnv, instance any) {
 	if h, ok := instance.(logger); ok {
 		phase(func() { h.Log(kong) })
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls
 }
 
-// harness is go-pdk's test environment answering two calls more.
+// harness is go-pdk's test environment answering two calls more, and
+// counting them all.
 type harness struct {
 	*test.TestEnv
 	requestID string
+	mu        sync.Mutex
+	calls     []string
 }
 
-func (h harness) Handle(method string, args []byte) []byte {
+func (h *harness) Handle(method string, args []byte) []byte {
+	h.mu.Lock()
+	h.calls = append(h.calls, method)
+	h.mu.Unlock()
 	switch method {
 	case "kong.nginx.get_var":
 		var name pb.String
@@ -194,4 +207,34 @@ func randomID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Case is one row of a plugin's PDK-call table: a request (env), the
+// instance it runs on, the status it must get, and what to change first
+// (Before, optional: an upstream service's answer).
+type Case struct {
+	Name     string
+	Instance any
+	Env      *test.TestEnv
+	Status   int
+	Before   func()
+}
+
+// CallsTable runs each case through Do and renders the PDK calls it made
+// as the table of the plugin's README.
+func CallsTable(t *testing.T, cases ...Case) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("| request | PDK calls | methods, in order |\n| --- | --- | --- |\n")
+	for _, c := range cases {
+		if c.Before != nil {
+			c.Before()
+		}
+		calls := Do(c.Env, c.Instance)
+		if c.Env.ClientRes.Status != c.Status {
+			t.Fatalf("%s: status %d, want %d (%s)", c.Name, c.Env.ClientRes.Status, c.Status, c.Env.ClientRes.Body)
+		}
+		fmt.Fprintf(&b, "| %s | %d | `%s` |\n", c.Name, len(calls), strings.Join(calls, "`, `"))
+	}
+	return b.String()
 }
