@@ -50,20 +50,20 @@ func (r *Record) serialized() map[string]any {
 	if r.Status != 0 {
 		m["status"] = r.Status
 	}
-	putFacts(m, r.Facts)
+	putAttrs(m, r.Facts)
 	return m
 }
 
-// putFacts adds plugin-specific facts; a group (subgate's per-section
+// putAttrs adds plugin-specific facts; a group (subgate's per-section
 // facts) becomes a nested object.
-func putFacts(m map[string]any, attrs []slog.Attr) {
+func putAttrs(m map[string]any, attrs []slog.Attr) {
 	for _, a := range attrs {
 		switch v := a.Value.Resolve(); v.Kind() {
 		case slog.KindDuration:
 			m[a.Key+"_ms"] = float64(v.Duration().Microseconds()) / 1000
 		case slog.KindGroup:
 			g := map[string]any{}
-			putFacts(g, v.Group())
+			putAttrs(g, v.Group())
 			m[a.Key] = g
 		default:
 			m[a.Key] = v.Any()
