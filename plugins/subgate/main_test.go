@@ -139,7 +139,8 @@ func TestJWTThenIdentitySeesTheChainsHeaders(t *testing.T) {
 	}
 }
 
-func TestOwnershipSection(t *testing.T) {
+// alicesRedis is a Redis where alice owns subscription DE:1234.
+func alicesRedis(t testing.TB) *miniredis.Miniredis {
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	defer rdb.Close()
@@ -147,6 +148,11 @@ func TestOwnershipSection(t *testing.T) {
 	if err := ownership.NewStore(rdb, "").Put(context.Background(), "DE", 1234, u); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
+
+func TestOwnershipSection(t *testing.T) {
+	m := alicesRedis(t)
 	c := kongxtest.Config(t, plugin, map[string]any{
 		"jwt":       jwtSection(nil),
 		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}, "verified_header": "X-Subscription-Verified"},
@@ -185,13 +191,7 @@ func TestMisconfiguredSections(t *testing.T) {
 
 // README.md's PDK-call table, counted through the Kong adapter.
 func TestReadmePDKCalls(t *testing.T) {
-	m := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	defer rdb.Close()
-	u, _ := ownership.ParseUUID(alice)
-	if err := ownership.NewStore(rdb, "").Put(context.Background(), "DE", 1234, u); err != nil {
-		t.Fatal(err)
-	}
+	m := alicesRedis(t)
 	srv, _ := identity(t)
 	jwtOnly := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil)})
 	every := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil),
