@@ -18,7 +18,7 @@ help:
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
 	@echo "lint         gofmt, go vet, go mod tidy -diff, staticcheck (pinned, via go run)"
 	@echo "validate     check kong/kong.yml against the plugins' Kong schemas, as Kong would at load"
-	@echo "readme       regenerate the README's config tables from the plugins' config declarations"
+	@echo "readme       regenerate the READMEs' generated tables (codes; each plugin's config, codes, PDK calls)"
 	@echo "fuzz         every Go fuzz target for FUZZTIME executions each (default 300000x; CI runs 20000x)"
 	@echo "bench        Go benchmarks (see README for the figures)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
@@ -92,9 +92,10 @@ soak: build
 demo: build
 	$(GO) run ./spec/demo -bin $(BIN) -kong kong/kong.yml
 
-# Regenerates the README's config tables from the plugins' declarations.
+# Regenerates the generated README tables: the codes (pkg/denial), each
+# plugin's config and codes (spec) and PDK calls (its own tests).
 readme:
-	SUBGATE_UPDATE_README=1 $(GO) test -count=1 -run '^TestREADMEConfigTablesAreGenerated$$' ./spec
+	SUBGATE_UPDATE_README=1 $(GO) test -count=1 -run '^(TestReadmeTable|TestREADMEConfigTablesAreGenerated|TestReadmePDKCalls)$$' ./pkg/denial ./spec ./plugins/...
 
 demo-docker:
 	SUBGATE_REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) docker compose -f docker/docker-compose.yml up --build

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -243,11 +244,20 @@ func quoteSafe(s string) string {
 }
 
 // MarkdownTable renders Specs for the README.
-func MarkdownTable() string {
+func MarkdownTable() string { return table(func(Code) bool { return true }) }
+
+// TableOf renders only the given codes (a plugin's README), in Specs' order.
+func TableOf(codes ...Code) string {
+	return table(func(c Code) bool { return slices.Contains(codes, c) })
+}
+
+func table(include func(Code) bool) string {
 	var b strings.Builder
 	b.WriteString("| code | status | meaning |\n| --- | --- | --- |\n")
 	for _, s := range Specs {
-		fmt.Fprintf(&b, "| `%s` | %d | %s |\n", s.Code, s.Status, s.Meaning)
+		if include(s.Code) {
+			fmt.Fprintf(&b, "| `%s` | %d | %s |\n", s.Code, s.Status, s.Meaning)
+		}
 	}
 	return b.String()
 }

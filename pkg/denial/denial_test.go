@@ -2,9 +2,10 @@ package denial
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/subgate/subgate/pkg/docblock"
 )
 
 func TestUnknownCodeNeverAllows(t *testing.T) {
@@ -40,30 +41,7 @@ func TestBodyAndHeaders(t *testing.T) {
 }
 
 // TestReadmeTable keeps the README's code table equal to Specs: the codes
-// are defined here, and documented there. Regenerate with
-// `UPDATE_README=1 go test ./pkg/denial`.
+// are defined here, and documented there (make readme regenerates it).
 func TestReadmeTable(t *testing.T) {
-	const path = "../../README.md"
-	readme, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	begin, end := "<!-- codes:begin -->\n", "<!-- codes:end -->"
-	i, j := strings.Index(string(readme), begin), strings.Index(string(readme), end)
-	if i < 0 || j < i {
-		t.Fatal("README lacks the codes markers")
-	}
-	want := MarkdownTable()
-	got := string(readme[i+len(begin) : j])
-	if got == want {
-		return
-	}
-	if os.Getenv("UPDATE_README") == "1" {
-		out := string(readme[:i+len(begin)]) + want + string(readme[j:])
-		if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	t.Fatalf("README code table is out of date; run UPDATE_README=1 go test ./pkg/denial\nwant:\n%s", want)
+	docblock.Check(t, "../../README.md", "codes", MarkdownTable())
 }

@@ -53,7 +53,7 @@ func code(d *denial.Denial) denial.Code {
 func TestRFC7235SchemeCaseInsensitive(t *testing.T) {
 	d, tok := decider(t, Config{}), token(t, "")
 	for _, scheme := range []string{"Bearer", "bearer", "BEARER", "bEaReR"} {
-		if _, den := d.Decide(map[string][]string{"authorization": {scheme + " " + tok}}); den != nil {
+		if _, den := d.verify(map[string][]string{"authorization": {scheme + " " + tok}}); den != nil {
 			t.Errorf("%s: %v", scheme, den)
 		}
 	}
@@ -77,7 +77,7 @@ func TestRFC6750AuthorizationSyntax(t *testing.T) {
 		"Bearer " + tok + "é":            denial.TokenMalformed,
 		"Bearer " + tok + "==":           denial.TokenMalformed,
 	} {
-		if _, den := d.Decide(map[string][]string{"authorization": {value}}); code(den) != want {
+		if _, den := d.verify(map[string][]string{"authorization": {value}}); code(den) != want {
 			t.Errorf("%.20q…: %v, want %q", value, den, want)
 		}
 	}
@@ -90,11 +90,11 @@ func TestRFC6750AuthorizationSyntax(t *testing.T) {
 // (the cookie is subgate's option, not an RFC 6750 method).
 func TestRFC6750SeveralCredentials(t *testing.T) {
 	d, tok := decider(t, Config{TokenCookie: "sid"}), token(t, "")
-	_, den := d.Decide(map[string][]string{"authorization": {"Bearer " + tok, "Bearer " + tok}})
+	_, den := d.verify(map[string][]string{"authorization": {"Bearer " + tok, "Bearer " + tok}})
 	if code(den) != denial.TokenMalformed || den.Status != 401 {
 		t.Fatalf("two Authorization headers: %v", den)
 	}
-	if _, den := d.Decide(map[string][]string{"authorization": {"Bearer " + tok}, "cookie": {"sid=garbage"}}); den != nil {
+	if _, den := d.verify(map[string][]string{"authorization": {"Bearer " + tok}, "cookie": {"sid=garbage"}}); den != nil {
 		t.Fatalf("header and cookie: %v", den)
 	}
 }
@@ -103,7 +103,7 @@ func TestRFC6750SeveralCredentials(t *testing.T) {
 // cookie is off unless token_cookie is set, and subgate never sets one.
 func TestRFC6750CookieOffByDefault(t *testing.T) {
 	tok := token(t, "")
-	_, den := decider(t, Config{}).Decide(map[string][]string{"cookie": {"token=" + tok + "; sid=" + tok + "; jwt=" + tok + "; access_token=" + tok}})
+	_, den := decider(t, Config{}).verify(map[string][]string{"cookie": {"token=" + tok + "; sid=" + tok + "; jwt=" + tok + "; access_token=" + tok}})
 	if code(den) != denial.TokenMissing {
 		t.Fatalf("a cookie was read without token_cookie: %v", den)
 	}
@@ -126,11 +126,11 @@ func TestRFC7235AuthorizationForwardedUnchanged(t *testing.T) {
 // token presented as the bearer token is refused, even under the same key.
 func TestRFC8725PaymentTokenIsNotABearerToken(t *testing.T) {
 	d := decider(t, Config{})
-	_, den := d.Decide(map[string][]string{"authorization": {"Bearer " + token(t, jwtverify.PaymentType)}})
+	_, den := d.verify(map[string][]string{"authorization": {"Bearer " + token(t, jwtverify.PaymentType)}})
 	if code(den) != denial.TokenMalformed {
 		t.Fatalf("payment token as bearer: %v", den)
 	}
-	if _, den := d.Decide(map[string][]string{"authorization": {"Bearer " + token(t, "JWT")}}); den != nil {
+	if _, den := d.verify(map[string][]string{"authorization": {"Bearer " + token(t, "JWT")}}); den != nil {
 		t.Fatalf("typ JWT: %v", den)
 	}
 }

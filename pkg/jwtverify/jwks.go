@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/processwide"
 )
 
 // ErrUnavailable means no key can be trusted right now: the endpoint was
@@ -57,7 +58,7 @@ type setOptions struct {
 	Now                                     func() time.Time
 }
 
-var sets config.Shared[string, *Set]
+var sets processwide.Map[string, *Set]
 
 // sharedSet returns the process-wide Set for the URL and settings, started
 // on first use.

@@ -18,7 +18,7 @@ import (
 const (
 	tablePath  = "testdata/conformance.md"
 	repoRoot   = "../.."
-	readmePath = repoRoot + "/README.md"
+	readmePath = repoRoot + "/docs/testing.md"
 )
 
 type tableRow struct {

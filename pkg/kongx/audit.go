@@ -12,31 +12,29 @@ import (
 	"os"
 	"time"
 
+	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/denial"
 )
 
 // Record is one decision.
 type Record struct {
-	Plugin     string
-	RouteID    string
-	ServiceID  string
-	Instance   string
-	Allowed    bool
-	Code       denial.Code
-	Status     int
-	CustomerID string
+	Plugin    string
+	RouteID   string
+	ServiceID string
+	Instance  string
+	Allowed   bool
+	Code      denial.Code
+	Status    int
+	// Audit is the customer and the check's facts (e.g. "cached",
+	// "subscription_id").
+	check.Audit
 	// RequestID is Kong's request id; it is read only when denying (the allow
 	// path does not spend a PDK call on it), so Kong's access log is the join.
 	RequestID string
 	Latency   time.Duration
 	// Cause is a denial's operator-facing cause (denial.Denial.Cause).
 	Cause string
-	// Attrs carry plugin-specific facts (e.g. "cached", "subscription_id").
-	Attrs []slog.Attr
 }
-
-// Add appends a plugin-specific fact.
-func (r *Record) Add(attrs ...slog.Attr) { r.Attrs = append(r.Attrs, attrs...) }
 
 func init() { SetOutput(os.Stderr) }
 
@@ -57,7 +55,7 @@ func logRecord(r *Record) {
 	if r.Status >= 500 {
 		level = slog.LevelError
 	}
-	attrs := make([]slog.Attr, 0, 10+len(r.Attrs))
+	attrs := make([]slog.Attr, 0, 10+len(r.Facts))
 	attrs = append(attrs,
 		slog.String("plugin", r.Plugin),
 		slog.String("decision", decision),
@@ -74,6 +72,6 @@ func logRecord(r *Record) {
 	if r.Status != 0 {
 		attrs = append(attrs, slog.Int("status", r.Status))
 	}
-	attrs = append(attrs, r.Attrs...)
+	attrs = append(attrs, r.Facts...)
 	slog.Default().LogAttrs(context.Background(), level, "decision", attrs...)
 }

@@ -8,13 +8,15 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/subgate/subgate/pkg/check"
 )
 
 // subgate records each section's facts as a group: Kong's log serializer
 // must receive them as nested objects (structpb refuses slog values), and
 // booleans as strings (Kong drops a false boolean).
 func TestSerializedGroups(t *testing.T) {
-	r := &Record{Plugin: "subgate", CustomerID: "c"}
+	r := &Record{Plugin: "subgate", Audit: check.Audit{CustomerID: "c"}}
 	r.Add(slog.Group("jwt", slog.Bool("cached", true), slog.Bool("fresh", false), slog.String("kid", "k1")),
 		slog.Group("ownership", slog.String("country", "DE"), slog.Duration("redis", 1500*time.Microsecond)))
 	v, err := structpb.NewValue(r.serialized())

@@ -20,24 +20,11 @@ import (
 // log plugin's entry carries it as "subgate".
 const SerializeKey = "subgate"
 
-// goPDKHarness is set by UseGoPDKTestHarness.
-var goPDKHarness bool
-
-// UseGoPDKTestHarness is for unit tests that drive a plugin through go-pdk's
-// test package: it answers neither kong.nginx.get_var nor
-// kong.log.set_serialize_value (it fails the test on any method it does not
-// know), so those two calls are skipped. The specs in spec/, which model
-// both as Kong does, drive the real binaries with them.
-func UseGoPDKTestHarness() { goPDKHarness = true }
-
 // serialize hands the decision to Kong with
 // kong.log.set_serialize_value(SerializeKey, {...}) (one PDK call). go-pdk
 // v0.11.2 leaves its wrapper commented out; Kong's pb_rpc.lua takes the
 // call with a KV argument, so it goes through the bridge.
 func serialize(kong *pdk.PDK, r *Record) {
-	if goPDKHarness {
-		return
-	}
 	v, err := structpb.NewValue(r.serialized())
 	if err != nil {
 		slog.Error("decision not serializable", slog.String("plugin", r.Plugin), slog.String("error", err.Error()))
@@ -64,7 +51,7 @@ func (r *Record) serialized() map[string]any {
 	if r.Status != 0 {
 		m["status"] = r.Status
 	}
-	putAttrs(m, r.Attrs)
+	putAttrs(m, r.Facts)
 	return m
 }
 

@@ -1,12 +1,14 @@
-// Package kongx is the thin layer between the Kong PDK and subgate's decision
-// code: it starts a plugin instance from Kong's config, runs a phase under a
-// panic guard, answers denials in the one error shape, writes the audit line
-// and metrics, and moves the shared claims and upstream headers in as few PDK
-// calls as possible. Every PDK call is a round trip to Kong; the comments say
-// how many each helper costs.
+// Package kongx is the one adapter between the Kong PDK and subgate's
+// checks: it runs any check.Decider as a Kong plugin. It starts a plugin
+// instance from Kong's config, reads what the check reads, runs the access
+// phase under a panic guard, answers denials in the one error shape, writes
+// the audit line and metrics, and moves the shared claims and upstream
+// headers in as few PDK calls as possible. Every PDK call is a round trip
+// to Kong; the comments say how many each step costs. It knows no check.
 package kongx
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -17,9 +19,10 @@ import (
 
 	"github.com/Kong/go-pdk"
 
+	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
-	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
@@ -32,72 +35,127 @@ type Meta struct {
 	InstanceName string `json:"plugin_instance_name"`
 }
 
-// Gate is the per-instance runtime a plugin config carries: the decider built
-// from the config, or the reason it could not be built. go-pdk keeps one
-// config value per plugin instance for its lifetime, so the decider's caches
-// live as long as the route's configuration does.
-type Gate[D any] struct {
-	plugin  string
+// Plugin is one plugin binary: its name (the binary's file name), its
+// priority, and how its check is built from its declared config C.
+type Plugin[C any, D check.Decider] struct {
+	Name     string
+	Priority int
+	build    func(C) (D, error)
+}
+
+// NewPlugin declares a plugin; build is the check's constructor.
+func NewPlugin[C any, D check.Decider](name string, priority int, build func(C) (D, error)) *Plugin[C, D] {
+	return &Plugin[C, D]{Name: name, Priority: priority, build: build}
+}
+
+// Serve is the binary's whole main (see Serve).
+func (p *Plugin[C, D]) Serve() {
+	var decl C
+	Serve(p.Name, p.New, p.Priority, decl)
+}
+
+// New is the constructor go-pdk calls for every instance: the declared
+// defaults, and, until Kong's config has been decoded into it, a denial of
+// every request as misconfigured.
+func (p *Plugin[C, D]) New() any {
+	i := &Instance[C, D]{plugin: p, logging: config.LogDeny, err: fmt.Errorf("%s: configuration was never decoded", p.Name)}
+	config.Defaults(&i.config)
+	return i
+}
+
+// Instance is one plugin instance: the config Kong sent for one route and
+// the decider built from it, or the reason it could not be built. go-pdk
+// keeps the instance for its lifetime, so the decider's caches live as long
+// as the route's configuration does.
+type Instance[C any, D check.Decider] struct {
+	plugin  *Plugin[C, D]
+	config  C
 	meta    Meta
 	logging string // log_decisions
 	decider D
 	err     error
 }
 
-// Unstarted is the gate a plugin's New() returns: until Kong's config has
-// been decoded into it, every request is denied as misconfigured.
-func Unstarted[D any](plugin string) *Gate[D] {
-	return &Gate[D]{plugin: plugin, logging: config.LogDeny, err: fmt.Errorf("%s: configuration was never decoded", plugin)}
-}
-
-// Start is called from a config's UnmarshalJSON with the raw config Kong
-// sent and the plugin's declared config, which holds its defaults (New()
-// set them): it decodes and validates the config (every problem at once)
-// and builds the decider. A bad config is logged now, at instance start,
-// and denied with 500 plugin_misconfigured on every request, never let
-// through.
-func Start[C, D any](plugin string, raw []byte, cfg *C, build func(C) (D, error)) *Gate[D] {
-	g := &Gate[D]{plugin: plugin, logging: config.LogDeny}
-	_ = json.Unmarshal(raw, &g.meta) // metadata is optional; a test may send none
-	if g.err = config.Decode(raw, cfg); g.err == nil {
-		g.decider, g.err = build(*cfg)
+// UnmarshalJSON receives Kong's config at instance start (go-pdk decodes
+// it into the value New returned, which holds the defaults): it decodes
+// and validates the config (every problem at once) and builds the decider.
+// A bad config is logged now, at instance start, and denied with 500
+// plugin_misconfigured on every request, never let through; the error is
+// not returned, or go-pdk would drop the connection.
+func (i *Instance[C, D]) UnmarshalJSON(raw []byte) error {
+	_ = json.Unmarshal(raw, &i.meta) // metadata is optional; a test may send none
+	if i.err = config.Decode(raw, &i.config); i.err == nil {
+		i.decider, i.err = i.plugin.build(i.config)
 	}
-	if l, ok := any(cfg).(interface{ DecisionLogging() string }); ok && l.DecisionLogging() != "" {
-		g.logging = l.DecisionLogging()
+	if l, ok := any(&i.config).(interface{ DecisionLogging() string }); ok && l.DecisionLogging() != "" {
+		i.logging = l.DecisionLogging()
 	}
-	if g.err != nil {
+	if i.err != nil {
 		slog.Error("plugin misconfigured: every request on this route will be denied",
-			slog.String("plugin", plugin), slog.String("route_id", g.meta.RouteID),
-			slog.String("instance", g.meta.InstanceName), slog.String("error", g.err.Error()))
+			slog.String("plugin", i.plugin.Name), slog.String("route_id", i.meta.RouteID),
+			slog.String("instance", i.meta.InstanceName), slog.String("error", i.err.Error()))
 	}
-	return g
+	return nil
 }
 
 // Err is the configuration error, nil when the instance is usable.
-func (g *Gate[D]) Err() error { return g.err }
+func (i *Instance[C, D]) Err() error { return i.err }
+
+// Config is the config as decoded, defaults filled.
+func (i *Instance[C, D]) Config() C { return i.config }
 
 // Decider returns the built decider (for tests and benchmarks).
-func (g *Gate[D]) Decider() D { return g.decider }
+func (i *Instance[C, D]) Decider() D { return i.decider }
 
-// Run runs one phase. decide does the plugin's PDK reads, asks its decider,
-// and returns nil to let the request through or a denial. Run answers the
-// denial (see deny), recovers a panic into a 500 (a panic would otherwise
-// kill the plugin server and every request on it), hands the decision to
-// Kong's log serializer as log_decisions says, and writes the audit line
-// and metrics for every outcome.
+// Access decides the request: it reads what the decider reads (one PDK
+// call each for the headers, the path and the claims), asks the decider,
+// stores the claims it verified for the plugins after it (one call; only
+// jwt-claims establishes them) and sets the owned upstream headers (one
+// call, when the route owns any).
+func (i *Instance[C, D]) Access(kong *pdk.PDK) {
+	i.run(kong, func(audit *check.Audit) *denial.Denial {
+		req, den := read(kong, i.decider.Reads(), i.plugin.Name)
+		if den != nil {
+			return den
+		}
+		if req.Claims != nil {
+			audit.CustomerID = req.Claims.CustomerID
+		}
+		d, den := i.decider.Decide(context.Background(), req, audit)
+		if den != nil {
+			return den
+		}
+		if d.Claims != nil {
+			if err := storeClaims(kong, d.Claims); err != nil {
+				return denial.New(denial.InternalError, "could not store the verified claims")
+			}
+		}
+		if err := setUpstream(kong, i.decider.Owned(), d.Upstream); err != nil {
+			return denial.New(denial.InternalError, "could not set the upstream headers")
+		}
+		return nil
+	})
+}
+
+// run runs one phase: decide returns nil to let the request through or a
+// denial. run answers the denial (see deny), recovers a panic into a 500 (a
+// panic would otherwise kill the plugin server and every request on it),
+// hands the decision to Kong's log serializer as log_decisions says, and
+// writes the audit line and metrics for every outcome.
 //
 // PDK calls added to decide's: none on an allow by default (one with
 // log_decisions all); on a denial, Kong's request id, the serialized
 // decision (unless none), an operator line when the denial needs action
 // (rate-limited), and the exit.
-func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denial) {
+func (i *Instance[C, D]) run(kong *pdk.PDK, decide func(audit *check.Audit) *denial.Denial) {
 	start := time.Now()
-	rec := &Record{Plugin: g.plugin, RouteID: g.meta.RouteID, ServiceID: g.meta.ServiceID, Instance: g.meta.InstanceName}
+	plugin := i.plugin.Name
+	rec := &Record{Plugin: plugin, RouteID: i.meta.RouteID, ServiceID: i.meta.ServiceID, Instance: i.meta.InstanceName}
 	defer func() {
 		if p := recover(); p != nil {
 			slog.Error("panic in plugin handler; request denied",
-				slog.String("plugin", g.plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-			g.deny(kong, rec, start, denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic: %v", p)))
+				slog.String("plugin", plugin), slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			i.deny(kong, rec, start, denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic: %v", p)))
 		}
 		if rec.Latency == 0 {
 			rec.Latency = time.Since(start)
@@ -107,19 +165,19 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denia
 		if !rec.Allowed {
 			decision = "deny"
 		}
-		metrics.Decisions.Inc(g.plugin, decision, string(rec.Code))
-		metrics.Latency.Observe(rec.Latency, g.plugin)
+		metrics.Decisions.Inc(plugin, decision, string(rec.Code))
+		metrics.Latency.Observe(rec.Latency, plugin)
 	}()
-	if g.err != nil {
-		g.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, "").WithCause("configuration refused at instance start: "+g.err.Error()))
+	if i.err != nil {
+		i.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, "").WithCause("configuration refused at instance start: "+i.err.Error()))
 		return
 	}
-	if d := decide(g.decider, rec); d != nil {
-		g.deny(kong, rec, start, d)
+	if d := decide(&rec.Audit); d != nil {
+		i.deny(kong, rec, start, d)
 		return
 	}
 	rec.Allowed = true
-	if g.logging == config.LogAll {
+	if i.logging == config.LogAll {
 		rec.Latency = time.Since(start)
 		serialize(kong, rec)
 	}
@@ -129,13 +187,13 @@ func (g *Gate[D]) Run(kong *pdk.PDK, decide func(d D, rec *Record) *denial.Denia
 // kong.response.exit does not return to the plugin until Kong has finished
 // the request, so time spent after it is Kong's, not ours. Everything Kong
 // must see comes before the exit: after it Kong never resumes the plugin.
-func (g *Gate[D]) deny(kong *pdk.PDK, rec *Record, start time.Time, d *denial.Denial) {
+func (i *Instance[C, D]) deny(kong *pdk.PDK, rec *Record, start time.Time, d *denial.Denial) {
 	rec.Allowed = false
 	rec.Code, rec.Status, rec.Cause = d.Code, d.Status, d.Cause
 	rec.Latency = time.Since(start)
 	rec.RequestID = requestID(kong)
 	operatorLine(kong, rec)
-	if g.logging != config.LogNone {
+	if i.logging != config.LogNone {
 		serialize(kong, rec)
 	}
 	kong.Response.Exit(d.Status, d.Body(rec.RequestID), d.Headers())
@@ -146,9 +204,6 @@ func (g *Gate[D]) deny(kong *pdk.PDK, rec *Record, start time.Time, d *denial.De
 // only). Should Kong not answer, a random id still lets the audit line and
 // the body be joined.
 func requestID(kong *pdk.PDK) string {
-	if goPDKHarness {
-		return randomID()
-	}
 	if id, err := kong.Nginx.GetVar("kong_request_id"); err == nil && id != "" {
 		return id
 	}
@@ -168,17 +223,39 @@ func randomID() string {
 // see what lies past the limit, while nginx proxies every line.
 const maxHeaders = 1000
 
-// RequestHeaders reads every request header in one PDK call
-// (kong.request.get_headers; names lower-cased, values in order). A request
-// whose header lines reach maxHeaders may have been cut short, and a second
-// token header past the cut would reach the upstream unchecked: it is
-// refused (431), never decided on part of its headers.
-func RequestHeaders(kong *pdk.PDK) (map[string][]string, *denial.Denial) {
-	h, err := kong.Request.GetHeaders(maxHeaders)
-	if err != nil {
-		return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
+// read reads what a decider reads, in this order: every request header in
+// one PDK call (kong.request.get_headers; names lower-cased, values in
+// order), the normalized path (one call), the verified claims (one call).
+// A request whose header lines reach maxHeaders may have been cut short,
+// and a second token header past the cut would reach the upstream
+// unchecked: it is refused (431), never decided on part of its headers.
+func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *denial.Denial) {
+	req := &check.Request{}
+	if reads&check.Headers != 0 {
+		h, err := kong.Request.GetHeaders(maxHeaders)
+		if err != nil {
+			return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
+		}
+		if den := checkHeaderCount(h); den != nil {
+			return nil, den
+		}
+		req.Headers = h
 	}
-	return h, checkHeaderCount(h)
+	if reads&check.Path != 0 {
+		path, err := kong.Request.GetPath()
+		if err != nil {
+			return nil, denial.New(denial.InternalError, "could not read the request path")
+		}
+		req.Path = path
+	}
+	if reads&check.Claims != 0 {
+		v, den := loadClaims(kong, plugin)
+		if den != nil {
+			return nil, den
+		}
+		req.Claims = v
+	}
+	return req, nil
 }
 
 func checkHeaderCount(h map[string][]string) *denial.Denial {
@@ -192,12 +269,12 @@ func checkHeaderCount(h map[string][]string) *denial.Denial {
 	return nil
 }
 
-// SetUpstream sets the gateway-owned upstream headers in one PDK call
-// (kong.service.request.set_headers). Every name in owned is overwritten:
-// with its value where values has a non-empty one, otherwise removed (an
-// empty list clears a header in Kong), so a client's copy of an owned header
-// never reaches the upstream.
-func SetUpstream(kong *pdk.PDK, owned []string, values map[string]string) error {
+// setUpstream sets the gateway-owned upstream headers in one PDK call
+// (kong.service.request.set_headers), none when the route owns none. Every
+// name in owned is overwritten: with its value where values has a
+// non-empty one, otherwise removed (an empty list clears a header in
+// Kong), so a client's copy of an owned header never reaches the upstream.
+func setUpstream(kong *pdk.PDK, owned []string, values map[string]string) error {
 	if len(owned) == 0 {
 		return nil
 	}
@@ -212,25 +289,24 @@ func SetUpstream(kong *pdk.PDK, owned []string, values map[string]string) error 
 	return kong.ServiceRequest.SetHeaders(h)
 }
 
-// StoreClaims puts the verified claims in kong.ctx.shared (one PDK call).
-// Only jwt-claims calls it.
-func StoreClaims(kong *pdk.PDK, v *jwtclaims.Verified) error {
-	s, err := jwtclaims.Encode(v)
+// storeClaims puts the verified claims in kong.ctx.shared (one PDK call).
+func storeClaims(kong *pdk.PDK, v *claims.Verified) error {
+	s, err := claims.Encode(v)
 	if err != nil {
 		return err
 	}
-	return kong.Ctx.SetShared(jwtclaims.SharedKey, s)
+	return kong.Ctx.SetShared(claims.SharedKey, s)
 }
 
-// LoadClaims reads the verified claims (one PDK call). When there are none
+// loadClaims reads the verified claims (one PDK call). When there are none
 // it returns a claims_missing denial and logs that the route is
 // misconfigured: a plugin that needs claims never falls back to headers.
-func LoadClaims(kong *pdk.PDK, plugin string) (*jwtclaims.Verified, *denial.Denial) {
-	raw, err := kong.Ctx.GetSharedAny(jwtclaims.SharedKey)
+func loadClaims(kong *pdk.PDK, plugin string) (*claims.Verified, *denial.Denial) {
+	raw, err := kong.Ctx.GetSharedAny(claims.SharedKey)
 	s, _ := raw.(string)
 	if err == nil {
-		var v *jwtclaims.Verified
-		if v, err = jwtclaims.Decode(s); err == nil {
+		var v *claims.Verified
+		if v, err = claims.Decode(s); err == nil {
 			return v, nil
 		}
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/redistest"
 )
 
@@ -42,13 +42,13 @@ func BenchmarkDecideRealRedis(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v := &jwtclaims.Verified{CustomerID: alice, Country: "DE"}
+	v := &claims.Verified{CustomerID: alice, Country: "DE"}
 	ctx := context.Background()
 	l := Layout{Prefix: DefaultPrefix}
 	key, field := l.Key("DE", 1234), l.Field(1234)
 	ops := map[string]func() error{
 		"decide": func() error {
-			_, den := d.Decide(ctx, "/subscriptions/1234/deliveries", v)
+			_, den := d.lookup(ctx, "/subscriptions/1234/deliveries", v)
 			if den != nil {
 				return den
 			}

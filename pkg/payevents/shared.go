@@ -5,11 +5,12 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/processwide"
 
 	"github.com/subgate/subgate/pkg/redisconn"
 )
 
-var followers config.Shared[string, *Follower]
+var followers processwide.Map[string, *Follower]
 
 // Shared returns the process-wide follower of the payment-event stream at
 // these Redis settings, starting it on first use: every route that checks

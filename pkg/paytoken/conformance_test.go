@@ -46,11 +46,11 @@ func TestConformancePaymentTokenIsExplicitlyTyped(t *testing.T) {
 	if tok, _, err := jwt.NewParser().ParseUnverified(issued.Token, jwt.MapClaims{}); err != nil || tok.Header["typ"] != jwtverify.PaymentType {
 		t.Fatalf("issued header %v (%v)", tok.Header, err)
 	}
-	if _, d := f.ch.Decide(f.forge(t, "application/"+jwtverify.PaymentType, nil), alice); d != nil {
+	if _, d := f.ch.verify(f.forge(t, "application/"+jwtverify.PaymentType, nil), alice); d != nil {
 		t.Fatalf("the long form of the type refused: %v", d)
 	}
 	for name, typ := range map[string]any{"no typ": nil, "typ JWT": "JWT", "typ at+jwt": "at+jwt"} {
-		_, d := f.ch.Decide(f.forge(t, typ, nil), alice)
+		_, d := f.ch.verify(f.forge(t, typ, nil), alice)
 		if d == nil || d.Code != denial.PaymentTokenInvalid {
 			t.Errorf("%s: %v", name, d)
 		}
@@ -71,14 +71,14 @@ func TestConformancePaymentTokenIsExplicitlyTyped(t *testing.T) {
 func TestConformancePaymentCustomerBinding(t *testing.T) {
 	f := newFixture(t, ecKey(t))
 	tok := f.forge(t, jwtverify.PaymentType, nil)
-	if _, d := f.ch.Decide(tok, alice); d != nil {
+	if _, d := f.ch.verify(tok, alice); d != nil {
 		t.Fatalf("own token: %v", d)
 	}
 	for _, customer := range []string{bob, "", alice[:len(alice)-1], alice + " ", "7D3E2A10-1C4B-4A5E-9F00-3C2B1A000001"} {
-		_, d := f.ch.Decide(tok, customer)
+		_, d := f.ch.verify(tok, customer)
 		wantCode(t, d, denial.PaymentTokenCustomerMismatch)
 	}
-	_, d := f.ch.Decide(f.forge(t, jwtverify.PaymentType, func(c jwt.MapClaims) { c["sub"] = 7 }), "7")
+	_, d := f.ch.verify(f.forge(t, jwtverify.PaymentType, func(c jwt.MapClaims) { c["sub"] = 7 }), "7")
 	wantCode(t, d, denial.PaymentTokenInvalid)
 }
 
@@ -91,18 +91,18 @@ func TestConformancePaymentEntitlementTypes(t *testing.T) {
 		return f.forge(t, jwtverify.PaymentType, func(c jwt.MapClaims) { c[EntitlementsClaim] = v })
 	}
 	for name, v := range map[string]any{"a string": "coach", "a number in the array": []any{1, "coach"}, "an object": map[string]any{"coach": true}} {
-		_, d := f.ch.Decide(with(v), alice)
+		_, d := f.ch.verify(with(v), alice)
 		if d == nil || d.Code != denial.PaymentTokenInvalid {
 			t.Errorf("%s: %v", name, d)
 		}
 	}
 	for name, v := range map[string]any{"absent": nil, "empty": []string{}, "another": []string{"nutrition"}, "case": []string{"Coach"}} {
-		_, d := f.ch.Decide(with(v), alice)
+		_, d := f.ch.verify(with(v), alice)
 		if d == nil || d.Code != denial.EntitlementMissing {
 			t.Errorf("%s: %v", name, d)
 		}
 	}
-	if _, d := f.ch.Decide(with([]string{"nutrition", "coach"}), alice); d != nil {
+	if _, d := f.ch.verify(with([]string{"nutrition", "coach"}), alice); d != nil {
 		t.Fatal(d)
 	}
 }
@@ -112,7 +112,7 @@ func TestConformancePaymentEntitlementTypes(t *testing.T) {
 func TestConformancePaymentRequiredClaims(t *testing.T) {
 	f := newFixture(t, ecKey(t))
 	for _, name := range []string{"sub", "iat", "jti", "exp"} {
-		_, d := f.ch.Decide(f.forge(t, jwtverify.PaymentType, func(c jwt.MapClaims) { delete(c, name) }), alice)
+		_, d := f.ch.verify(f.forge(t, jwtverify.PaymentType, func(c jwt.MapClaims) { delete(c, name) }), alice)
 		if d == nil || d.Code != denial.PaymentTokenInvalid {
 			t.Errorf("without %s: %v", name, d)
 		}

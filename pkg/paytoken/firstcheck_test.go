@@ -94,7 +94,7 @@ func TestFirstCheckAfterStart(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch, _ := s.start(t, s.addr, 0)
-			_, d := ch.Decide(tc.token, tc.customer)
+			_, d := ch.verify(tc.token, tc.customer)
 			if got := codeOf(d); got != tc.want {
 				t.Fatalf("first check: %s, want %s", got, tc.want)
 			}
@@ -115,7 +115,7 @@ func TestConcurrentFirstChecks(t *testing.T) {
 			if i%2 == 1 {
 				tok, cust = s.aliceOld, alice
 			}
-			_, d := ch.Decide(tok, cust)
+			_, d := ch.verify(tok, cust)
 			got[i] = codeOf(d)
 		})
 	}
@@ -145,7 +145,7 @@ func TestFirstCheckRedisUnreachable(t *testing.T) {
 	const firstSync = 300 * time.Millisecond
 	ch, _ := s.start(t, gone, firstSync)
 	start := time.Now()
-	_, d := ch.Decide(s.bobGood, bob)
+	_, d := ch.verify(s.bobGood, bob)
 	took := time.Since(start)
 	if codeOf(d) != denial.RevocationStateStale || d.Status != 503 {
 		t.Fatalf("Redis unreachable: %s (%+v), want 503 revocation_state_stale", codeOf(d), d)
@@ -153,7 +153,7 @@ func TestFirstCheckRedisUnreachable(t *testing.T) {
 	if took > firstSync+2*time.Second {
 		t.Fatalf("first check took %v, bound %v", took, firstSync)
 	}
-	if _, d := ch.Decide(s.aliceOld, alice); codeOf(d) != denial.RevocationStateStale {
+	if _, d := ch.verify(s.aliceOld, alice); codeOf(d) != denial.RevocationStateStale {
 		t.Fatalf("after the bound: %s", codeOf(d))
 	}
 }
@@ -193,7 +193,7 @@ func BenchmarkFirstCheckAfterStart(b *testing.B) {
 		b.StartTimer()
 		t0 := time.Now()
 		f.Start()
-		_, d := ch.Decide(s.bobGood, bob)
+		_, d := ch.verify(s.bobGood, bob)
 		lat = append(lat, time.Since(t0))
 		b.StopTimer()
 		if d != nil {

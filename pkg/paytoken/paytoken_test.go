@@ -83,7 +83,7 @@ func TestIssueAndCheckRoundTrip(t *testing.T) {
 			if tok.ExpiresAt.Sub(tok.IssuedAt) != DefaultTTL || tok.ID == "" {
 				t.Fatalf("issued %+v", tok)
 			}
-			res, den := f.ch.Decide(tok.Token, alice)
+			res, den := f.ch.verify(tok.Token, alice)
 			if den != nil || res.TokenID != tok.ID {
 				t.Fatalf("check: %+v %v", res, den)
 			}
@@ -100,22 +100,22 @@ func TestEveryDenial(t *testing.T) {
 	forger := issuer(t, ecKey(t), nil)
 	forged, _ := forger.Issue(alice, []string{"coach"})
 
-	_, d := f.ch.Decide("", alice)
+	_, d := f.ch.verify("", alice)
 	wantCode(t, d, denial.PaymentTokenMissing)
-	_, d = f.ch.Decide("garbage", alice)
+	_, d = f.ch.verify("garbage", alice)
 	wantCode(t, d, denial.PaymentTokenInvalid)
-	_, d = f.ch.Decide(forged.Token, alice) // same kid, other key
+	_, d = f.ch.verify(forged.Token, alice) // same kid, other key
 	wantCode(t, d, denial.PaymentTokenInvalid)
-	_, d = f.ch.Decide(expired.Token, alice)
+	_, d = f.ch.verify(expired.Token, alice)
 	wantCode(t, d, denial.PaymentTokenExpired)
 	// A token of customer A presented with B's JWT.
-	_, d = f.ch.Decide(good.Token, bob)
+	_, d = f.ch.verify(good.Token, bob)
 	wantCode(t, d, denial.PaymentTokenCustomerMismatch)
-	_, d = f.ch.Decide(noCoach.Token, alice)
+	_, d = f.ch.verify(noCoach.Token, alice)
 	wantCode(t, d, denial.EntitlementMissing)
 
 	f.stale.Store(true)
-	_, d = f.ch.Decide(good.Token, alice)
+	_, d = f.ch.verify(good.Token, alice)
 	wantCode(t, d, denial.RevocationStateStale)
 	if d.Status != 503 || d.RetryAfter != 1 {
 		t.Fatalf("%+v", d)
@@ -123,17 +123,17 @@ func TestEveryDenial(t *testing.T) {
 	f.stale.Store(false)
 
 	f.revs.Apply(payevents.Event{Type: payevents.Cancellation, CustomerID: alice, At: time.Now()})
-	_, d = f.ch.Decide(good.Token, alice)
+	_, d = f.ch.verify(good.Token, alice)
 	wantCode(t, d, denial.PaymentTokenRevoked)
 	// The cached verification does not bypass revocation.
-	_, d = f.ch.Decide(good.Token, alice)
+	_, d = f.ch.verify(good.Token, alice)
 	wantCode(t, d, denial.PaymentTokenRevoked)
 
 	// Reactivation: a token issued in a later second is accepted.
 	later := issuer(t, f.iss.o.Key, func() time.Time { return time.Now().Add(2 * time.Second) })
 	fresh, _ := later.Issue(alice, []string{"coach"})
 	f.revs.Apply(payevents.Event{Type: payevents.Reactivation, CustomerID: alice, At: time.Now().Add(time.Second)})
-	if _, d := f.ch.Decide(fresh.Token, alice); d != nil {
+	if _, d := f.ch.verify(fresh.Token, alice); d != nil {
 		t.Fatalf("token after reactivation refused: %v", d)
 	}
 }
@@ -145,7 +145,7 @@ func TestKeysUnavailableIs503(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok, _ := issuer(t, ecKey(t), nil).Issue(alice, nil)
-	_, d := ch.Decide(tok.Token, alice)
+	_, d := ch.verify(tok.Token, alice)
 	wantCode(t, d, denial.KeysUnavailable)
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/processwide"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -185,7 +186,7 @@ type sharedClient struct {
 }
 
 // clients is keyed by the settings and the secrets read (see Shared).
-var clients config.Shared[string, sharedClient]
+var clients processwide.Map[string, sharedClient]
 
 // Shared validates c and returns the process-wide client for these
 // settings (the secrets read now, so a rotated file makes a new client).

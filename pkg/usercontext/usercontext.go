@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/processwide"
 	"github.com/subgate/subgate/pkg/upstream"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -105,7 +106,7 @@ type service struct {
 	byUser map[string]map[[32]byte]struct{} // cache keys per user id: what an identity event evicts
 }
 
-var services config.Shared[string, *service]
+var services processwide.Map[string, *service]
 
 func shared(o Config) (*service, error) {
 	return services.Get(o.IdentityURL, func() (*service, error) {

@@ -21,10 +21,15 @@ import (
 	"github.com/Kong/go-pdk/test"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[jwtclaims.Config, *jwtclaims.Decider]
 
 var (
 	ecKey, _ = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -38,8 +43,8 @@ func pubPEM(pub any) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
 }
 
-func kongConfig(t *testing.T, set map[string]any) *Config {
-	return kongxtest.Config[*Config](t, New, set)
+func kongConfig(t *testing.T, set map[string]any) *instance {
+	return kongxtest.Config(t, plugin, set)
 }
 
 func esKeys() map[string]any {
@@ -75,10 +80,10 @@ func goodClaims() jwt.MapClaims {
 
 // run sends one request through the plugin as Kong would and returns the
 // test environment for assertions.
-func run(t *testing.T, c *Config, headers http.Header) *test.TestEnv {
+func run(t *testing.T, c *instance, headers http.Header) *test.TestEnv {
 	t.Helper()
 	env := kongxtest.Request(t, "/subscriptions/1/deliveries", headers)
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	return env
 }
 
@@ -117,7 +122,7 @@ func denied(t *testing.T, env *test.TestEnv, status int, code string) errBody {
 	if status == 401 && !strings.HasPrefix(env.ClientRes.Headers.Get("WWW-Authenticate"), challenge(code)) {
 		t.Fatalf("401 without WWW-Authenticate: %v", env.ClientRes.Headers)
 	}
-	if _, stored := env.Ctx.Store[jwtclaims.SharedKey]; stored {
+	if _, stored := env.Ctx.Store[claims.SharedKey]; stored {
 		t.Fatal("claims stored on a denied request")
 	}
 	return errBody{b.Code, b.Message, b.RequestID}
@@ -140,8 +145,8 @@ func TestAllowStoresClaimsAndOwnsUpstreamHeaders(t *testing.T) {
 	if got := env.ServiceReq.Headers.Values("X-Country"); len(got) != 1 || got[0] != "DE" {
 		t.Fatalf("upstream X-Country = %v", got)
 	}
-	raw, _ := env.Ctx.Store[jwtclaims.SharedKey].(string)
-	v, err := jwtclaims.Decode(raw)
+	raw, _ := env.Ctx.Store[claims.SharedKey].(string)
+	v, err := claims.Decode(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -292,7 +297,7 @@ func TestMisconfigurationDeniesEveryRequest(t *testing.T) {
 			kongx.SetOutput(&logs)
 			defer kongx.SetOutput(io.Discard)
 			c := kongConfig(t, set)
-			if c.gate.Err() == nil {
+			if c.Err() == nil {
 				t.Fatal("bad config accepted")
 			}
 			if !strings.Contains(logs.String(), "plugin misconfigured") {
@@ -308,8 +313,8 @@ func TestMisconfigurationDeniesEveryRequest(t *testing.T) {
 
 func TestNullFieldsKeepDefaults(t *testing.T) {
 	c := kongConfig(t, esKeys())
-	if c.TokenHeader != "Authorization" || c.CustomerIDClaim != "sub" || c.LeewaySeconds != 30 || c.CacheSize != 10000 {
-		t.Fatalf("defaults lost to nulls: %+v", c)
+	if cfg := c.Config(); cfg.TokenHeader != "Authorization" || cfg.CustomerIDClaim != "sub" || cfg.LeewaySeconds != 30 || cfg.CacheSize != 10000 {
+		t.Fatalf("defaults lost to nulls: %+v", cfg)
 	}
 }
 
@@ -382,4 +387,17 @@ func TestJWKSRotation(t *testing.T) {
 		t.Fatalf("k2 after rotation: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
 	denied(t, run(t, c, bearer(old)), 401, "token_unknown_key")
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	c := kongConfig(t, esKeys())
+	all := kongConfig(t, withKeys(map[string]any{"log_decisions": "all"}))
+	tok := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims()))
+	req := func(h http.Header) *test.TestEnv { return kongxtest.Request(t, "/subscriptions/1/deliveries", h) }
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `log_decisions: all`", Instance: all, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "denied: no token (401 `token_missing`)", Instance: c, Env: req(nil), Status: 401},
+	))
 }

@@ -17,13 +17,17 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/payevents"
 	"github.com/subgate/subgate/pkg/paytoken"
 	"github.com/subgate/subgate/pkg/redistest"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[paytoken.Config, *paytoken.Decider]
 
 const (
 	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
@@ -51,17 +55,17 @@ func issuer(t *testing.T, at time.Time) *paytoken.Issuer {
 	return i
 }
 
-func kongConfig(t *testing.T, redisAddr string, set map[string]any) *Config {
+func kongConfig(t *testing.T, redisAddr string, set map[string]any) *instance {
 	full := map[string]any{"keys": []map[string]any{{"kid": "pay-1", "algorithm": "ES256", "public_key": pubPEM()}},
 		"issuers": []string{"https://payments.example"}, "audiences": []string{"subgate"},
 		"required_entitlements": []string{"coach"}, "redis": map[string]any{"addresses": []string{redisAddr}}}
 	for k, v := range set {
 		full[k] = v
 	}
-	return kongxtest.Config[*Config](t, New, full)
+	return kongxtest.Config(t, plugin, full)
 }
 
-func run(t *testing.T, c *Config, customer, token string) (int, string) {
+func run(t *testing.T, c *instance, customer, token string) (int, string) {
 	t.Helper()
 	h := http.Header{}
 	if token != "" {
@@ -72,10 +76,10 @@ func run(t *testing.T, c *Config, customer, token string) (int, string) {
 		t.Fatal(err)
 	}
 	if customer != "" {
-		s, _ := jwtclaims.Encode(&jwtclaims.Verified{CustomerID: customer, Country: "DE"})
-		env.Ctx.Store[jwtclaims.SharedKey] = s
+		s, _ := claims.Encode(&claims.Verified{CustomerID: customer, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
 	}
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	var b struct {
 		Code string `json:"code"`
 	}
@@ -83,7 +87,7 @@ func run(t *testing.T, c *Config, customer, token string) (int, string) {
 	return env.ClientRes.Status, b.Code
 }
 
-func waitSynced(t *testing.T, c *Config) {
+func waitSynced(t *testing.T, c *instance) {
 	t.Helper()
 	probe, _ := issuer(t, time.Now()).Issue(alice, []string{"coach"})
 	deadline := time.Now().Add(5 * time.Second)
@@ -180,4 +184,22 @@ func TestRevocationAgainstRealRedis(t *testing.T) {
 	if st, code := run(t, c, alice, fresh.Token); st != 503 || code != "revocation_state_stale" {
 		t.Fatalf("Redis gone for longer than the bound: %d %s", st, code)
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := miniredis.RunT(t)
+	c := kongConfig(t, m.Addr(), nil)
+	waitSynced(t, c)
+	good, _ := issuer(t, time.Now()).Issue(alice, []string{"coach"})
+	req := func(token string) *test.TestEnv {
+		env := kongxtest.Request(t, "/training/plan", http.Header{"X-Payment-Token": {token}})
+		s, _ := claims.Encode(&claims.Verified{CustomerID: alice, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
+		return env
+	}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req(good.Token), Status: 200},
+		kongxtest.Case{Name: "denied: not a payment token (401 `payment_token_invalid`)", Instance: c, Env: req("garbage"), Status: 401},
+	))
 }

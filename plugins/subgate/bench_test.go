@@ -5,13 +5,9 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
 	"github.com/subgate/subgate/pkg/chain"
+	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/config"
-	"github.com/subgate/subgate/pkg/kongx"
-	"github.com/subgate/subgate/pkg/ownership"
 )
 
 // BenchmarkDecide is subgate's decision alone (no PDK round trip): the jwt
@@ -19,12 +15,7 @@ import (
 // miniredis and the identity GET on a local server. Profile it with
 // -cpuprofile to see what the decisions cost beside the unavoidable I/O.
 func BenchmarkDecide(b *testing.B) {
-	m := miniredis.RunT(b)
-	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
-	u, _ := ownership.ParseUUID(alice)
-	if err := ownership.NewStore(rdb, "").Put(context.Background(), "DE", 1234, u); err != nil {
-		b.Fatal(err)
-	}
+	m := alicesRedis(b)
 	id, _ := identity(b)
 	var c chain.Config
 	config.Defaults(&c)
@@ -42,7 +33,7 @@ func BenchmarkDecide(b *testing.B) {
 	h := map[string][]string{"authorization": {"Bearer " + tok}}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, d := ch.Decide(context.Background(), h, "/subscriptions/1234", &kongx.Record{}); d != nil {
+		if _, d := ch.Decide(context.Background(), &check.Request{Headers: h, Path: "/subscriptions/1234"}, &check.Audit{}); d != nil {
 			b.Fatal(d)
 		}
 	}

@@ -23,10 +23,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/subgate/subgate/pkg/chain"
+	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[chain.Config, *chain.Decider]
 
 const (
 	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
@@ -78,15 +83,15 @@ func identity(t testing.TB) (*httptest.Server, func() http.Header) {
 	return srv, func() http.Header { mu.Lock(); defer mu.Unlock(); return last }
 }
 
-func run(t *testing.T, c *Config, path string, h http.Header) *test.TestEnv {
+func run(t *testing.T, c *instance, path string, h http.Header) *test.TestEnv {
 	t.Helper()
 	env := kongxtest.Request(t, path, h)
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	return env
 }
 
 func TestSchemaSectionsOptionalButJWT(t *testing.T) {
-	b, _ := json.Marshal(kongx.PluginSchema(Name, chain.Config{}))
+	b, _ := json.Marshal(kongx.PluginSchema(plugin.Name, chain.Config{}))
 	for _, want := range []string{`"jwt":{"description"`, `"required":true,"type":"record"}}`} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("schema lacks %s", want)
@@ -101,15 +106,15 @@ func TestSchemaSectionsOptionalButJWT(t *testing.T) {
 // upstream headers set, its hidden credential gone.
 func TestJWTThenIdentitySeesTheChainsHeaders(t *testing.T) {
 	srv, last := identity(t)
-	c := kongxtest.Config[*Config](t, New, map[string]any{
+	c := kongxtest.Config(t, plugin, map[string]any{
 		"jwt": jwtSection(map[string]any{"hide_credentials": true}),
 		"identity": map[string]any{"identity_url": srv.URL, "forward_headers": []string{"Authorization", "X-Customer-Id"},
 			"field_headers": map[string]string{"plan": "X-Plan"}},
 	})
-	if err := c.gate.Err(); err != nil {
+	if err := c.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if c.gate.Decider().NeedsPath() {
+	if c.Decider().Reads()&check.Path != 0 {
 		t.Fatal("no ownership section: the path is not read")
 	}
 	h := http.Header{"Authorization": {"Bearer " + token(t, alice)}, "X-Customer-Id": {bob}, "X-Plan": {"gold"}, "X-User-Context-Source": {"cache"}}
@@ -134,7 +139,8 @@ func TestJWTThenIdentitySeesTheChainsHeaders(t *testing.T) {
 	}
 }
 
-func TestOwnershipSection(t *testing.T) {
+// alicesRedis is a Redis where alice owns subscription DE:1234.
+func alicesRedis(t testing.TB) *miniredis.Miniredis {
 	m := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: m.Addr()})
 	defer rdb.Close()
@@ -142,11 +148,16 @@ func TestOwnershipSection(t *testing.T) {
 	if err := ownership.NewStore(rdb, "").Put(context.Background(), "DE", 1234, u); err != nil {
 		t.Fatal(err)
 	}
-	c := kongxtest.Config[*Config](t, New, map[string]any{
+	return m
+}
+
+func TestOwnershipSection(t *testing.T) {
+	m := alicesRedis(t)
+	c := kongxtest.Config(t, plugin, map[string]any{
 		"jwt":       jwtSection(nil),
 		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}, "verified_header": "X-Subscription-Verified"},
 	})
-	if err := c.gate.Err(); err != nil {
+	if err := c.Err(); err != nil {
 		t.Fatal(err)
 	}
 	h := http.Header{"Authorization": {"Bearer " + token(t, alice)}, "X-Subscription-Verified": {"FR:5678"}}
@@ -166,8 +177,8 @@ func TestMisconfiguredSections(t *testing.T) {
 		"ownership no rdb":          {"jwt": jwtSection(nil), "ownership": map[string]any{"path_patterns": []string{"/s/{subscription_id}"}}},
 		"a section's log_decisions": {"jwt": jwtSection(map[string]any{"log_decisions": "all"})},
 	} {
-		c := kongxtest.Config[*Config](t, New, set)
-		if c.gate.Err() == nil {
+		c := kongxtest.Config(t, plugin, set)
+		if c.Err() == nil {
 			t.Errorf("%s: accepted", name)
 			continue
 		}
@@ -176,4 +187,21 @@ func TestMisconfiguredSections(t *testing.T) {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := alicesRedis(t)
+	srv, _ := identity(t)
+	jwtOnly := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil)})
+	every := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(nil),
+		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}},
+		"identity":  map[string]any{"identity_url": srv.URL, "forward_headers": []string{"Authorization", "X-Customer-Id"}}})
+	tok := http.Header{"Authorization": {"Bearer " + token(t, alice)}}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed, `jwt` only", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `jwt`, `ownership` and `identity`", Instance: every, Env: kongxtest.Request(t, "/subscriptions/1234", tok), Status: 200},
+		kongxtest.Case{Name: "denied, `jwt` only: no token (401 `token_missing`)", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", nil), Status: 401},
+		kongxtest.Case{Name: "denied: another's subscription (403 `subscription_forbidden`)", Instance: every, Env: kongxtest.Request(t, "/subscriptions/5678", tok), Status: 403},
+	))
 }

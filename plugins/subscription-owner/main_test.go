@@ -12,12 +12,16 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/subgate/subgate/pkg/jwtclaims"
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
 	"github.com/subgate/subgate/pkg/ownership"
 	"github.com/subgate/subgate/pkg/redistest"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[ownership.Config, *ownership.Decider]
 
 const (
 	alice = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001"
@@ -29,8 +33,8 @@ func TestMain(m *testing.M) {
 	m.Run()
 }
 
-func kongConfig(t *testing.T, set map[string]any) *Config {
-	return kongxtest.Config[*Config](t, New, set)
+func kongConfig(t *testing.T, set map[string]any) *instance {
+	return kongxtest.Config(t, plugin, set)
 }
 
 func seed(t *testing.T, addr, country string, id int64, customer string) {
@@ -43,14 +47,14 @@ func seed(t *testing.T, addr, country string, id int64, customer string) {
 	}
 }
 
-func run(t *testing.T, c *Config, path string, v *jwtclaims.Verified, h http.Header) *test.TestEnv {
+func run(t *testing.T, c *instance, path string, v *claims.Verified, h http.Header) *test.TestEnv {
 	t.Helper()
 	env := kongxtest.Request(t, path, h)
 	if v != nil {
-		s, _ := jwtclaims.Encode(v)
-		env.Ctx.Store[jwtclaims.SharedKey] = s
+		s, _ := claims.Encode(v)
+		env.Ctx.Store[claims.SharedKey] = s
 	}
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	return env
 }
 
@@ -62,8 +66,8 @@ func TestPlugin(t *testing.T) {
 	m := miniredis.RunT(t)
 	seed(t, m.Addr(), "DE", 1234, alice)
 	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "path_patterns": []string{"/subscriptions/{subscription_id}/deliveries"}})
-	alicev := &jwtclaims.Verified{CustomerID: alice, Country: "DE"}
-	bobv := &jwtclaims.Verified{CustomerID: bob, Country: "DE"}
+	alicev := &claims.Verified{CustomerID: alice, Country: "DE"}
+	bobv := &claims.Verified{CustomerID: bob, Country: "DE"}
 
 	if env := run(t, c, "/subscriptions/1234/deliveries", alicev, nil); env.ClientRes.Status != 200 {
 		t.Fatalf("owner: %d %s", env.ClientRes.Status, env.ClientRes.Body)
@@ -104,7 +108,7 @@ func TestVerifiedHeaderIsOwned(t *testing.T) {
 	m := miniredis.RunT(t)
 	seed(t, m.Addr(), "DE", 55, alice)
 	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "verified_header": "X-Subscription-Verified"})
-	env := run(t, c, "/subscriptions/55", &jwtclaims.Verified{CustomerID: alice, Country: "DE"}, http.Header{"X-Subscription-Verified": {"DE:99"}})
+	env := run(t, c, "/subscriptions/55", &claims.Verified{CustomerID: alice, Country: "DE"}, http.Header{"X-Subscription-Verified": {"DE:99"}})
 	if got := env.ServiceReq.Headers.Values("X-Subscription-Verified"); len(got) != 1 || got[0] != "DE:55" {
 		t.Fatalf("verified header %v", got)
 	}
@@ -118,7 +122,7 @@ func TestMisconfigured(t *testing.T) {
 		"bad source":     {"redis": redisCfg("127.0.0.1:1"), "country_source": "header"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			env := run(t, kongConfig(t, set), "/subscriptions/1", &jwtclaims.Verified{CustomerID: alice, Country: "DE"}, nil)
+			env := run(t, kongConfig(t, set), "/subscriptions/1", &claims.Verified{CustomerID: alice, Country: "DE"}, nil)
 			if env.ClientRes.Status != 500 || kongxtest.Code(t, env) != "plugin_misconfigured" {
 				t.Fatalf("got %d %s", env.ClientRes.Status, env.ClientRes.Body)
 			}
@@ -131,11 +135,11 @@ func TestRealRedis(t *testing.T) {
 	srv := redistest.Start(t)
 	seed(t, srv.Addr, "DE", 1234, alice)
 	c := kongConfig(t, map[string]any{"redis": redisCfg(srv.Addr)})
-	alicev := &jwtclaims.Verified{CustomerID: alice, Country: "DE"}
+	alicev := &claims.Verified{CustomerID: alice, Country: "DE"}
 	if env := run(t, c, "/subscriptions/1234", alicev, nil); env.ClientRes.Status != 200 {
 		t.Fatalf("owner: %d %s", env.ClientRes.Status, env.ClientRes.Body)
 	}
-	if env := run(t, c, "/subscriptions/1234", &jwtclaims.Verified{CustomerID: bob, Country: "DE"}, nil); env.ClientRes.Status != 403 {
+	if env := run(t, c, "/subscriptions/1234", &claims.Verified{CustomerID: bob, Country: "DE"}, nil); env.ClientRes.Status != 403 {
 		t.Fatalf("foreign: %d", env.ClientRes.Status)
 	}
 	srv.Stop()
@@ -147,4 +151,23 @@ func TestRealRedis(t *testing.T) {
 	if env := run(t, c, "/subscriptions/1234", alicev, nil); env.ClientRes.Status != 403 {
 		t.Fatalf("after restart without data: %d", env.ClientRes.Status)
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	m := miniredis.RunT(t)
+	seed(t, m.Addr(), "DE", 1234, alice)
+	c := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr())})
+	verified := kongConfig(t, map[string]any{"redis": redisCfg(m.Addr()), "verified_header": "X-Subscription-Verified"})
+	req := func(path, customer string) *test.TestEnv {
+		env := kongxtest.Request(t, path, nil)
+		s, _ := claims.Encode(&claims.Verified{CustomerID: customer, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
+		return env
+	}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: req("/subscriptions/1234", alice), Status: 200},
+		kongxtest.Case{Name: "allowed, with `verified_header`", Instance: verified, Env: req("/subscriptions/1234", alice), Status: 200},
+		kongxtest.Case{Name: "denied: another's subscription (403 `subscription_forbidden`)", Instance: c, Env: req("/subscriptions/1234", bob), Status: 403},
+	))
 }

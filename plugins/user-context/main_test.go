@@ -11,9 +11,14 @@ import (
 
 	"github.com/Kong/go-pdk/test"
 
+	"github.com/subgate/subgate/pkg/docblock"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/kongx/kongxtest"
+	"github.com/subgate/subgate/pkg/usercontext"
 )
+
+// instance is the plugin instance go-pdk runs for one route.
+type instance = kongx.Instance[usercontext.Config, *usercontext.Decider]
 
 func TestMain(m *testing.M) {
 	kongx.SetOutput(io.Discard)
@@ -36,14 +41,14 @@ func identity(t *testing.T) (*httptest.Server, *atomic.Int64) {
 	return srv, &mode
 }
 
-func kongConfig(t *testing.T, set map[string]any) *Config {
-	return kongxtest.Config[*Config](t, New, set)
+func kongConfig(t *testing.T, set map[string]any) *instance {
+	return kongxtest.Config(t, plugin, set)
 }
 
-func run(t *testing.T, c *Config, h http.Header) *test.TestEnv {
+func run(t *testing.T, c *instance, h http.Header) *test.TestEnv {
 	t.Helper()
 	env := kongxtest.Request(t, "/coach", h)
-	env.DoHttps(c)
+	kongxtest.Do(env, c)
 	return env
 }
 
@@ -93,4 +98,16 @@ func TestMisconfigured(t *testing.T) {
 			t.Errorf("%s: %d %s", name, env.ClientRes.Status, env.ClientRes.Body)
 		}
 	}
+}
+
+// README.md's PDK-call table, counted through the Kong adapter.
+func TestReadmePDKCalls(t *testing.T) {
+	srv, mode := identity(t)
+	c := kongConfig(t, map[string]any{"identity_url": srv.URL})
+	h := http.Header{"Authorization": {"Bearer alice"}}
+	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
+		kongxtest.Case{Name: "allowed", Instance: c, Env: kongxtest.Request(t, "/coach", h), Status: 200},
+		kongxtest.Case{Name: "denied: the identity service answers 401 (401 `identity_unauthorized`)", Instance: c,
+			Env: kongxtest.Request(t, "/coach", h), Status: 401, Before: func() { mode.Store(401) }},
+	))
 }

@@ -3,6 +3,8 @@ package kongsim
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/subgate/subgate/pkg/kongschema"
 )
 
 // Meta is what Kong's plugins_iterator adds to every plugin config
@@ -40,7 +42,7 @@ func ProcessConfig(info Info, given map[string]any, m Meta) (map[string]any, []s
 	if len(errs) > 0 {
 		return nil, nil, fmt.Errorf("%s: %w", info.Name, errs)
 	}
-	out, warns := Select(s.Entity.Field("config"), config, m.Env)
+	out, warns := kongschema.Select(s.Entity.Field("config"), config, m.Env)
 	for k, v := range map[string]any{"route_id": m.RouteID, "service_id": m.ServiceID,
 		"plugin_instance_name": m.InstanceName, "__plugin_id": m.PluginID, "__ws_id": "default",
 		"__key__": fmt.Sprintf("plugins:%s:%s:%s::::default", info.Name, m.RouteID, m.ServiceID), "__seq__": m.Seq} {
@@ -49,4 +51,25 @@ func ProcessConfig(info Info, given map[string]any, m Meta) (map[string]any, []s
 		}
 	}
 	return out, warns, nil
+}
+
+// SchemaOf parses the schema in a -dump Info. Info's struct carries the
+// schema's name and fields; if it gains an `entity_checks` field (tagged
+// json:"entity_checks"), the round trip through JSON carries it here too.
+func SchemaOf(info Info) (*kongschema.Schema, error) {
+	raw, err := json.Marshal(info.Schema)
+	if err != nil {
+		return nil, err
+	}
+	return kongschema.ParseSchema(raw)
+}
+
+// CheckMetaschema checks the schema of a -dump Info (see SchemaOf for what
+// the Info carries).
+func CheckMetaschema(info Info) error {
+	raw, err := json.Marshal(info.Schema)
+	if err != nil {
+		return err
+	}
+	return kongschema.CheckMetaschemaJSON(raw)
 }

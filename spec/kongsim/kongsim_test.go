@@ -112,3 +112,9 @@ func TestPDKModel(t *testing.T) {
 		t.Fatalf("counted %d calls, want 5", got)
 	}
 }
+
+func TestCheckMetaschemaOnInfo(t *testing.T) {
+	if err := CheckMetaschema(testInfo(t)); err != nil {
+		t.Errorf("the go-pdk shaped test schema is refused: %v", err)
+	}
+}

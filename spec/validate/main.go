@@ -3,7 +3,7 @@
 // runs: each plugin binary in -bin is asked for its schema (-dump), the
 // schema is checked against Kong's metaschema, and every plugin config in
 // the files is validated with the same code the spec's stand-in for Kong
-// uses (spec/kongsim), plus rules Kong cannot know: a vault reference only
+// uses (pkg/kongschema), plus rules Kong cannot know: a vault reference only
 // in a referenceable field and well formed, and subscription-owner and
 // payment-token only where jwt-claims runs too (they read its claims).
 //
@@ -26,7 +26,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/pkg/kongschema"
 )
 
 // needsClaims are the plugins that read the claims jwt-claims verified
@@ -93,14 +93,14 @@ func expand(args []string) ([]string, error) {
 
 // loadSchemas dumps every executable in dir and checks each schema
 // against Kong's metaschema.
-func loadSchemas(dir string) (map[string]*kongsim.Schema, []string) {
+func loadSchemas(dir string) (map[string]*kongschema.Schema, []string) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, []string{fmt.Sprintf("-bin %s: %v (run make build)", dir, err)}
 	}
-	schemas := map[string]*kongsim.Schema{}
+	schemas := map[string]*kongschema.Schema{}
 	var problems []string
-	if s, err := kongsim.ParseSchema([]byte(kongsim.FileLogSchema)); err == nil {
+	if s, err := kongschema.ParseSchema([]byte(kongschema.FileLogSchema)); err == nil {
 		schemas["file-log"] = s // bundled with Kong
 	} else {
 		problems = append(problems, "file-log schema: "+err.Error())
@@ -114,7 +114,7 @@ func loadSchemas(dir string) (map[string]*kongsim.Schema, []string) {
 			continue // the project's commands beside the plugins (subgate-pluginservers)
 		}
 		bin := filepath.Join(dir, e.Name())
-		name, raw, err := kongsim.DumpSchema(bin)
+		name, raw, err := kongschema.DumpSchema(bin)
 		if err != nil {
 			problems = append(problems, err.Error())
 			continue
@@ -123,12 +123,12 @@ func loadSchemas(dir string) (map[string]*kongsim.Schema, []string) {
 			problems = append(problems, fmt.Sprintf("%s: -dump names the plugin %q; Kong names it after the binary", bin, name))
 			continue
 		}
-		if err := kongsim.CheckMetaschemaJSON(raw); err != nil {
-			for _, e := range err.(kongsim.Errors) {
+		if err := kongschema.CheckMetaschemaJSON(raw); err != nil {
+			for _, e := range err.(kongschema.Errors) {
 				problems = append(problems, fmt.Sprintf("%s: schema: %s", bin, e))
 			}
 		}
-		if s, err := kongsim.ParseSchema(raw); err == nil {
+		if s, err := kongschema.ParseSchema(raw); err == nil {
 			schemas[name] = s
 		} else {
 			problems = append(problems, fmt.Sprintf("%s: schema: %v", bin, err))
@@ -165,7 +165,7 @@ func (c *fileCheck) errorf(line int, format string, args ...any) {
 	c.errs = append(c.errs, fmt.Sprintf("%s:%d: ", c.file, line)+fmt.Sprintf(format, args...))
 }
 
-func validateFile(file string, schemas map[string]*kongsim.Schema) (int, []string) {
+func validateFile(file string, schemas map[string]*kongschema.Schema) (int, []string) {
 	c := &fileCheck{file: file}
 	text, err := os.ReadFile(file)
 	if err != nil {
@@ -236,7 +236,7 @@ func (c *fileCheck) addPlugins(list *yaml.Node, scope, routeName, serviceName st
 var pluginKeys = map[string]bool{"id": true, "name": true, "instance_name": true, "route": true, "service": true,
 	"consumer": true, "config": true, "protocols": true, "enabled": true, "tags": true, "ordering": true}
 
-func (c *fileCheck) checkPlugins(schemas map[string]*kongsim.Schema) {
+func (c *fileCheck) checkPlugins(schemas map[string]*kongschema.Schema) {
 	seen := map[string]bool{}
 	for _, p := range c.plugins {
 		where := fmt.Sprintf("%s: plugin %s", p.scope, p.name)
@@ -279,7 +279,7 @@ func (c *fileCheck) checkPlugins(schemas map[string]*kongsim.Schema) {
 			}
 		}
 		_, errs := s.Validate(given)
-		errs = append(errs, kongsim.CheckReferences(s.Entity, map[string]any{"config": given}, nil)...)
+		errs = append(errs, kongschema.CheckReferences(s.Entity, map[string]any{"config": given}, nil)...)
 		for _, e := range errs {
 			c.errorf(lineOf(p.node, e.Path), "%s: %s", where, e)
 		}

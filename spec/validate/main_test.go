@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/pkg/kongschema"
 )
 
 // binDir is where `make build` put the plugin binaries: the validator
@@ -45,7 +45,7 @@ func TestBadFixturesFail(t *testing.T) {
 	if len(files) < 25 {
 		t.Fatalf("%d fixtures, want at least 25", len(files))
 	}
-	schemas := map[string]*kongsim.Schema{}
+	schemas := map[string]*kongschema.Schema{}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
 			want, needs := header(t, file)
@@ -93,18 +93,18 @@ func header(t *testing.T, file string) (want, needs string) {
 // "PLUGIN PATH ATTR [FIELDS]" ("" when it does): ATTR is a field attribute
 // at PATH (array elements are looked through), or an entity check on the
 // record at PATH naming FIELDS, there or at the schema's top level.
-func missingRule(t *testing.T, bin string, schemas map[string]*kongsim.Schema, needs string) string {
+func missingRule(t *testing.T, bin string, schemas map[string]*kongschema.Schema, needs string) string {
 	parts := strings.Fields(needs)
 	if len(parts) < 3 {
 		t.Fatalf("bad needs line %q", needs)
 	}
 	s := schemas[parts[0]]
 	if s == nil {
-		_, raw, err := kongsim.DumpSchema(filepath.Join(bin, parts[0]))
+		_, raw, err := kongschema.DumpSchema(filepath.Join(bin, parts[0]))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s, err = kongsim.ParseSchema(raw); err != nil {
+		if s, err = kongschema.ParseSchema(raw); err != nil {
 			t.Fatal(err)
 		}
 		schemas[parts[0]] = s
@@ -125,7 +125,7 @@ func missingRule(t *testing.T, bin string, schemas map[string]*kongsim.Schema, n
 		return ""
 	}
 	fields := strings.Split(parts[3], ",")
-	match := func(c kongsim.Check, prefix string) bool {
+	match := func(c kongschema.Check, prefix string) bool {
 		l, _ := c.Arg.([]any)
 		if c.Name != parts[2] || len(l) != len(fields) {
 			return false

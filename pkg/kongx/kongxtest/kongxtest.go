@@ -1,33 +1,42 @@
-// Package kongxtest helps plugin unit tests configure a plugin the way Kong
-// does, so the tests exercise the same decoding path as production.
+// Package kongxtest drives plugin instances in go-pdk's test harness as
+// Kong does: configured with the config Kong would send, so the tests
+// exercise the same decoding path as production, and run with a PDK that
+// also answers what Kong's protocol side has beyond go-pdk's harness.
 package kongxtest
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
+	"github.com/Kong/go-pdk"
+	"github.com/Kong/go-pdk/bridge"
+	"github.com/Kong/go-pdk/bridge/bridgetest"
+	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
 	"github.com/Kong/go-pdk/test"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/kongx"
 )
 
-// Plugin tests drive plugins through go-pdk's test package.
-func init() { kongx.UseGoPDKTestHarness() }
-
 // Config builds the JSON Kong sends at instance start (the schema's
 // defaults filled in, records merged field by field, plus Kong's metadata)
-// with set's values, and decodes it into the value newConfig returns, as
-// go-pdk does. The defaults are the ones New() set: the declaration's.
-func Config[T any](t testing.TB, newConfig func() any, set map[string]any) T {
+// with set's values, and decodes it into a new instance of p, as go-pdk
+// does. The defaults are the declaration's, as New() sets them.
+func Config[C any, D check.Decider](t testing.TB, p *kongx.Plugin[C, D], set map[string]any) *kongx.Instance[C, D] {
 	t.Helper()
-	c, ok := newConfig().(T)
-	if !ok {
-		t.Fatalf("kongxtest: New returned %T", newConfig())
-	}
+	var decl C
+	config.Defaults(&decl)
 	var full map[string]any
-	b, err := json.Marshal(c)
+	b, err := json.Marshal(decl)
 	if err == nil {
 		err = json.Unmarshal(b, &full)
 	}
@@ -36,9 +45,9 @@ func Config[T any](t testing.TB, newConfig func() any, set map[string]any) T {
 	}
 	for k, v := range set {
 		if _, known := full[k]; !known {
-			t.Fatalf("kongxtest: %q is not a field of %s", k, reflect.TypeOf(c))
+			t.Fatalf("kongxtest: %q is not a field of %T", k, decl)
 		}
-		if isRecord(reflect.TypeOf(c), k) {
+		if isRecord(reflect.TypeOf(decl), k) {
 			v = merge(full[k], v)
 		}
 		full[k] = v
@@ -49,10 +58,11 @@ func Config[T any](t testing.TB, newConfig func() any, set map[string]any) T {
 	if b, err = json.Marshal(full); err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(b, c); err != nil {
+	i := p.New().(*kongx.Instance[C, D])
+	if err := json.Unmarshal(b, i); err != nil {
 		t.Fatal(err)
 	}
-	return c
+	return i
 }
 
 // isRecord reports whether the field named name (JSON) of struct type t,
@@ -95,7 +105,7 @@ func merge(def, given any) any {
 }
 
 // Request is a GET of path on https://gw.example with headers h, in
-// go-pdk's test harness; run a plugin on it with env.DoHttps(config).
+// go-pdk's test harness; run a plugin on it with Do.
 func Request(t *testing.T, path string, h http.Header) *test.TestEnv {
 	t.Helper()
 	env, err := test.New(t, test.Request{Method: "GET", Url: "https://gw.example" + path, Headers: h})
@@ -116,4 +126,115 @@ func Code(t *testing.T, env *test.TestEnv) string {
 		t.Fatalf("body %q is not JSON", env.ClientRes.Body)
 	}
 	return b.Code
+}
+
+// Do runs a plugin instance on env as env.DoHttp does (its phases, with an
+// echo service between access and response), through a PDK whose bridge
+// answers the calls Kong's protocol side takes beyond go-pdk's harness:
+// kong.nginx.get_var of kong_request_id (a fresh 32-hex id, as Kong's) and
+// kong.log.set_serialize_value (accepted). Every other call goes to env,
+// which fails the test on one it does not know. It returns the PDK
+// methods the plugin called, in order.
+func Do(env *test.TestEnv, instance any) []string {
+	h := &harness{TestEnv: env, requestID: randomID()}
+	kong := pdk.Init(bridgetest.MockFunc(h))
+	type (
+		certificater interface{ Certificate(*pdk.PDK) }
+		rewriter     interface{ Rewrite(*pdk.PDK) }
+		accesser     interface{ Access(*pdk.PDK) }
+		responser    interface{ Response(*pdk.PDK) }
+		logger       interface{ Log(*pdk.PDK) }
+	)
+	phase := func(run func()) {
+		if env.IsRunning() {
+			run()
+		}
+	}
+	if h, ok := instance.(certificater); ok {
+		phase(func() { h.Certificate(kong) })
+	}
+	if h, ok := instance.(rewriter); ok {
+		phase(func() { h.Rewrite(kong) })
+	}
+	if h, ok := instance.(accesser); ok {
+		phase(func() { h.Access(kong) })
+	}
+	env.ServiceRes = env.ServiceReq.ToResponse()
+	env.DoResponse(struct{}{}) // the client response from the service's, as DoHttp does
+	if h, ok := instance.(responser); ok {
+		phase(func() { h.Response(kong) })
+	}
+	if h, ok := instance.(logger); ok {
+		phase(func() { h.Log(kong) })
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.calls
+}
+
+// harness is go-pdk's test environment answering two calls more, and
+// counting them all.
+type harness struct {
+	*test.TestEnv
+	requestID string
+	mu        sync.Mutex
+	calls     []string
+}
+
+func (h *harness) Handle(method string, args []byte) []byte {
+	h.mu.Lock()
+	h.calls = append(h.calls, method)
+	h.mu.Unlock()
+	switch method {
+	case "kong.nginx.get_var":
+		var name pb.String
+		if err := proto.Unmarshal(args, &name); err != nil || name.V != "kong_request_id" {
+			h.Errorf("kongxtest: kong.nginx.get_var(%q) is not modelled", name.V)
+			return nil
+		}
+		out, err := proto.Marshal(bridge.WrapString(h.requestID))
+		if err != nil {
+			h.Errorf("kongxtest: %v", err)
+		}
+		return out
+	case "kong.log.set_serialize_value":
+		return nil
+	}
+	return h.TestEnv.Handle(method, args)
+}
+
+func randomID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Case is one row of a plugin's PDK-call table: a request (env), the
+// instance it runs on, the status it must get, and what to change first
+// (Before, optional: an upstream service's answer).
+type Case struct {
+	Name     string
+	Instance any
+	Env      *test.TestEnv
+	Status   int
+	Before   func()
+}
+
+// CallsTable runs each case through Do and renders the PDK calls it made
+// as the table of the plugin's README.
+func CallsTable(t *testing.T, cases ...Case) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("| request | PDK calls | methods, in order |\n| --- | --- | --- |\n")
+	for _, c := range cases {
+		if c.Before != nil {
+			c.Before()
+		}
+		calls := Do(c.Env, c.Instance)
+		if c.Env.ClientRes.Status != c.Status {
+			t.Fatalf("%s: status %d, want %d (%s)", c.Name, c.Env.ClientRes.Status, c.Status, c.Env.ClientRes.Body)
+		}
+		fmt.Fprintf(&b, "| %s | %d | `%s` |\n", c.Name, len(calls), strings.Join(calls, "`, `"))
+	}
+	return b.String()
 }

@@ -1,4 +1,4 @@
-package kongsim
+package kongschema
 
 // Kong 3.9's validation of a plugin config, read in kong/db/schema/init.lua
 // (process_auto_fields, validate_field, Schema:validate, run_entity_check,

@@ -1,15 +1,19 @@
 // Package jwtclaims is the decision behind the jwt-claims plugin: find the
 // bearer token where the route says it is, verify it, and turn its claims
-// into the shared value later plugins read and the headers the upstream
-// receives. It knows nothing of Kong; the plugin feeds it header values.
+// into the claims later checks read (pkg/claims) and the headers the
+// upstream receives. It knows nothing of Kong (see pkg/check).
 package jwtclaims
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 
+	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtverify"
@@ -72,21 +76,36 @@ func New(c Config) (*Decider, error) {
 	return &Decider{cfg: c, verifier: v, owned: owned}, nil
 }
 
+// Reads: the token is in a header or a cookie.
+func (d *Decider) Reads() check.Reads { return check.Headers }
+
 // Owned lists the upstream headers the gateway sets or removes on this
-// route; the plugin passes them to kongx.SetUpstream so client copies go.
+// route (upstream_headers, and the token header with hide_credentials).
 func (d *Decider) Owned() []string { return d.owned }
 
-// Decision is the outcome of an allowed request.
+// Decide verifies the request's one token and hands on its claims, to the
+// checks after it and, as upstream_headers maps them, to the upstream.
+func (d *Decider) Decide(_ context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
+	res, den := d.verify(req.Headers)
+	if den != nil {
+		return check.Decision{}, den
+	}
+	audit.CustomerID = res.Claims.CustomerID
+	audit.Add(slog.Bool("cached", res.Cached), slog.String("kid", res.Kid), slog.String("jti", res.JTI))
+	return check.Decision{Upstream: res.Upstream, Claims: res.Claims}, nil
+}
+
+// Result is what verify established about an allowed request.
 type Result struct {
-	Claims   *Verified
+	Claims   *claims.Verified
 	Upstream map[string]string // header -> value; owned headers absent here are removed
 	Cached   bool
 	Kid, JTI string // of the token, for the decision log (never the token)
 }
 
-// Decide verifies the token found in the header value (or, when that is
-// empty, in the cookie named by the config within cookieHeader).
-func (d *Decider) Decide(headers map[string][]string) (*Result, *denial.Denial) {
+// verify verifies the token found in the token header (or, when that is
+// absent, in the token cookie) of the request's headers.
+func (d *Decider) verify(headers map[string][]string) (*Result, *denial.Denial) {
 	token, den := d.extract(headers)
 	if den != nil {
 		return nil, den
@@ -101,7 +120,7 @@ func (d *Decider) Decide(headers map[string][]string) (*Result, *denial.Denial) 
 	}
 	country, _ := upstream.Scalar(v.Claims[d.cfg.CountryClaim])
 	out := &Result{
-		Claims:   &Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
+		Claims:   &claims.Verified{CustomerID: id, Country: country, ExpiresAt: v.ExpiresAt.Unix(), Claims: v.Claims},
 		Upstream: make(map[string]string, len(d.cfg.UpstreamHeaders)),
 		Cached:   v.Cached,
 		Kid:      v.Kid,

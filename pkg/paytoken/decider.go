@@ -1,20 +1,25 @@
 package paytoken
 
+// The decision behind the payment-token plugin: the token from the request,
+// the customer from jwt-claims' claims, the revocations from the payment
+// event stream (pkg/payevents).
+
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
-	"github.com/subgate/subgate/pkg/upstream"
-
+	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/config"
-	"github.com/subgate/subgate/pkg/payevents"
-	"github.com/subgate/subgate/pkg/redisconn"
-
 	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/jwtverify"
+	"github.com/subgate/subgate/pkg/payevents"
+	"github.com/subgate/subgate/pkg/redisconn"
+	"github.com/subgate/subgate/pkg/upstream"
 )
 
 // Revocations answers whether a customer's token issued at iat is revoked.
@@ -38,7 +43,8 @@ type Config struct {
 	config.Decisions
 }
 
-// Decider decides a request from its payment-access-token.
+// Decider decides for one route, from the request's payment-access-token.
+// Safe for concurrent use.
 type Decider struct {
 	cfg      Config
 	verifier *jwtverify.Verifier
@@ -89,6 +95,27 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	return &Decider{cfg: c, verifier: v, revs: revs, stale: stale}, nil
 }
 
+// Reads: the token is in a header; whose it must be, in the claims.
+func (d *Decider) Reads() check.Reads { return check.Headers | check.Claims }
+
+// Owned: payment-token sets no upstream header.
+func (d *Decider) Owned() []string { return nil }
+
+// Decide admits the request only with a valid payment-access-token issued
+// to the customer jwt-claims verified.
+func (d *Decider) Decide(_ context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
+	token, den := d.TokenFrom(req.Headers)
+	if den != nil {
+		return check.Decision{}, den
+	}
+	res, den := d.verify(token, req.Claims.CustomerID)
+	if den != nil {
+		return check.Decision{}, den
+	}
+	audit.Add(slog.String("jti", res.TokenID), slog.String("kid", res.Kid), slog.Bool("cached", res.Cached))
+	return check.Decision{}, nil
+}
+
 // TokenFrom takes the payment-access-token from the request (Kong's header
 // table); a token header sent more than once is refused, since the gateway
 // would check one while the upstream might read another.
@@ -111,21 +138,21 @@ type Result struct {
 	Cached   bool
 }
 
-// Check decides token (from the request) for customer (verified by
+// verify decides token (from the request) for customer (verified by
 // jwt-claims). Order: a token must verify before anything about it is
 // said; then whose it is and what it grants; then revocation, which needs
 // a trustworthy state.
-func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
+func (d *Decider) verify(token, customer string) (*Result, *denial.Denial) {
 	if token == "" {
 		return nil, denial.New(denial.PaymentTokenMissing, "")
 	}
-	v, err := c.verifier.Verify(token)
+	v, err := d.verifier.Verify(token)
 	if err != nil {
 		switch jwtverify.KindOf(err) {
 		case jwtverify.Expired:
 			return nil, denial.New(denial.PaymentTokenExpired, "")
 		case jwtverify.KeysUnavailable:
-			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(c.cfg.RetryAfterSeconds).WithCause("payment-token keys: " + err.Error())
+			return nil, denial.New(denial.KeysUnavailable, "").WithRetryAfter(d.cfg.RetryAfterSeconds).WithCause("payment-token keys: " + err.Error())
 		}
 		return nil, denial.New(denial.PaymentTokenInvalid, err.Error())
 	}
@@ -137,16 +164,16 @@ func (c *Decider) Decide(token, customer string) (*Result, *denial.Denial) {
 	if !ok {
 		return nil, denial.Newf(denial.PaymentTokenInvalid, "claim %q is not an array of strings", EntitlementsClaim)
 	}
-	for _, need := range c.cfg.RequiredEntitlements {
+	for _, need := range d.cfg.RequiredEntitlements {
 		if !slices.Contains(granted, need) {
 			return nil, denial.Newf(denial.EntitlementMissing, "the payment-access-token does not grant %q", need)
 		}
 	}
-	if c.stale() {
-		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(c.cfg.RetryAfterSeconds).
-			WithCause(fmt.Sprintf("the revocation follower of stream %s has not heard from Redis within %ds", c.cfg.EventsStream, c.cfg.StaleAfterSeconds))
+	if d.stale() {
+		return nil, denial.New(denial.RevocationStateStale, "").WithRetryAfter(d.cfg.RetryAfterSeconds).
+			WithCause(fmt.Sprintf("the revocation follower of stream %s has not heard from Redis within %ds", d.cfg.EventsStream, d.cfg.StaleAfterSeconds))
 	}
-	if c.revs.Revoked(customer, v.IssuedAt) {
+	if d.revs.Revoked(customer, v.IssuedAt) {
 		return nil, denial.New(denial.PaymentTokenRevoked, "")
 	}
 	jti, _ := v.Claims["jti"].(string)

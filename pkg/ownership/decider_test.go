@@ -8,8 +8,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/denial"
-	"github.com/subgate/subgate/pkg/jwtclaims"
 )
 
 // alice and bob are declared in ownership_test.go.
@@ -45,8 +45,8 @@ func setup(t *testing.T, cfg Config) (*miniredis.Miniredis, redis.UniversalClien
 	return m, rdb, d
 }
 
-func who(customer, country string) *jwtclaims.Verified {
-	return &jwtclaims.Verified{CustomerID: customer, Country: country, Claims: map[string]any{"cid": customer, "ctry": country}}
+func who(customer, country string) *claims.Verified {
+	return &claims.Verified{CustomerID: customer, Country: country, Claims: map[string]any{"cid": customer, "ctry": country}}
 }
 
 func wantCode(t *testing.T, d *denial.Denial, code denial.Code) {
@@ -59,22 +59,22 @@ func wantCode(t *testing.T, d *denial.Denial, code denial.Code) {
 func TestOwnerAllowedOthersForbiddenAlike(t *testing.T) {
 	_, _, d := setup(t, Config{})
 	ctx := context.Background()
-	res, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE"))
+	res, den := d.lookup(ctx, "/subscriptions/1234", who(alice, "DE"))
 	if den != nil || res.SubscriptionID != 1234 || res.Country != "DE" {
 		t.Fatalf("owner denied: %+v %+v", res, den)
 	}
-	_, notYours := d.Decide(ctx, "/subscriptions/1234", who(bob, "DE"))
-	_, unknown := d.Decide(ctx, "/subscriptions/999999", who(bob, "DE"))
+	_, notYours := d.lookup(ctx, "/subscriptions/1234", who(bob, "DE"))
+	_, unknown := d.lookup(ctx, "/subscriptions/999999", who(bob, "DE"))
 	wantCode(t, notYours, denial.SubscriptionForbidden)
 	wantCode(t, unknown, denial.SubscriptionForbidden)
 	if string(notYours.Body("x")) != string(unknown.Body("x")) || notYours.Status != unknown.Status {
 		t.Fatal("foreign and unknown subscriptions are distinguishable")
 	}
 	// Same id in another country belongs to someone else.
-	_, other := d.Decide(ctx, "/subscriptions/1234", who(alice, "FR"))
+	_, other := d.lookup(ctx, "/subscriptions/1234", who(alice, "FR"))
 	wantCode(t, other, denial.SubscriptionForbidden)
 	// Country claim in lower case is normalised.
-	if _, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "de")); den != nil {
+	if _, den := d.lookup(ctx, "/subscriptions/1234", who(alice, "de")); den != nil {
 		t.Fatal(den)
 	}
 }
@@ -98,12 +98,12 @@ func TestOddPathSpellingsNeverReachAnotherSubscription(t *testing.T) {
 		"/subscriptions/./1234",
 	}
 	for _, p := range invalid {
-		_, den := d.Decide(ctx, p, who(alice, "DE"))
+		_, den := d.lookup(ctx, p, who(alice, "DE"))
 		wantCode(t, den, denial.SubscriptionIDInvalid)
 	}
 	// Trailing slash and deeper paths read the same id.
 	for _, p := range []string{"/subscriptions/1234/", "/subscriptions/1234/deliveries/9"} {
-		if _, den := d.Decide(ctx, p, who(alice, "DE")); den != nil {
+		if _, den := d.lookup(ctx, p, who(alice, "DE")); den != nil {
 			t.Errorf("%s: %v", p, den)
 		}
 	}
@@ -112,16 +112,16 @@ func TestOddPathSpellingsNeverReachAnotherSubscription(t *testing.T) {
 func TestUnusableClaimsOwnNothing(t *testing.T) {
 	_, _, d := setup(t, Config{})
 	ctx := context.Background()
-	_, den := d.Decide(ctx, "/subscriptions/1234", who("not-a-uuid", "DE"))
+	_, den := d.lookup(ctx, "/subscriptions/1234", who("not-a-uuid", "DE"))
 	wantCode(t, den, denial.SubscriptionForbidden)
-	_, den = d.Decide(ctx, "/subscriptions/1234", who(alice, ""))
+	_, den = d.lookup(ctx, "/subscriptions/1234", who(alice, ""))
 	wantCode(t, den, denial.SubscriptionForbidden)
 }
 
 func TestConfiguredClaimNames(t *testing.T) {
 	_, _, d := setup(t, Config{CustomerIDClaim: "cid", CountryClaim: "ctry"})
-	v := &jwtclaims.Verified{CustomerID: bob, Country: "FR", Claims: map[string]any{"cid": alice, "ctry": "DE"}}
-	if _, den := d.Decide(context.Background(), "/subscriptions/1234", v); den != nil {
+	v := &claims.Verified{CustomerID: bob, Country: "FR", Claims: map[string]any{"cid": alice, "ctry": "DE"}}
+	if _, den := d.lookup(context.Background(), "/subscriptions/1234", v); den != nil {
 		t.Fatalf("configured claims not used: %v", den)
 	}
 }
@@ -129,47 +129,47 @@ func TestConfiguredClaimNames(t *testing.T) {
 func TestCountryFromPath(t *testing.T) {
 	_, _, d := setup(t, Config{CountrySource: FromPath, PathPatterns: []string{"/{country}/subscriptions/{subscription_id}"}})
 	ctx := context.Background()
-	if _, den := d.Decide(ctx, "/fr/subscriptions/1234", who(bob, "DE")); den != nil {
+	if _, den := d.lookup(ctx, "/fr/subscriptions/1234", who(bob, "DE")); den != nil {
 		t.Fatalf("path country not used: %v", den)
 	}
-	_, den := d.Decide(ctx, "/de/subscriptions/1234", who(bob, "FR"))
+	_, den := d.lookup(ctx, "/de/subscriptions/1234", who(bob, "FR"))
 	wantCode(t, den, denial.SubscriptionForbidden)
-	_, den = d.Decide(ctx, "/xyz/subscriptions/1234", who(bob, "FR"))
+	_, den = d.lookup(ctx, "/xyz/subscriptions/1234", who(bob, "FR"))
 	wantCode(t, den, denial.SubscriptionIDInvalid)
 }
 
 func TestRedisDownOrSlowIs503(t *testing.T) {
 	m, _, d := setup(t, Config{TimeoutMs: 50})
 	m.SetError("LOADING Redis is loading the dataset in memory")
-	_, den := d.Decide(context.Background(), "/subscriptions/1234", who(alice, "DE"))
+	_, den := d.lookup(context.Background(), "/subscriptions/1234", who(alice, "DE"))
 	wantCode(t, den, denial.OwnershipUnavailable)
 	if den.Status != 503 || den.RetryAfter != 1 {
 		t.Fatalf("%+v", den)
 	}
 	m.SetError("")
 	m.Close()
-	_, den = d.Decide(context.Background(), "/subscriptions/1234", who(alice, "DE"))
+	_, den = d.lookup(context.Background(), "/subscriptions/1234", who(alice, "DE"))
 	wantCode(t, den, denial.OwnershipUnavailable)
 }
 
 func TestPositiveCacheBoundsStaleness(t *testing.T) {
 	m, rdb, d := setup(t, Config{CacheTTLSeconds: 1, CacheSize: 10})
 	ctx := context.Background()
-	if res, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || res.Cached {
+	if res, den := d.lookup(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || res.Cached {
 		t.Fatalf("first: %+v %v", res, den)
 	}
 	// Ownership moves to bob; the cache may answer for alice until its TTL.
 	seed(t, rdb, "DE", 1234, bob)
 	m.Close() // and Redis is down: the cached positive answer still serves
-	if res, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || !res.Cached {
+	if res, den := d.lookup(ctx, "/subscriptions/1234", who(alice, "DE")); den != nil || !res.Cached {
 		t.Fatalf("cached: %+v %v", res, den)
 	}
 	time.Sleep(1100 * time.Millisecond)
-	_, den := d.Decide(ctx, "/subscriptions/1234", who(alice, "DE"))
+	_, den := d.lookup(ctx, "/subscriptions/1234", who(alice, "DE"))
 	wantCode(t, den, denial.OwnershipUnavailable) // past the TTL the store is asked again
 	// Negative answers are never cached.
 	_, _, d2 := setup(t, Config{CacheTTLSeconds: 60, CacheSize: 10})
-	_, den = d2.Decide(ctx, "/subscriptions/77", who(alice, "DE"))
+	_, den = d2.lookup(ctx, "/subscriptions/77", who(alice, "DE"))
 	wantCode(t, den, denial.SubscriptionForbidden)
 }
 

@@ -1,4 +1,4 @@
-package kongsim
+package kongschema
 
 // CheckMetaschema judges a plugin's schema as Kong 3.9 does when it loads a
 // plugin: kong/db/schema/plugin_loader.lua load_subschema validates it with
@@ -18,16 +18,6 @@ import (
 	"sort"
 	"strings"
 )
-
-// CheckMetaschema checks the schema of a -dump Info (see SchemaOf for what
-// the Info carries).
-func CheckMetaschema(info Info) error {
-	raw, err := json.Marshal(info.Schema)
-	if err != nil {
-		return err
-	}
-	return CheckMetaschemaJSON(raw)
-}
 
 // CheckMetaschemaJSON checks a schema as -dump prints it; the error is an
 // Errors listing every violation.

@@ -1,4 +1,4 @@
-package kongsim
+package kongschema
 
 // Vault references, as Kong 3.9 handles them for plugin configs:
 //

@@ -1,9 +1,10 @@
-package jwtclaims
-
-// The contract between jwt-claims and the plugins after it: the verified
-// claims travel as one value in kong.ctx.shared under SharedKey. Only
+// Package claims is the contract between jwt-claims and the checks after it:
+// what jwt-claims verified about the caller (Verified), and how it travels
+// between plugins, as one value in kong.ctx.shared under SharedKey. Only
 // jwt-claims writes it, after verifying the token; later plugins read it
-// and never fall back to anything the client sent.
+// and never fall back to anything the client sent. subgate hands the same
+// value from its jwt section to the others in Go.
+package claims
 
 import (
 	"encoding/json"

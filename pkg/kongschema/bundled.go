@@ -1,4 +1,4 @@
-package kongsim
+package kongschema
 
 // FileLogSchema is Kong's bundled file-log plugin's schema
 // (kong/plugins/file-log/schema.lua in Kong 3.9), in -dump's JSON shape:

@@ -1,20 +1,23 @@
-package config
+// Package processwide holds what a plugin server builds once per process
+// and every plugin instance shares (Redis clients, JWKS sets, followers,
+// caches), away from any one instance: go-pdk starts a new instance on
+// every config change and drops idle ones, so a value kept per instance
+// would be built again and again, and lost with it.
+package processwide
 
 import "sync"
 
-// Shared holds the values built from config settings that every plugin
-// instance with the same settings shares within the plugin-server process
-// (Redis clients, JWKS sets, followers, caches): go-pdk starts a new
-// instance on every config change and never stops the old one, so sharing
-// by settings keeps one of each instead of one per instance ever made.
-type Shared[K comparable, V any] struct {
+// Map holds the values built from config settings that every plugin
+// instance with the same settings shares within the plugin-server process:
+// one of each per key (the settings) instead of one per instance ever made.
+type Map[K comparable, V any] struct {
 	mu sync.Mutex
 	m  map[K]V
 }
 
 // Get returns the value for key, building it on first use. A failed build
 // is not kept: the next call tries again.
-func (s *Shared[K, V]) Get(key K, build func() (V, error)) (V, error) {
+func (s *Map[K, V]) Get(key K, build func() (V, error)) (V, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if v, ok := s.m[key]; ok {
@@ -34,7 +37,7 @@ func (s *Shared[K, V]) Get(key K, build func() (V, error)) (V, error) {
 // Range calls fn for every value built so far, in no particular order (for
 // metrics collectors). It works on a copy taken under the lock, so fn may be
 // slow or call Get without blocking other callers or deadlocking.
-func (s *Shared[K, V]) Range(fn func(K, V)) {
+func (s *Map[K, V]) Range(fn func(K, V)) {
 	s.mu.Lock()
 	keys := make([]K, 0, len(s.m))
 	vals := make([]V, 0, len(s.m))

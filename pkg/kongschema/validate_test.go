@@ -1,4 +1,4 @@
-package kongsim
+package kongschema
 
 import (
 	"encoding/json"

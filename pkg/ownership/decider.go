@@ -11,15 +11,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/subgate/subgate/pkg/check"
+	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
-	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/redisconn"
 	"github.com/subgate/subgate/pkg/upstream"
 )
@@ -95,15 +97,25 @@ func NewWith(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
 	return d, errors.Join(errs...)
 }
 
+// Reads: the subscription id is in the path, the customer in the claims.
+func (d *Decider) Reads() check.Reads { return check.Path | check.Claims }
+
 // Owned lists the upstream headers the route owns (verified_header).
 func (d *Decider) Owned() []string { return d.owned }
 
-// Upstream is the value of verified_header for an allowed request.
-func (d *Decider) Upstream(r *Result) map[string]string {
-	if len(d.owned) == 0 {
-		return nil
+// Decide lets the request through only when the caller owns the
+// subscription its path names.
+func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
+	res, den := d.lookup(ctx, req.Path, req.Claims)
+	if den != nil {
+		return check.Decision{}, den
 	}
-	return map[string]string{d.owned[0]: r.Country + ":" + strconv.FormatInt(r.SubscriptionID, 10)}
+	id := strconv.FormatInt(res.SubscriptionID, 10)
+	audit.Add(slog.String("country", res.Country), slog.String("subscription_id", id), slog.Bool("cached", res.Cached), slog.Duration("redis", res.Lookup))
+	if len(d.owned) == 0 {
+		return check.Decision{}, nil
+	}
+	return check.Decision{Upstream: map[string]string{d.owned[0]: res.Country + ":" + id}}, nil
 }
 
 // Result is an allowed request's facts, for the audit line.
@@ -114,8 +126,8 @@ type Result struct {
 	Lookup         time.Duration // the Redis round trip; 0 when cached
 }
 
-// Decide checks the request. v comes from kong.ctx.shared, never from the client.
-func (d *Decider) Decide(ctx context.Context, path string, v *jwtclaims.Verified) (*Result, *denial.Denial) {
+// lookup checks the request. v comes from jwt-claims, never from the client.
+func (d *Decider) lookup(ctx context.Context, path string, v *claims.Verified) (*Result, *denial.Denial) {
 	m, ok, err := Find(d.patterns, path)
 	if err != nil || !ok {
 		return nil, denial.New(denial.SubscriptionIDInvalid, "the path carries no subscription id this route accepts")

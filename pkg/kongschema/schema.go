@@ -1,4 +1,10 @@
-package kongsim
+// Package kongschema is Kong 3.9's handling of plugin schemas, modelled in
+// Go: the metaschema a plugin's -dump schema must pass (metaschema.go), the
+// validation and defaults of a route's plugin config (validate.go), vault
+// references (vault.go), and the bundled plugins' schemas kong.yml uses
+// (bundled.go). `make validate` (spec/validate) gates deploys with it; the
+// spec's stand-in for Kong (spec/kongsim) encodes configs with it.
+package kongschema
 
 import (
 	"encoding/json"
@@ -95,17 +101,6 @@ func ParseSchema(raw []byte) (*Schema, error) {
 	}
 	requireRecords(entity)
 	return &Schema{Name: name, Entity: entity, Raw: m}, nil
-}
-
-// SchemaOf parses the schema in a -dump Info. Info's struct carries the
-// schema's name and fields; if it gains an `entity_checks` field (tagged
-// json:"entity_checks"), the round trip through JSON carries it here too.
-func SchemaOf(info Info) (*Schema, error) {
-	raw, err := json.Marshal(info.Schema)
-	if err != nil {
-		return nil, err
-	}
-	return ParseSchema(raw)
 }
 
 // DumpSchema runs `bin -dump` and returns the plugin's name and its raw

@@ -1,0 +1,70 @@
+// Package check is the contract every subgate check implements, and the
+// one seam between the decisions and Kong: a Decider says what it reads
+// from the request (Reads), which upstream headers it owns (Owned), and
+// decides (Decide), recording its facts for the audit line. The Kong
+// adapter (pkg/kongx) runs any Decider as a plugin; pkg/chain runs several
+// as one. Neither side imports the other.
+package check
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/subgate/subgate/pkg/claims"
+	"github.com/subgate/subgate/pkg/denial"
+)
+
+// Reads is what a check reads from the request; the adapter reads nothing
+// else, each part in one PDK call.
+type Reads uint8
+
+const (
+	// Headers is every request header (Kong's get_headers table).
+	Headers Reads = 1 << iota
+	// Path is the normalized path (kong.request.get_path).
+	Path
+	// Claims is what jwt-claims verified (kong.ctx.shared); a request
+	// without them is denied before the check decides.
+	Claims
+)
+
+// Request is what the adapter read, as Reads asked.
+type Request struct {
+	// Headers has lower-case names, values in order. A check may read it
+	// only; pkg/chain changes it between checks as Kong would.
+	Headers map[string][]string
+	Path    string
+	Claims  *claims.Verified
+}
+
+// Decision is an allowed request's outcome.
+type Decision struct {
+	// Upstream holds the value of each owned header; an owned header absent
+	// here is removed from the request, so no client copy reaches the
+	// upstream.
+	Upstream map[string]string
+	// Claims are the caller's verified claims, set by the check that
+	// verifies the caller (jwt-claims) for the checks after it.
+	Claims *claims.Verified
+}
+
+// Audit is what a decision tells the audit line: the customer, and facts
+// such as "cached" (never a token or a secret). A check records them on
+// an allow; a denial's code and cause are the adapter's.
+type Audit struct {
+	CustomerID string
+	Facts      []slog.Attr
+}
+
+// Add appends facts.
+func (a *Audit) Add(facts ...slog.Attr) { a.Facts = append(a.Facts, facts...) }
+
+// Decider decides for one route. Safe for concurrent use.
+type Decider interface {
+	Reads() Reads
+	// Owned lists the upstream headers the route owns: each is set to its
+	// Decision.Upstream value or removed.
+	Owned() []string
+	// Decide allows the request (nil denial) or denies it.
+	Decide(ctx context.Context, req *Request, audit *Audit) (Decision, *denial.Denial)
+}
