@@ -181,7 +181,7 @@ func (c *Decider) Decide(ctx context.Context, headers map[string][]string, path 
 	}
 
 	if c.identity != nil {
-		iup, ir, den := c.identity.Decide(ctx, headers)
+		iup, ir, den := c.identity.Decide(ctx, headers, v)
 		if den != nil {
 			return nil, den
 		}

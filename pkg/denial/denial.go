@@ -63,6 +63,9 @@ const (
 	// user-context.
 	IdentityUnauthorized Code = "identity_unauthorized"
 	IdentityForbidden    Code = "identity_forbidden"
+	// IdentityUserMismatch: the identity service names another user than
+	// the one jwt-claims verified (match_user).
+	IdentityUserMismatch Code = "identity_user_mismatch"
 	IdentityRejected     Code = "identity_rejected"
 	IdentityError        Code = "identity_error"
 	IdentityUnavailable  Code = "identity_unavailable"
@@ -105,6 +108,7 @@ var Specs = []struct {
 
 	{IdentityUnauthorized, Spec{401, "the identity service did not recognise the caller's credentials"}},
 	{IdentityForbidden, Spec{403, "the identity service refused the caller"}},
+	{IdentityUserMismatch, Spec{403, "the identity service names another user than the verified token: the request's credentials are not one caller's"}},
 	{IdentityRejected, Spec{400, "the identity service rejected the request (its 4xx status is passed on)"}},
 	{IdentityError, Spec{502, "the identity service failed or answered something unusable"}},
 	{IdentityUnavailable, Spec{503, "the identity service is unavailable and no cached context may be used; retry later"}},

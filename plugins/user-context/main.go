@@ -3,7 +3,8 @@
 // success locally and using the cached copy only when the identity service
 // answers 503 (see pkg/usercontext for the full rule).
 //
-// Allow path: 2 PDK calls (the client's headers, the upstream headers).
+// Allow path: 3 PDK calls (the client's headers, the verified claims for
+// match_user, the upstream headers); 2 with match_user off.
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/jwtclaims"
 	"github.com/subgate/subgate/pkg/kongx"
 	"github.com/subgate/subgate/pkg/usercontext"
 )
@@ -50,7 +52,14 @@ func (c *Config) Access(kong *pdk.PDK) {
 		if den != nil {
 			return den
 		}
-		up, res, den := d.Decide(context.Background(), headers)
+		var claims *jwtclaims.Verified
+		if d.NeedsClaims() { // match_user: the token jwt-claims verified, if it ran
+			raw, err := kong.Ctx.GetSharedAny(jwtclaims.SharedKey)
+			if claims, den = d.SharedClaims(raw, err); den != nil {
+				return den
+			}
+		}
+		up, res, den := d.Decide(context.Background(), headers, claims)
 		if den != nil {
 			return den
 		}
