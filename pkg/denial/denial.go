@@ -41,10 +41,14 @@ const (
 	TokenUnknownKey       Code = "token_unknown_key"
 	TokenExpired          Code = "token_expired"
 	TokenNotYetValid      Code = "token_not_yet_valid"
-	TokenIssuerInvalid    Code = "token_issuer_invalid"
-	TokenAudienceInvalid  Code = "token_audience_invalid"
-	TokenClaimMissing     Code = "token_claim_missing"
-	KeysUnavailable       Code = "keys_unavailable"
+	// TokenLifetimeTooLong: exp - iat over max_lifetime_seconds. Not
+	// token_expired: a client that fetched a fresh token of the same
+	// lifetime would loop.
+	TokenLifetimeTooLong Code = "token_lifetime_too_long"
+	TokenIssuerInvalid   Code = "token_issuer_invalid"
+	TokenAudienceInvalid Code = "token_audience_invalid"
+	TokenClaimMissing    Code = "token_claim_missing"
+	KeysUnavailable      Code = "keys_unavailable"
 
 	// subscription-owner.
 	SubscriptionIDInvalid Code = "subscription_id_invalid"
@@ -89,6 +93,7 @@ var Specs = []struct {
 	{TokenUnknownKey, Spec{401, "the token names a key (kid) the gateway does not know"}},
 	{TokenExpired, Spec{401, "the token has expired: obtain a fresh one"}},
 	{TokenNotYetValid, Spec{401, "the token is not valid yet (nbf or iat in the future)"}},
+	{TokenLifetimeTooLong, Spec{401, "the token's lifetime (exp - iat) is longer than the route accepts: obtain a shorter-lived one"}},
 	{TokenIssuerInvalid, Spec{401, "the token's issuer is not accepted on this route"}},
 	{TokenAudienceInvalid, Spec{401, "the token's audience is not accepted on this route"}},
 	{TokenClaimMissing, Spec{401, "a claim the route requires is missing or not a string"}},
