@@ -58,8 +58,8 @@ func TestIdentityEventsEvictTheFallbackCache(t *testing.T) {
 	// The cache-served allow path costs the PDK calls of the fresh one.
 	w.mu.Lock()
 	for _, rec := range w.calls["account"] {
-		if c := rec.calls["user-context"]; !rec.allowed || len(c) != 2 {
-			t.Fatalf("cache-served /account: allowed %v, PDK calls %v; want 2", rec.allowed, c)
+		if c := rec.calls["user-context"]; !rec.allowed || len(c) != 3 {
+			t.Fatalf("cache-served /account: allowed %v, PDK calls %v; want 3 (headers, match_user's claims, upstream)", rec.allowed, c)
 		}
 	}
 	if len(w.calls["account"]) != 2 {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,13 +30,14 @@ const (
 // Identity is the demo identity service. It signs customers' JWTs with an
 // ES256 key generated at start (never committed), publishes the key as a
 // JWKS, answers "who am I" with a user context, and can be switched to
-// answer 503 or 408 to show the gateway's fallback behaviour. With
+// answer 503 or 408 to show the gateway's fallback behaviour, or to answer
+// a context the gateway must refuse (see the Mode constants). With
 // PublishEvents it publishes its identity events (pkg/usercontext): a
 // user deleted or blocked, a role changed.
 type Identity struct {
 	key  *ecdsa.PrivateKey
 	kid  string
-	mode atomic.Value // "ok", "503", "408"
+	mode atomic.Value // a Mode
 	hits atomic.Int64
 
 	mu       sync.Mutex
@@ -98,20 +100,43 @@ func NewIdentity() (*Identity, error) {
 	return i, nil
 }
 
-// Token signs a customer's JWT.
+// Token signs a customer's JWT; extra claims are added or replaced, and a
+// nil one is left out (a token without iat, say).
 func (i *Identity) Token(customer, country string, ttl time.Duration, extra map[string]any) (string, error) {
 	now := time.Now()
 	c := jwt.MapClaims{"sub": customer, "country": country, "iss": IdentityIssuer, "aud": IdentityAudience,
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix()}
 	for k, v := range extra {
 		c[k] = v
+		if v == nil {
+			delete(c, k)
+		}
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodES256, c)
 	t.Header["kid"] = i.kid
 	return t.SignedString(i.key)
 }
 
-// SetMode switches the /context answer: "ok", "503" or "408".
+// The /context answers SetMode switches between. The last three are
+// misbehaving identity services, for the gateway's refusals: a 200 whose
+// JSON names user_id twice (another user first, the caller last: a
+// last-wins parser such as Go's reads the caller, a first-wins one the
+// other user), one with a byte that is not UTF-8, one naming OtherUser.
+const (
+	ModeOK              = "ok"
+	Mode503             = "503"
+	Mode408             = "408"
+	ModeDuplicateMember = "duplicate_member"
+	ModeInvalidUTF8     = "invalid_utf8"
+	ModeOtherUser       = "other_user"
+)
+
+var modes = []string{ModeOK, Mode503, Mode408, ModeDuplicateMember, ModeInvalidUTF8, ModeOtherUser}
+
+// OtherUser is the user the misbehaving modes name instead of the caller.
+const OtherUser = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a0000ff"
+
+// SetMode switches the /context answer (a Mode constant).
 func (i *Identity) SetMode(m string) { i.mode.Store(m) }
 
 // Disable makes /context answer 401 for customer (an account disabled).
@@ -139,7 +164,7 @@ func (i *Identity) JWKS() []byte {
 //	GET  /.well-known/jwks.json        the signing key
 //	POST /token {"customer_id","country","ttl_seconds"}   a JWT (demo login)
 //	GET  /context                      the caller's user context (Bearer JWT)
-//	POST /admin/mode {"mode": "ok"|"503"|"408"}
+//	POST /admin/mode {"mode": "ok"|"503"|"408"|"duplicate_member"|"invalid_utf8"|"other_user"}
 //	POST /admin/events {"type": "deleted"|"blocked"|"role_changed", "user_id", "roles": [...]}
 //	                                   change a user and publish the identity event
 //
@@ -201,16 +226,32 @@ func (i *Identity) Handler() http.Handler {
 		if !changed {
 			roles = []string{"customer"}
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"user_id": sub, "customer_id": sub, "country": c["country"],
-			"roles": roles, "resolved_at": time.Now().UTC().Format(time.RFC3339Nano)})
+		ctx := map[string]any{"user_id": sub, "customer_id": sub, "country": c["country"],
+			"roles": roles, "resolved_at": time.Now().UTC().Format(time.RFC3339Nano)}
+		switch i.mode.Load().(string) {
+		case ModeOtherUser:
+			ctx["user_id"], ctx["customer_id"] = OtherUser, OtherUser
+		case ModeDuplicateMember:
+			b, _ := json.Marshal(ctx)
+			other, _ := json.Marshal(OtherUser)
+			// {"user_id":OTHER, ...the caller's context, its user_id last}
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(append(append([]byte(`{"user_id":`), other...), append([]byte(","), b[1:]...)...))
+			return
+		case ModeInvalidUTF8:
+			b, _ := json.Marshal(ctx)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(append(b[:len(b)-1], []byte(",\"display_name\":\"caf\xff\"}")...))
+			return
+		}
+		writeJSON(w, http.StatusOK, ctx)
 	})
 	mux.HandleFunc("POST /admin/mode", func(w http.ResponseWriter, r *http.Request) {
 		var in struct {
 			Mode string `json:"mode"`
 		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil ||
-			(in.Mode != "ok" && in.Mode != "503" && in.Mode != "408") {
-			http.Error(w, `{"error":"mode must be ok, 503 or 408"}`, http.StatusBadRequest)
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1024)).Decode(&in); err != nil || !slices.Contains(modes, in.Mode) {
+			http.Error(w, `{"error":"mode must be one of `+strings.Join(modes, ", ")+`"}`, http.StatusBadRequest)
 			return
 		}
 		i.SetMode(in.Mode)

@@ -66,6 +66,19 @@ func (p *Payment) Token(customer string, entitlements []string, expired bool) (p
 	return iss.Issue(customer, entitlements)
 }
 
+// TokenIssued issues a payment-access-token as an issuer with lifetime ttl
+// whose clock reads issuedAt would: a token issued before a revocation, or
+// one longer-lived than the gateway's max_token_lifetime_seconds (to show
+// the gateway's lifetime bound).
+func (p *Payment) TokenIssued(customer string, entitlements []string, issuedAt time.Time, ttl time.Duration) (paytoken.Issued, error) {
+	iss, err := paytoken.NewIssuer(paytoken.IssuerOptions{Key: p.key, Kid: p.kid, Issuer: PaymentIssuer, Audience: PaymentAudience,
+		TTL: ttl, Now: func() time.Time { return issuedAt }})
+	if err != nil {
+		return paytoken.Issued{}, err
+	}
+	return iss.Issue(customer, entitlements)
+}
+
 // Publish sends a payment event now.
 func (p *Payment) Publish(ctx context.Context, t payevents.Type, customer string) (string, error) {
 	return p.pub.Publish(ctx, payevents.Event{Type: t, CustomerID: customer, At: time.Now()})

@@ -100,7 +100,7 @@ func New(c Config) (*Decider, error) {
 	}
 	// The jwt section, always first, establishes the claims the later ones
 	// read: the chain reads none from Kong.
-	ch.reads &^= check.Claims
+	ch.reads &^= check.Claims | check.OptionalClaims
 	return ch, nil
 }
 

@@ -26,6 +26,10 @@ const (
 	// Claims is what jwt-claims verified (kong.ctx.shared); a request
 	// without them is denied before the check decides.
 	Claims
+	// OptionalClaims is Claims for a check that also runs on routes
+	// without jwt-claims: Request.Claims is nil when there are none (a
+	// value there that is not a verified one is still denied).
+	OptionalClaims
 )
 
 // Request is what the adapter read, as Reads asked.

@@ -42,10 +42,14 @@ const (
 	TokenUnknownKey       Code = "token_unknown_key"
 	TokenExpired          Code = "token_expired"
 	TokenNotYetValid      Code = "token_not_yet_valid"
-	TokenIssuerInvalid    Code = "token_issuer_invalid"
-	TokenAudienceInvalid  Code = "token_audience_invalid"
-	TokenClaimMissing     Code = "token_claim_missing"
-	KeysUnavailable       Code = "keys_unavailable"
+	// TokenLifetimeTooLong: exp - iat over max_lifetime_seconds. Not
+	// token_expired: a client that fetched a fresh token of the same
+	// lifetime would loop.
+	TokenLifetimeTooLong Code = "token_lifetime_too_long"
+	TokenIssuerInvalid   Code = "token_issuer_invalid"
+	TokenAudienceInvalid Code = "token_audience_invalid"
+	TokenClaimMissing    Code = "token_claim_missing"
+	KeysUnavailable      Code = "keys_unavailable"
 
 	// subscription-owner.
 	SubscriptionIDInvalid Code = "subscription_id_invalid"
@@ -64,6 +68,9 @@ const (
 	// user-context.
 	IdentityUnauthorized Code = "identity_unauthorized"
 	IdentityForbidden    Code = "identity_forbidden"
+	// IdentityUserMismatch: the identity service names another user than
+	// the one jwt-claims verified (match_user).
+	IdentityUserMismatch Code = "identity_user_mismatch"
 	IdentityRejected     Code = "identity_rejected"
 	IdentityError        Code = "identity_error"
 	IdentityUnavailable  Code = "identity_unavailable"
@@ -87,6 +94,7 @@ var Specs = []struct {
 	{TokenUnknownKey, Spec{401, "the token names a key (kid) the gateway does not know"}},
 	{TokenExpired, Spec{401, "the token has expired: obtain a fresh one"}},
 	{TokenNotYetValid, Spec{401, "the token is not valid yet (nbf or iat in the future)"}},
+	{TokenLifetimeTooLong, Spec{401, "the token's lifetime (exp - iat) is longer than the route accepts: obtain a shorter-lived one"}},
 	{TokenIssuerInvalid, Spec{401, "the token's issuer is not accepted on this route"}},
 	{TokenAudienceInvalid, Spec{401, "the token's audience is not accepted on this route"}},
 	{TokenClaimMissing, Spec{401, "a claim the route requires is missing or not a string"}},
@@ -106,6 +114,7 @@ var Specs = []struct {
 
 	{IdentityUnauthorized, Spec{401, "the identity service did not recognise the caller's credentials"}},
 	{IdentityForbidden, Spec{403, "the identity service refused the caller"}},
+	{IdentityUserMismatch, Spec{403, "the identity service names another user than the verified token: the request's credentials are not one caller's"}},
 	{IdentityRejected, Spec{400, "the identity service rejected the request (its 4xx status is passed on)"}},
 	{IdentityError, Spec{502, "the identity service failed or answered something unusable"}},
 	{IdentityUnavailable, Spec{503, "the identity service is unavailable and no cached context may be used; retry later"}},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/claims"
@@ -28,6 +29,11 @@ type Config struct {
 	CountryClaim    string            `json:"country_claim" default:"country" kong:"len_min=1" doc:"Claim holding the country."`
 	UpstreamHeaders map[string]string `json:"upstream_headers" default:"{\"X-Country\":\"country\",\"X-Customer-Id\":\"sub\"}" doc:"Upstream header to claim; each is removed from the client's request first."`
 	HideCredentials bool              `json:"hide_credentials" default:"false" doc:"Remove the token header from the upstream request."`
+	// MaxLifetimeSeconds bounds how long a stolen token serves (Kong's jwt
+	// plugin: maximum_expiration; Envoy: max_lifetime). Off by default:
+	// nothing in the gateway depends on it (the identity JWT has no
+	// revocation whose retention a longer token could outlive).
+	MaxLifetimeSeconds int `json:"max_lifetime_seconds" default:"0" kong:"between=0|31536000" doc:"Longest token lifetime (exp - iat) accepted, else 401 token_lifetime_too_long; a token without iat is then refused. 0: no bound."`
 	jwtverify.Config
 	config.Decisions
 }
@@ -68,7 +74,9 @@ func New(c Config) (*Decider, error) {
 	}
 	owned, err := upstream.Own(names)
 	errs = append(errs, err)
-	v, err := jwtverify.New(c.Config)
+	vc := c.Config
+	vc.MaxLifetime = time.Duration(c.MaxLifetimeSeconds) * time.Second
+	v, err := jwtverify.New(vc)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -197,6 +205,7 @@ var kindCode = map[jwtverify.Kind]denial.Code{
 	jwtverify.AudienceInvalid:  denial.TokenAudienceInvalid,
 	jwtverify.ClaimMissing:     denial.TokenClaimMissing,
 	jwtverify.KeysUnavailable:  denial.KeysUnavailable,
+	jwtverify.LifetimeTooLong:  denial.TokenLifetimeTooLong,
 }
 
 func deny(err error, retryAfter int) *denial.Denial {

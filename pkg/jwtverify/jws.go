@@ -1,12 +1,11 @@
 package jwtverify
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/subgate/subgate/pkg/strictjson"
 )
 
 // JWS rules golang-jwt leaves to the application (RFC 7515).
@@ -79,7 +78,7 @@ func checkJWS(raw string, header map[string]any, want string) error {
 		if err != nil || !utf8.Valid(b) {
 			return refuse(Malformed, "token is not a well-formed JWT")
 		}
-		if err := uniqueMembers(b); err != nil {
+		if err := strictjson.UniqueMembers(b); err != nil {
 			return refuse(Malformed, "the token repeats a JSON member name")
 		}
 	}
@@ -101,153 +100,4 @@ func checkType(header map[string]any, want string) error {
 		return refuse(Malformed, "a payment-access-token is not accepted here")
 	}
 	return nil
-}
-
-var (
-	errDuplicate = errors.New("duplicate member name")
-	errJSON      = errors.New("not one JSON value")
-)
-
-// maxJSONDepth is encoding/json's nesting limit: golang-jwt has already
-// refused anything deeper.
-const maxJSONDepth = 10000
-
-// uniqueMembers fails on a JSON text with an object that repeats a member
-// name, at any depth; names are compared decoded ("a" and "\u0061" are one
-// name). It scans the bytes itself: encoding/json's token reader cost more
-// than half of an uncached HS256 verification. Only names with escapes
-// are decoded (by encoding/json); the others are compared in place.
-func uniqueMembers(b []byte) error {
-	s := jsonScan{b: b}
-	if err := s.value(0); err != nil {
-		return err
-	}
-	if s.ws(); s.i != len(s.b) {
-		return errJSON
-	}
-	return nil
-}
-
-type jsonScan struct {
-	b []byte
-	i int
-}
-
-func (s *jsonScan) ws() {
-	for s.i < len(s.b) && (s.b[s.i] == ' ' || s.b[s.i] == '\t' || s.b[s.i] == '\n' || s.b[s.i] == '\r') {
-		s.i++
-	}
-}
-
-// next skips white space and reports the next byte (0 at the end).
-func (s *jsonScan) next() byte {
-	if s.ws(); s.i < len(s.b) {
-		return s.b[s.i]
-	}
-	return 0
-}
-
-func (s *jsonScan) value(depth int) error {
-	if depth > maxJSONDepth {
-		return errJSON
-	}
-	switch s.next() {
-	case '{':
-		s.i++
-		var names [][]byte
-		if s.next() == '}' {
-			s.i++
-			return nil
-		}
-		for {
-			if s.next() != '"' {
-				return errJSON
-			}
-			name, err := s.str()
-			if err != nil {
-				return err
-			}
-			for _, n := range names {
-				if bytes.Equal(n, name) {
-					return errDuplicate
-				}
-			}
-			names = append(names, name)
-			if s.next() != ':' {
-				return errJSON
-			}
-			s.i++
-			if err := s.value(depth + 1); err != nil {
-				return err
-			}
-			switch s.next() {
-			case ',':
-				s.i++
-			case '}':
-				s.i++
-				return nil
-			default:
-				return errJSON
-			}
-		}
-	case '[':
-		s.i++
-		if s.next() == ']' {
-			s.i++
-			return nil
-		}
-		for {
-			if err := s.value(depth + 1); err != nil {
-				return err
-			}
-			switch s.next() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return nil
-			default:
-				return errJSON
-			}
-		}
-	case '"':
-		_, err := s.str()
-		return err
-	case 0:
-		return errJSON
-	default: // a number, true, false or null: up to the next delimiter
-		start := s.i
-		for s.i < len(s.b) && !strings.ContainsRune(",]} \t\n\r:{[\"", rune(s.b[s.i])) {
-			s.i++
-		}
-		if s.i == start {
-			return errJSON
-		}
-		return nil
-	}
-}
-
-// str reads the string at s.i (an opening quote) and returns its decoded
-// bytes: the raw bytes when it holds no escape.
-func (s *jsonScan) str() ([]byte, error) {
-	start, escaped := s.i, false
-	for s.i++; s.i < len(s.b); s.i++ {
-		switch s.b[s.i] {
-		case '\\':
-			escaped = true
-			s.i++ // the escaped byte (a \u's hex digits are plain bytes)
-		case '"':
-			s.i++
-			raw := s.b[start:s.i]
-			if !escaped {
-				return raw[1 : len(raw)-1], nil
-			}
-			var v string
-			if err := json.Unmarshal(raw, &v); err != nil {
-				return nil, errJSON
-			}
-			return []byte(v), nil
-		}
-	}
-	return nil, errJSON
 }

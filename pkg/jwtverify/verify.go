@@ -41,6 +41,10 @@ type Config struct {
 	// Type is the typ a token must have (RFC 8725 3.11); empty accepts any
 	// but subgate's own kinds (PaymentType). Set by the plugin, not Kong.
 	Type string `json:"-"`
+	// MaxLifetime, when positive, is the longest exp - iat accepted; a
+	// token without iat is then refused (ClaimMissing), since its lifetime
+	// is unknown. Set by the plugin from its own setting.
+	MaxLifetime time.Duration `json:"-"`
 
 	JWKSClient *http.Client     `json:"-"` // tests
 	Now        func() time.Time `json:"-"` // tests
@@ -80,6 +84,7 @@ const (
 	AudienceInvalid
 	ClaimMissing
 	KeysUnavailable
+	LifetimeTooLong // exp - iat over Config.MaxLifetime
 )
 
 // Error is a refusal. Detail is safe to show a client: it never contains
@@ -353,6 +358,9 @@ func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 	if t, _ := mc.GetIssuedAt(); t != nil {
 		out.IssuedAt = t.Time
 	}
+	if err := v.lifetime(out); err != nil {
+		return err
+	}
 	if len(v.opts.Issuers) > 0 {
 		iss, err := mc.GetIssuer()
 		if err != nil || !slices.Contains(v.opts.Issuers, iss) {
@@ -369,6 +377,21 @@ func (v *Verifier) checkClaims(mc jwt.MapClaims, out *Verified) error {
 		if val, ok := mc[name]; !ok || val == nil {
 			return refuse(ClaimMissing, "required claim %q is missing", name)
 		}
+	}
+	return nil
+}
+
+// lifetime enforces MaxLifetime on the token's own claims (exp - iat, both
+// on the issuer's clock: no leeway, no skew involved).
+func (v *Verifier) lifetime(out *Verified) error {
+	bound := v.opts.MaxLifetime
+	switch {
+	case bound <= 0:
+		return nil
+	case out.IssuedAt.IsZero():
+		return refuse(ClaimMissing, "token has no iat claim: its lifetime cannot be bounded")
+	case out.ExpiresAt.Sub(out.IssuedAt) > bound:
+		return refuse(LifetimeTooLong, "token lifetime (exp - iat) exceeds %s", bound)
 	}
 	return nil
 }

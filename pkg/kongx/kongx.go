@@ -248,8 +248,8 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 		}
 		req.Path = path
 	}
-	if reads&check.Claims != 0 {
-		v, den := loadClaims(kong, plugin)
+	if reads&(check.Claims|check.OptionalClaims) != 0 {
+		v, den := loadClaims(kong, plugin, reads&check.Claims == 0)
 		if den != nil {
 			return nil, den
 		}
@@ -301,9 +301,14 @@ func storeClaims(kong *pdk.PDK, v *claims.Verified) error {
 // loadClaims reads the verified claims (one PDK call). When there are none
 // it returns a claims_missing denial and logs that the route is
 // misconfigured: a plugin that needs claims never falls back to headers.
-func loadClaims(kong *pdk.PDK, plugin string) (*claims.Verified, *denial.Denial) {
+// With optional, none (the route runs no jwt-claims) is nil, no denial;
+// a value that does not decode is still refused.
+func loadClaims(kong *pdk.PDK, plugin string, optional bool) (*claims.Verified, *denial.Denial) {
 	raw, err := kong.Ctx.GetSharedAny(claims.SharedKey)
 	s, _ := raw.(string)
+	if optional && err == nil && s == "" {
+		return nil, nil
+	}
 	if err == nil {
 		var v *claims.Verified
 		if v, err = claims.Decode(s); err == nil {

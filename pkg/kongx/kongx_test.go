@@ -137,6 +137,31 @@ func TestReadClaimsRequiresJWTClaims(t *testing.T) {
 	}
 }
 
+// OptionalClaims (user-context's match_user): a route without jwt-claims
+// reads nil and decides; stored claims are read; a value there that is not
+// a current verified one is refused as with Claims.
+func TestReadOptionalClaims(t *testing.T) {
+	var got *claims.Verified
+	called := false
+	p := newProbe(t, `{}`, check.OptionalClaims, func(req *check.Request) *denial.Denial {
+		got, called = req.Claims, true
+		return nil
+	})
+	if env := do(t, p, http.Header{"X-Customer-Id": {"spoofed"}}); env.ClientRes.Status != 200 || !called || got != nil {
+		t.Fatalf("no jwt-claims on the route: %d, decided %v with %+v", env.ClientRes.Status, called, got)
+	}
+	good, _ := claims.Encode(&claims.Verified{CustomerID: "c1"})
+	for value, want := range map[string]int{good: 200, `{"v":99,"customer_id":"c1"}`: 401, `{"v":1}`: 401} {
+		called = false
+		env, _ := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+		env.Ctx.Store[claims.SharedKey] = value
+		kongxtest.Do(env, p)
+		if env.ClientRes.Status != want || (want == 200 && (got == nil || got.CustomerID != "c1")) || (want != 200 && called) {
+			t.Errorf("kong.ctx.shared %s: %d (decided %v), want %d", value, env.ClientRes.Status, called, want)
+		}
+	}
+}
+
 func TestDenyShape(t *testing.T) {
 	p := newProbe(t, `{}`, 0, func(*check.Request) *denial.Denial {
 		return denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(2)

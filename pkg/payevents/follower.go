@@ -263,6 +263,7 @@ func (f *Follower) read(ctx context.Context) error {
 	if errors.Is(err, redis.Nil) { // BLOCK timed out with nothing new: still a sign of life
 		f.touch()
 		f.markCaughtUp() // nothing after lastID: caught up (after a replay cut short)
+		f.prune()
 		return nil
 	}
 	if err != nil {
@@ -277,11 +278,18 @@ func (f *Follower) read(ctx context.Context) error {
 	if n < readCount { // the whole rest of the stream came in this answer
 		f.markCaughtUp()
 	}
+	f.prune()
+	return nil
+}
+
+// prune hands the handler the window's start, once a minute: a quiet
+// stream too, so state from before the window goes whether or not new
+// events arrive.
+func (f *Follower) prune() {
 	if now := f.o.Now(); now.Sub(f.lastPrune) > time.Minute {
 		f.h.Prune(now.Add(-f.o.Window))
 		f.lastPrune = now
 	}
-	return nil
 }
 
 // readCount is the most entries one XREAD returns; an answer with fewer

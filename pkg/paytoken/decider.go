@@ -35,7 +35,7 @@ type Config struct {
 	RequiredEntitlements    []string         `json:"required_entitlements" doc:"Entitlements the token must grant, every one."`
 	Redis                   redisconn.Config `json:"redis" kong:"required" doc:"Where the payment-event stream lives."`
 	EventsStream            string           `json:"events_stream" default:"$payment_events_stream" kong:"len_min=1" doc:"The payment-event stream."`
-	MaxTokenLifetimeSeconds int              `json:"max_token_lifetime_seconds" default:"$payment_token_ttl_seconds" kong:"between=1|86400" doc:"Longest token lifetime the issuer uses: how far back events are replayed."`
+	MaxTokenLifetimeSeconds int              `json:"max_token_lifetime_seconds" default:"$payment_token_ttl_seconds" kong:"between=1|86400" doc:"Longest token lifetime (exp - iat) accepted, and with the leeway how long revocations are kept: a longer-lived token is refused (payment_token_invalid)."`
 	StaleAfterSeconds       int              `json:"stale_after_seconds" default:"10" kong:"between=1|3600" doc:"Past this silence from Redis the revocation state is stale: 503."`
 	LeewaySeconds           int              `json:"leeway_seconds" default:"5" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
 	RetryAfterSeconds       int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with a 503."`
@@ -86,6 +86,9 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	vc := c.Config
 	vc.LeewaySeconds, vc.RetryAfterSeconds = c.LeewaySeconds, c.RetryAfterSeconds
 	vc.Type = jwtverify.PaymentType // a bearer JWT is never a payment token
+	// Revocations are kept for the lifetime plus leeway: a token may live
+	// no longer, or it would outlive the revocation that covers it.
+	vc.MaxLifetime = time.Duration(c.MaxTokenLifetimeSeconds) * time.Second
 	// The issuer always sets these; a token without them is not one of ours.
 	vc.RequiredClaims = append(slices.Clone(vc.RequiredClaims), "sub", "iat", "jti")
 	v, err := jwtverify.New(vc)

@@ -44,8 +44,12 @@ type IssuerOptions struct {
 	Kid      string
 	Issuer   string
 	Audience string
-	TTL      time.Duration // default DefaultTTL
-	Now      func() time.Time
+	// TTL is every token's lifetime, exp - iat, in whole seconds (default
+	// DefaultTTL). It must not exceed any gateway's
+	// max_token_lifetime_seconds (default the same 900 s): a gateway refuses
+	// a longer-lived token, since it keeps revocations only that long.
+	TTL time.Duration
+	Now func() time.Time
 }
 
 // Issuer signs payment-access-tokens.
@@ -59,9 +63,10 @@ func NewIssuer(o IssuerOptions) (*Issuer, error) {
 	if o.TTL == 0 {
 		o.TTL = DefaultTTL
 	}
-	if o.TTL < 0 {
-		return nil, errors.New("paytoken: negative TTL")
+	if o.TTL < time.Second {
+		return nil, errors.New("paytoken: TTL under a second")
 	}
+	o.TTL = o.TTL.Truncate(time.Second) // iat and exp have one-second resolution
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -102,8 +107,11 @@ func (i *Issuer) Issue(customer string, entitlements []string) (Issued, error) {
 		return Issued{}, err
 	}
 	now := i.o.Now()
-	out := Issued{ID: hex.EncodeToString(jti[:]), IssuedAt: now.Truncate(time.Second),
-		ExpiresAt: now.Add(i.o.TTL).Truncate(time.Second), Entitlements: append([]string{}, entitlements...)}
+	iat := now.Truncate(time.Second)
+	// exp from the truncated iat: exp - iat is exactly the TTL, never a
+	// second more, so a gateway bounding lifetimes at the TTL accepts it.
+	out := Issued{ID: hex.EncodeToString(jti[:]), IssuedAt: iat,
+		ExpiresAt: iat.Add(i.o.TTL), Entitlements: append([]string{}, entitlements...)}
 	t := jwt.NewWithClaims(i.method, jwt.MapClaims{
 		"sub": customer, EntitlementsClaim: out.Entitlements, "iat": out.IssuedAt.Unix(), "exp": out.ExpiresAt.Unix(),
 		"jti": out.ID, "iss": i.o.Issuer, "aud": i.o.Audience,

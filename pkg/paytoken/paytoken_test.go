@@ -155,6 +155,7 @@ func TestIssuerAndCheckerOptions(t *testing.T) {
 		"P-384":        {Key: p384, Kid: "k", Issuer: "i", Audience: "a"},
 		"no kid":       {Key: ecKey(t), Issuer: "i", Audience: "a"},
 		"negative ttl": {Key: ecKey(t), Kid: "k", Issuer: "i", Audience: "a", TTL: -time.Second},
+		"sub-second":   {Key: ecKey(t), Kid: "k", Issuer: "i", Audience: "a", TTL: time.Millisecond},
 	} {
 		if _, err := NewIssuer(o); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -94,7 +94,7 @@ func BenchmarkCacheStep(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				read, refused := false, ""
-				if _, hit := c.fallback(key, &read, &refused); !hit {
+				if e, den := c.fallback(key, "u1", &read, &refused); e == nil || den != nil {
 					b.Fatal(refused)
 				}
 			}

@@ -3,6 +3,7 @@ package usercontext
 import (
 	"time"
 
+	"github.com/subgate/subgate/pkg/denial"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
@@ -32,24 +33,25 @@ func init() {
 // fallback is the cache's answer to a 503: the cached context for key if
 // it is younger than MaxStale and, on a route with identity events, no
 // event for its user was applied since its lookup began and the events are
-// not stale. *read records that this lookup has read the cache already, so
-// that a lookup retrying through several 503s counts as one read; *refused
-// says why a cached context was not served.
-func (c *Client) fallback(key [32]byte, read *bool, refused *string) (entry, bool) {
+// not stale (nil otherwise); a denial when it names another user than want
+// (see matches). *read records that this lookup has read the cache
+// already, so that a lookup retrying through several 503s counts as one
+// read; *refused says why a cached context was not served.
+func (c *Client) fallback(key [32]byte, want string, read *bool, refused *string) (entry, *denial.Denial) {
 	if !*read {
 		*read = true
 		cacheReads.Inc(c.svc.label)
 	}
 	e, hit := c.svc.cache.Get(key)
 	if !hit || c.o.Now().Sub(e.StoredAt) > time.Duration(c.o.MaxStaleSeconds)*time.Second {
-		return nil, false
+		return nil, nil
 	}
 	if ev := c.ev; ev != nil {
 		// Staleness first: it waits for a fresh follower's replay, whose
 		// events the next check must see.
 		if ev.stale() {
 			*refused = "the identity events on " + ev.stream + " are stale (fail closed)"
-			return nil, false
+			return nil, nil
 		}
 		if ev.v.covers(e.UserID, e.Asked) {
 			// Fetched while the user's event was on its way, or before a
@@ -58,9 +60,12 @@ func (c *Client) fallback(key [32]byte, read *bool, refused *string) (entry, boo
 				c.svc.cache.Remove(key)
 			}
 			*refused = "an identity event for the user was applied after its lookup began"
-			return nil, false
+			return nil, nil
 		}
 	}
+	if den := c.matches(e, want); den != nil {
+		return nil, den
+	}
 	cacheHits.Inc(c.svc.label)
-	return e, true
+	return e, nil
 }

@@ -13,12 +13,19 @@
 //	other 4xx           passed on with its status
 //	other 5xx           502 identity_error; never the cache
 //	connection failure  as 408, or as 503 when ConnErrorsAs503 is set
+//
+// A 2xx is a context only when it is one JSON object, valid UTF-8, without
+// a member name twice at any depth (readers disagree on which copy wins),
+// with a string user id, fitting the upstream header, and (match_user)
+// naming the user jwt-claims verified. Anything else is refused and never
+// cached.
 package usercontext
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,9 +36,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/processwide"
+	"github.com/subgate/subgate/pkg/strictjson"
 	"github.com/subgate/subgate/pkg/upstream"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -65,11 +74,24 @@ type Config struct {
 	MaxContextHeaderBytes int               `json:"max_context_header_bytes" default:"4096" kong:"between=1|65536" doc:"Bound on that header."`
 	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1" doc:"Upstream header saying identity or cache."`
 	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
-	Events                *EventsConfig     `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	// MatchUser: the identity service authenticates the forwarded
+	// credentials (a cookie, say) on its own, and could name another user
+	// than the token jwt-claims verified; the upstream would then get two
+	// identities. On by default wherever a token was verified.
+	MatchUser  string        `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
+	MatchClaim string        `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
+	Events     *EventsConfig `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
 }
+
+// The match_user modes.
+const (
+	MatchVerified = "verified"
+	MatchRequired = "required"
+	MatchOff      = "off"
+)
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
@@ -185,7 +207,7 @@ func NewClient(o Config) (*Client, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	var errs []error
+	errs := []error{config.Validate(&o)} // what Kong's schema checks, for Go callers
 	if !strings.HasPrefix(o.IdentityURL, "http://") && !strings.HasPrefix(o.IdentityURL, "https://") {
 		errs = append(errs, fmt.Errorf("identity_url %q must be http(s)", o.IdentityURL))
 	}
@@ -255,6 +277,13 @@ const (
 // Lookup resolves the caller's context from the credential headers it sent
 // (creds: forwarded header name -> value, absent ones omitted).
 func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, *denial.Denial) {
+	return c.lookup(ctx, creds, "")
+}
+
+// lookup is Lookup for a caller verified as user want ("": no check): a
+// fresh answer or a cached copy naming another user is refused, and a
+// refused fresh answer is never cached.
+func (c *Client) lookup(ctx context.Context, creds map[string]string, want string) (*Result, *denial.Denial) {
 	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
@@ -275,6 +304,13 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 		cl, got, den := c.attempt(ctx, creds)
 		switch cl {
 		case success:
+			if den := c.matches(got, want); den != nil {
+				if cacheable {
+					c.svc.cache.Remove(key) // these credentials now name another user: forget the old answer
+				}
+				lookups.Inc("rejected")
+				return nil, den
+			}
 			got.Asked = began
 			if cacheable {
 				c.svc.add(key, got)
@@ -289,7 +325,12 @@ func (c *Client) Lookup(ctx context.Context, creds map[string]string) (*Result, 
 			return nil, den
 		case unavailable:
 			if cacheable {
-				if e, hit := c.fallback(key, &read, &refused); hit {
+				e, den := c.fallback(key, want, &read, &refused)
+				if den != nil {
+					lookups.Inc("rejected")
+					return nil, den
+				}
+				if e != nil {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
 				}
@@ -381,7 +422,8 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 		}
 		got, err := c.parse(resp.Header.Get("Content-Type"), body)
 		if err != nil {
-			return final, nil, denial.New(denial.IdentityError, "the identity service answered an unusable context")
+			return final, nil, denial.New(denial.IdentityError, "the identity service answered an unusable context").
+				WithCause(fmt.Sprintf("identity service %s answered %d with an unusable context: %v", c.o.IdentityURL, s, err))
 		}
 		return success, got, nil
 	case s == http.StatusRequestTimeout:
@@ -399,8 +441,12 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 }
 
 // parse validates a 2xx body: JSON by content type, within the size bound,
-// an object with a non-empty string user id. Anything else is an error,
-// never a login.
+// valid UTF-8 (encoding/json would replace a bad byte in what the gateway
+// reads, while the raw JSON goes upstream as it came, and Kong's protocol
+// refuses it in a header), no member name twice at any depth (the gateway
+// would read the last copy, an upstream parser maybe the first), an object
+// with a non-empty string user id, fitting the upstream header. Anything
+// else is an error, never a login, and never cached.
 func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
@@ -408,6 +454,12 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	}
 	if len(body) > c.o.MaxBodyBytes {
 		return nil, errors.New("context larger than the bound")
+	}
+	if !utf8.Valid(body) {
+		return nil, errors.New("context is not valid UTF-8")
+	}
+	if err := strictjson.UniqueMembers(body); errors.Is(err, strictjson.ErrDuplicate) {
+		return nil, errors.New("context repeats a member name")
 	}
 	var fields map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -422,5 +474,23 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	if err := json.Compact(&compact, body); err != nil {
 		return nil, err
 	}
+	if !c.fits(compact.Bytes()) {
+		return nil, errors.New("context does not fit the upstream header")
+	}
 	return &Context{Raw: compact.Bytes(), Fields: fields, UserID: id, StoredAt: c.o.Now()}, nil
+}
+
+// fits reports whether a context can travel in this route's context header.
+func (c *Client) fits(raw []byte) bool {
+	return len(raw) <= c.o.MaxContextHeaderBytes && upstream.Safe(string(raw))
+}
+
+// matches refuses a context that names another user than want ("": no
+// check), in constant time as payment-token compares customers.
+func (c *Client) matches(e *Context, want string) *denial.Denial {
+	if want == "" || subtle.ConstantTimeCompare([]byte(e.UserID), []byte(want)) == 1 {
+		return nil
+	}
+	return denial.New(denial.IdentityUserMismatch, "").WithCause(fmt.Sprintf(
+		"identity service %s names user %q, the verified token %q (match_user)", c.o.IdentityURL, e.UserID, want))
 }

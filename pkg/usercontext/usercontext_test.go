@@ -341,14 +341,14 @@ func TestTraceContextIsForwarded(t *testing.T) {
 	}
 	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	h := map[string][]string{"authorization": {"Bearer x"}, "traceparent": {tp}, "tracestate": {"vendor=1"}}
-	if _, _, den := d.lookup(context.Background(), h); den != nil {
+	if _, _, den := d.lookup(context.Background(), h, nil); den != nil {
 		t.Fatal(den)
 	}
 	if len(got) != 1 || got[0].Get("Traceparent") != tp || got[0].Get("Tracestate") != "vendor=1" {
 		t.Fatalf("identity saw %v", got)
 	}
 	// No trace headers: none sent.
-	if _, _, den := d.lookup(context.Background(), map[string][]string{"authorization": {"Bearer y"}}); den != nil {
+	if _, _, den := d.lookup(context.Background(), map[string][]string{"authorization": {"Bearer y"}}, nil); den != nil {
 		t.Fatal(den)
 	}
 	if got[1].Get("Traceparent") != "" {

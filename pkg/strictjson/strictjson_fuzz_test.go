@@ -1,4 +1,4 @@
-package jwtverify
+package strictjson
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 )
 
 // decoderUniqueMembers is the reference: the same rule on encoding/json's
-// token reader (what uniqueMembers replaced for speed).
+// token reader (what UniqueMembers replaced for speed).
 func decoderUniqueMembers(d *json.Decoder) error {
 	t, err := d.Token()
 	if err != nil {
@@ -23,7 +23,7 @@ func decoderUniqueMembers(d *json.Decoder) error {
 					return err
 				}
 				if name, _ := k.(string); seen[name] {
-					return errDuplicate
+					return ErrDuplicate
 				} else {
 					seen[name] = true
 				}
@@ -55,9 +55,9 @@ func FuzzUniqueMembers(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got := uniqueMembers(b)
+		got := UniqueMembers(b)
 		if !json.Valid(b) {
-			return // golang-jwt refuses it before; only no panic matters
+			return // every caller decodes it too, and refuses it; only no panic matters
 		}
 		want := decoderUniqueMembers(json.NewDecoder(bytes.NewReader(b)))
 		if (got == nil) != (want == nil) {
