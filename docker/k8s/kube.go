@@ -30,7 +30,7 @@ import (
 
 // object is one Kubernetes object of a rendered chart or a manifest file.
 type object struct {
-	src   string         // where it comes from, for messages: "manifests/ingress.yaml:12"
+	src   string // where it comes from, for messages: "manifests/ingress.yaml:12"
 	gvk   schema.GroupVersionKind
 	name  string         // metadata.name
 	ns    string         // metadata.namespace, or the install's namespace when namespaced and unset
