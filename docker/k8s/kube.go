@@ -16,8 +16,8 @@ import (
 	schemaobjectmeta "k8s.io/apiextensions-apiserver/pkg/apiserver/schema/objectmeta"
 	"k8s.io/apiextensions-apiserver/pkg/apiserver/schema/pruning"
 	apiservervalidation "k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	metavalidation "k8s.io/apimachinery/pkg/api/validation"
-	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -47,37 +47,30 @@ type document struct {
 }
 
 // splitDocuments splits a multi-document YAML stream on "---" lines, as
-// kubectl's YAML reader does, keeping each document's first line.
+// kubectl's YAML reader does; a document's line is that of its first line
+// that is neither blank nor a comment.
 func splitDocuments(text string) []document {
 	var docs []document
 	var cur []string
-	start := 1
+	start := 0
 	flush := func() {
-		body := strings.Join(cur, "\n")
-		if strings.TrimSpace(stripComments(body)) != "" {
-			docs = append(docs, document{start, body})
+		if start > 0 {
+			docs = append(docs, document{start, strings.Join(cur, "\n")})
 		}
+		cur, start = nil, 0
 	}
 	for i, line := range strings.Split(text, "\n") {
 		if line == "---" || strings.HasPrefix(line, "--- ") {
 			flush()
-			cur, start = nil, i+2
 			continue
 		}
 		cur = append(cur, line)
+		if t := strings.TrimSpace(line); start == 0 && t != "" && !strings.HasPrefix(t, "#") {
+			start = i + 1
+		}
 	}
 	flush()
 	return docs
-}
-
-func stripComments(s string) string {
-	var b strings.Builder
-	for _, l := range strings.Split(s, "\n") {
-		if t := strings.TrimSpace(l); t != "" && !strings.HasPrefix(t, "#") {
-			b.WriteString(l + "\n")
-		}
-	}
-	return b.String()
 }
 
 // clusterScoped are the built-in kinds without a namespace that a chart or
@@ -220,7 +213,7 @@ func nameRule(kind string) metavalidation.ValidateNameFunc {
 	case "Service":
 		return metavalidation.NameIsDNS1035Label
 	case "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding":
-		return path.ValidatePathSegmentName
+		return func(name string, _ bool) []string { return content.IsPathSegmentName(name) }
 	}
 	return metavalidation.NameIsDNSSubdomain
 }

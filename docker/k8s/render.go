@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path"
@@ -52,7 +53,7 @@ func render(chartDir string, valueFiles []string, release, namespace string) (ma
 		return nil, fmt.Errorf("helm: values: %w", err)
 	}
 	var e engine.Engine
-	files, err := e.Render(ci.Charter(charter), top)
+	files, err := e.RenderWithContext(context.Background(), ci.Charter(charter), top)
 	if err != nil {
 		return nil, fmt.Errorf("helm template: %w", err)
 	}
