@@ -74,6 +74,7 @@ func Check(c Config) Result {
 		penv = nil
 	}
 	r.Problems = append(r.Problems, checkEntrypoint(c.Dockerfile)...)
+	r.Problems = append(r.Problems, checkKongVersion(c.Dockerfile, filepath.Join(c.Dir, "values.yaml"))...)
 
 	var manifests []*object
 	files, _ := filepath.Glob(filepath.Join(c.Dir, "manifests", "*.yaml"))
@@ -185,11 +186,9 @@ func Check(c Config) Result {
 		}
 		dbless, ok := dblessConfig(objs)
 		switch {
-		case ok && in.manifests:
-			r.Problems = append(r.Problems, fmt.Sprintf("%s: renders a DB-less config beside the ingress controller", label))
 		case !ok && !in.manifests:
 			r.Problems = append(r.Problems, fmt.Sprintf("%s: renders no DB-less config (dblessConfig), so Kong would serve no route", label))
-		case ok:
+		case ok && !in.manifests:
 			var doc any
 			if err := yaml.Unmarshal([]byte(dbless), &doc); err == nil {
 				vaultRefs(doc, "dblessConfig.config", w.vaultVars)

@@ -1,23 +1,19 @@
 // Command k8s-validate checks subgate's Kubernetes deployment (this
 // directory: Helm values for Kong's chart and Kong Ingress Controller
-// manifests) offline, as `make k8s-validate` runs it:
+// manifests) offline; `make k8s-validate` runs it.
 //
-//   - the chart renders with the values (Helm's own engine, as helm template);
+// It renders the chart with each set of values (Helm's own engine, as helm
+// template); checks that the API server would accept every rendered object
+// and manifest (built-in kinds strictly decoded into Kubernetes' types, with
+// their metadata and pod rules; custom resources against the chart's CRDs,
+// OpenAPI v3 schema and CEL rules, as the apiextensions server applies them);
+// checks that the Kong pod runs the plugin servers as the README says (a
+// subgate-pluginservers sidecar, a shared socket directory, probes, the
+// settings of kong/plugins.env, secrets only where Kong reads them); and runs
+// every plugin config of the values and the manifests through spec/validate,
+// the checker of `make validate`.
 //
-//   - every rendered object and every manifest is one the API server would
-//     accept: built-in kinds strictly decoded into Kubernetes' types, with
-//     their metadata and pod rules; custom resources against the chart's CRDs
-//     (OpenAPI v3 schema and CEL rules, as the apiextensions server applies
-//     them);
-//
-//   - the Kong pod runs the plugin servers as the README says (a
-//     subgate-pluginservers sidecar, shared socket directory, probes, the
-//     settings of kong/plugins.env, secrets only where Kong reads them);
-//
-//   - every plugin config in the values and the manifests passes the
-//     plugins' schemas with spec/validate, the checker `make validate` runs.
-//
-//     go run . -repo ../.. [-bin ../../bin] [-chart ../../../shared/k8s/kong-chart]
+//	go run . -repo ../.. [-bin ../../bin] [-chart ../../../shared/k8s/kong-chart]
 //
 // The exit status is 1 when anything is wrong.
 package main

@@ -129,7 +129,11 @@ func checkPod(o *object, spec *corev1.PodSpec, r refs) []string {
 			portNames[p.Name] = true
 			ports[p.Name] = p.ContainerPort
 		}
-		for kind, p := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
+		for _, pr := range []struct {
+			kind string
+			p    *corev1.Probe
+		}{{"startupProbe", c.StartupProbe}, {"readinessProbe", c.ReadinessProbe}, {"livenessProbe", c.LivenessProbe}} {
+			kind, p := pr.kind, pr.p
 			if p == nil {
 				continue
 			}

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/yaml"
 )
 
 // pluginsEnv is kong/plugins.env: the plugin-server settings the deployment
@@ -127,8 +128,8 @@ type wiring struct {
 	vaultVars  map[string]string // variable -> where a config references it
 }
 
-// checkSubgate checks the Kong pod's subgate wiring (README, "Kubernetes"):
-// Kong's container and one subgate-pluginservers sidecar from the same
+// checkSubgate checks the subgate wiring (README, "Kubernetes") of a pod
+// with a Kong container (the chart names it proxy): Kong's container and one subgate-pluginservers sidecar from the same
 // image, sharing an emptyDir at the socket directory; the sidecar probed on
 // its supervisor's health address, declaring each plugin server's metrics
 // port; both given kong/plugins.env's settings, Kong none that would make it
@@ -157,10 +158,6 @@ func checkSubgate(o *object, spec *corev1.PodSpec, w wiring) []string {
 				break
 			}
 		}
-	}
-	if proxy == nil {
-		bad("no Kong container (the chart names it proxy)")
-		return errs
 	}
 	if sidecar == nil {
 		bad("no container runs %s: Kong would dial plugin-server sockets nobody serves", supervisorCommand)
@@ -362,6 +359,43 @@ func checkEntrypoint(dockerfile string) []string {
 		}
 	}
 	return errs
+}
+
+var fromKong = regexp.MustCompile(`(?i)^FROM\s+(?:\S+/)?kong:(\d+\.\d+\.\d+)\b`)
+
+// checkKongVersion: the chart gates features on the Kong version the values
+// declare (image.effectiveSemver), which must be the one the image is built
+// from (docker/Dockerfile's kong:X.Y.Z).
+func checkKongVersion(dockerfile, valuesFile string) []string {
+	text, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	built := ""
+	for _, l := range strings.Split(string(text), "\n") {
+		if m := fromKong.FindStringSubmatch(strings.TrimSpace(l)); m != nil {
+			built = m[1]
+		}
+	}
+	raw, err := os.ReadFile(valuesFile)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var v struct {
+		Image struct {
+			EffectiveSemver string `json:"effectiveSemver"`
+		} `json:"image"`
+	}
+	if err := yaml.Unmarshal(raw, &v); err != nil {
+		return []string{fmt.Sprintf("%s: %v", valuesFile, err)}
+	}
+	switch {
+	case built == "":
+		return []string{fmt.Sprintf("%s: no FROM kong:X.Y.Z: the Kong version of the image is unknown", dockerfile)}
+	case v.Image.EffectiveSemver != built:
+		return []string{fmt.Sprintf("%s: image.effectiveSemver is %q, but %s builds the image from kong:%s", valuesFile, v.Image.EffectiveSemver, dockerfile, built)}
+	}
+	return nil
 }
 
 // vaultEnvVar is the variable Kong's env vault reads for a reference
