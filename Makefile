@@ -11,7 +11,7 @@ FUZZTIME ?= 300000x
 CI_FUZZTIME ?= 20000x
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint validate readme fuzz bench bench-memory capacity soak demo demo-docker docker-validate clean
+.PHONY: help build test lint validate readme fuzz bench bench-memory capacity soak demo demo-docker docker-validate k8s-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
@@ -27,6 +27,7 @@ help:
 	@echo "demo         the local demo (no Docker needed)"
 	@echo "demo-docker  the docker-compose demo with a real Kong (needs a Docker engine)"
 	@echo "docker-validate  check the compose file, Dockerfiles and Kong settings without Docker"
+	@echo "k8s-validate check the Kubernetes deployment (docker/k8s) offline: chart render, schemas, wiring, plugin configs"
 
 build:
 	@mkdir -p $(BIN)
@@ -49,6 +50,7 @@ test: lint build
 	$(MAKE) --no-print-directory validate
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(CI_FUZZTIME)
 	bash docker/validate.sh
+	$(MAKE) --no-print-directory k8s-validate
 
 # Validates kong/kong.yml with the schemas the built binaries print (-dump),
 # as Kong does at load, plus subgate's own rules (spec/validate).
@@ -102,6 +104,16 @@ demo-docker:
 
 docker-validate:
 	bash docker/validate.sh
+
+# The Kubernetes deployment, offline (docker/k8s: a Go module of its own, so
+# that Helm and the Kubernetes libraries stay out of go.mod): Kong's chart
+# (../shared/k8s/kong-chart) rendered with the values, every object and
+# manifest against Kubernetes' types and the chart's CRDs, the Kong pod's
+# plugin-server wiring, each plugin config with spec/validate. The tests
+# break each check on a copy of the files.
+k8s-validate: build
+	cd docker/k8s && $(GO) vet ./... && $(GO) mod tidy -diff && $(GO) run $(STATICCHECK) ./... && \
+	  SUBGATE_BIN=$(BIN) $(GO) test -count=1 ./... && $(GO) run . -repo $(CURDIR) -bin $(BIN)
 
 clean:
 	rm -rf $(BIN)
