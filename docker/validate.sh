@@ -115,8 +115,14 @@ for name in ${KONG_PLUGINSERVER_NAMES//,/ }; do
   done
 done
 grep -qE '^COPY --from=build /out/lib/ /usr/local/lib/subgate/$' docker/Dockerfile || fail "docker/Dockerfile does not put the plugins in /usr/local/lib/subgate"
-grep -qE '^ENTRYPOINT \["/usr/local/bin/subgate-pluginservers", .*"--", "/docker-entrypoint.sh"\]$' docker/Dockerfile ||
-  fail "docker/Dockerfile's entrypoint is not subgate-pluginservers ... -- /docker-entrypoint.sh"
+grep -qE '^(ENTRYPOINT|CMD) ' docker/Dockerfile && fail "docker/Dockerfile sets ENTRYPOINT or CMD: keep Kong's (Kong's Helm chart runs the image's entrypoint; the plugin servers run in a sidecar there)"
+python3 - "$tmp/compose.yml" <<'EOF' || fail "the compose kong service does not start subgate-pluginservers -- /docker-entrypoint.sh kong docker-start"
+import sys, yaml
+k = yaml.safe_load(open(sys.argv[1]))["services"]["kong"]
+ep, cmd = k.get("entrypoint") or [], k.get("command") or []
+ok = ep[:1] == ["/usr/local/bin/subgate-pluginservers"] and ep[-2:] == ["--", "/docker-entrypoint.sh"] and cmd == ["kong", "docker-start"]
+sys.exit(0 if ok else 1)
+EOF
 usage=$("$tmp/subgate-pluginservers" -h 2>&1 || true); grep -q -- "-health-addr" <<<"$usage" || fail "subgate-pluginservers has no -health-addr"
 for name in $(ls plugins); do
   [[ ",$KONG_PLUGINSERVER_NAMES," == *",$name,"* ]] || fail "plugin $name is not in KONG_PLUGINSERVER_NAMES"
