@@ -140,3 +140,21 @@ var (
 	duration     = regexp.MustCompile(`\b\d+(\.\d+)?(ns|µs|ms|s)\b`)
 	loopback     = regexp.MustCompile(`127\.0\.0\.1:\d+`)
 )
+
+// On a real Redis Cluster (3 primaries, 3 replicas), through a real Kong:
+// the scenario table (ownership lookups across slots, the payment
+// follower's revocations, identity 503s) and the identity events' follower
+// evicting the fallback cache.
+func TestKongOnARedisCluster(t *testing.T) {
+	w := setupKong(t, stack.Options{Cluster: true})
+	runScenarios(t, w, scenarios)
+	t.Run("identity events", func(t *testing.T) { identityEventsEvict(t, w) })
+}
+
+// One redis-server without Sentinel (the plugins given its address),
+// through a real Kong: the scenario table, then Redis killed and back.
+func TestKongOnASingleRedis(t *testing.T) {
+	w := setupKong(t, stack.Options{Direct: true})
+	runScenarios(t, w, scenarios)
+	runScenarios(t, w, redisDown)
+}

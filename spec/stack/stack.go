@@ -55,7 +55,10 @@ type Options struct {
 	// Cluster runs a Redis Cluster instead (3 primaries, 3 replicas, from
 	// redis-server and redis-cli) and points every plugin's Redis settings
 	// at its seeds with cluster: true.
-	Cluster  bool
+	Cluster bool
+	// Direct points the plugins at the real redis-server by its address
+	// (one Redis, no Sentinel) instead of through the stack's Sentinel.
+	Direct   bool
 	Progress io.Writer // where to say what starts; nil: nowhere
 	// MainEnv lists the variables declared for the plugin servers with
 	// nginx's `env` directive (Kong's nginx_main_env; "NAME" or
@@ -135,7 +138,8 @@ func Start(o Options) (_ *Stack, err error) {
 		return func(_ string, cfg map[string]any) { point(cfg) }
 	}
 
-	if o.Cluster {
+	switch {
+	case o.Cluster:
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
 			return nil, fmt.Errorf("redis-server not found: %w", err)
@@ -167,7 +171,7 @@ func Start(o Options) (_ *Stack, err error) {
 			addrs[i] = a
 		}
 		rewrite = pointRedis(map[string]any{"addresses": addrs, "cluster": true})
-	} else if o.Miniredis {
+	case o.Miniredis:
 		m := miniredis.NewMiniRedis()
 		if err := m.Start(); err != nil {
 			return nil, fmt.Errorf("embedded miniredis: %w", err)
@@ -176,7 +180,7 @@ func Start(o Options) (_ *Stack, err error) {
 		say("redis: embedded miniredis on %s (redis-server is not installed; no Sentinel, the plugins talk to it directly)", m.Addr())
 		s.RDB = redis.NewClient(&redis.Options{Addr: m.Addr()})
 		rewrite = pointRedis(map[string]any{"addresses": []any{m.Addr()}})
-	} else {
+	default:
 		bin, err := exec.LookPath("redis-server")
 		if err != nil {
 			return nil, fmt.Errorf("redis-server not found (install it, or use the embedded miniredis): %w", err)
@@ -190,6 +194,12 @@ func Start(o Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("redis-server: %w", err)
 		}
 		s.closers = append(s.closers, s.Redis.Stop)
+		s.RDB = redis.NewClient(&redis.Options{Addr: s.Redis.Addr})
+		if o.Direct {
+			say("redis: redis-server on %s, the plugins pointed at it directly", s.Redis.Addr)
+			rewrite = pointRedis(map[string]any{"addresses": []any{s.Redis.Addr}})
+			break
+		}
 		sdir := filepath.Join(dir, "sentinel")
 		_ = os.Mkdir(sdir, 0o700)
 		if s.Sentinel, err = redistest.LaunchSentinel(bin, sdir, s.Redis, "subgate"); err != nil {
@@ -200,7 +210,6 @@ func Start(o Options) (_ *Stack, err error) {
 		for _, h := range []string{"sentinel-1:26379", "sentinel-2:26379", "sentinel-3:26379"} {
 			hosts[h] = s.Sentinel.Addr
 		}
-		s.RDB = redis.NewClient(&redis.Options{Addr: s.Redis.Addr})
 	}
 	s.closers = append(s.closers, func() { s.RDB.Close() })
 	s.seedCSV = o.SeedCSV
