@@ -467,7 +467,7 @@ func TestKongAsRootWithWorkersAsNobody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer os.RemoveAll(prefix)
+	t.Cleanup(func() { os.RemoveAll(prefix) }) // after the Kong in it has stopped (cleanups run last first)
 	if err := os.Chown(prefix, int(cred.Uid), int(cred.Gid)); err != nil {
 		t.Fatal(err)
 	}

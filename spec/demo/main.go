@@ -1,24 +1,29 @@
-// Command demo runs subgate on this machine without Docker or Kong: Redis,
-// the plugin servers from bin/, the demo identity and echo services, and a
-// local gateway on :8000 serving kong/kong.yml through the real plugin
-// binaries. It prints tokens and curl commands to try, and stops everything
-// it started on Ctrl-C. The gateway is a development stand-in for Kong
-// (spec/gateway); production runs the same binaries in Kong.
+// Command demo runs subgate on this machine without Docker: Redis, the
+// plugin servers from bin/ under their supervisor (as the Docker image and
+// Kubernetes run them), the demo identity and echo services, and a gateway
+// on :8000 serving kong/kong.yml through the real plugin binaries: a real
+// Kong when one is found (the kit's, KONG=, or on PATH; spec/realkong), the
+// development stand-in for Kong (spec/gateway) otherwise, and it says which.
+// It prints tokens and curl commands to try, and stops everything it
+// started on Ctrl-C.
 //
 //	make demo                 # builds, then: go run ./spec/demo
 //	go run ./spec/demo -selftest   # run every printed command and check its answer
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/subgate/subgate/spec/realkong"
 	"github.com/subgate/subgate/spec/stack"
 )
 
@@ -33,12 +38,32 @@ func main() {
 	echo := flag.String("echo", "127.0.0.1:8083", "demo upstream listen address")
 	selftest := flag.Bool("selftest", false, "run the walkthrough's commands, check each answer, and exit")
 	embedded := flag.Bool("miniredis", false, "use the embedded miniredis even when redis-server is installed")
+	with := flag.String("with", "auto", "the gateway: kong (a real Kong), stand-in, or auto (Kong when one is found)")
 	flag.Parse()
 
 	_, err := exec.LookPath("redis-server")
+	kong, err2 := gateway(*with)
+	if err2 != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err2)
+		os.Exit(2)
+	}
 	fmt.Println("subgate demo: starting")
+	if kong == "" {
+		fmt.Printf("  no Kong found (%s): serving through the stand-in for Kong\n", realkong.Hint)
+	}
+	fileLog := "/dev/stdout" // the stand-in writes it to the terminal
+	if kong != "" {
+		dir, err := os.MkdirTemp("", "subgate-demo-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demo:", err)
+			os.Exit(1)
+		}
+		defer os.RemoveAll(dir)
+		fileLog = filepath.Join(dir, "file-log.json") // Kong runs as a daemon: tailed below
+	}
 	st, err := stack.Start(stack.Options{BinDir: *bin, KongYML: *kongYML, SeedCSV: *seed, GatewayAddr: *gw, AdminAddr: *admin,
-		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{}, FileLog: "/dev/stdout"})
+		IdentityAddr: *identity, PaymentAddr: *payment, EchoAddr: *echo, Miniredis: err != nil || *embedded, Progress: prefixed{},
+		FileLog: fileLog, Kong: kong})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "demo: %v\n(everything started so far has been stopped)\n", err)
 		os.Exit(1)
@@ -58,9 +83,13 @@ func main() {
 		return
 	}
 
+	what := "a development stand-in for Kong; production runs these plugin binaries in Kong (see \"make demo-docker\")"
+	if kong != "" {
+		what = "a real Kong (" + kong + "), DB-less on kong/kong.yml, Admin API on " + st.AdminURL
+	}
 	fmt.Printf(`
-Ready. This local gateway is a development stand-in for Kong; production runs these plugin binaries in Kong
-(see "make demo-docker"). Customers: Alice (%s) owns DE subscription 1234; Bob (%s) owns DE 5678.
+Ready. The gateway is %s.
+Customers: Alice (%s) owns DE subscription 1234; Bob (%s) owns DE 5678.
 
 Paste into another terminal:
 
@@ -69,7 +98,7 @@ Paste into another terminal:
   export PAY=%s
   export PAY_BOB=%s
   export PAY_EXPIRED=%s
-`, stack.Alice, stack.Bob, tokens["ALICE"], tokens["BOB"], tokens["PAY"], tokens["PAY_BOB"], tokens["PAY_EXPIRED"])
+`, what, stack.Alice, stack.Bob, tokens["ALICE"], tokens["BOB"], tokens["PAY"], tokens["PAY_BOB"], tokens["PAY_EXPIRED"])
 	for _, s := range walkthrough() {
 		expect := fmt.Sprint(s.status)
 		if s.code != "" {
@@ -79,7 +108,11 @@ Paste into another terminal:
 	}
 	fmt.Println("\nKong's file-log (kong.yml) writes each request's log entry below, subgate's decisions under \"subgate\".")
 	fmt.Println("\nCtrl-C stops everything the demo started.")
-	st.Gateway.Stdout = os.Stdout
+	if st.Gateway != nil {
+		st.Gateway.Stdout = os.Stdout
+	} else {
+		go tail(fileLog, os.Stdout)
+	}
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -130,4 +163,35 @@ type prefixed struct{}
 func (prefixed) Write(p []byte) (int, error) {
 	fmt.Print("  - " + string(p))
 	return len(p), nil
+}
+
+// gateway picks the Kong executable for -with ("": the stand-in).
+func gateway(with string) (string, error) {
+	switch with {
+	case "stand-in":
+		return "", nil
+	case "kong":
+		if k := realkong.Find(); k != "" {
+			return k, nil
+		}
+		return "", errors.New(realkong.Hint)
+	case "auto":
+		return realkong.Find(), nil
+	}
+	return "", fmt.Errorf("-with %q: want kong, stand-in or auto", with)
+}
+
+// tail copies what Kong's file-log appends to path.
+func tail(path string, out io.Writer) {
+	var off int64
+	for {
+		if f, err := os.Open(path); err == nil {
+			if n, err := f.Seek(off, io.SeekStart); err == nil && n == off {
+				w, _ := io.Copy(out, f)
+				off += w
+			}
+			f.Close()
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

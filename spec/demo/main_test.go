@@ -10,12 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/subgate/subgate/spec/realkong"
 	"github.com/subgate/subgate/spec/stack"
 )
 
 // TestWalkthroughAnswersAsPrinted runs every command the demo prints, with
-// the real redis-server and with the embedded miniredis, and checks each
-// gives the promised status and code.
+// the real redis-server and with the embedded miniredis, through the
+// stand-in and through a real Kong (as `make demo` picks one), and checks
+// each gives the promised status and code.
 func TestWalkthroughAnswersAsPrinted(t *testing.T) {
 	bin := os.Getenv("SUBGATE_BIN")
 	if bin == "" {
@@ -31,11 +33,31 @@ func TestWalkthroughAnswersAsPrinted(t *testing.T) {
 	if _, err := exec.LookPath("redis-server"); err == nil || os.Getenv("SUBGATE_REQUIRE_REDIS") == "1" {
 		modes["redis-server"] = false
 	}
+	kong := realkong.Find()
+	if kong == "" && os.Getenv("SUBGATE_REQUIRE_KONG") == "1" {
+		t.Fatal(realkong.Hint)
+	}
 	for name, mini := range modes {
-		t.Run(name, func(t *testing.T) {
+		for _, gw := range []string{"stand-in", "kong"} {
+			t.Run(name+"/"+gw, func(t *testing.T) {
+				k := ""
+				if gw == "kong" {
+					if k = kong; k == "" {
+						t.Skip(realkong.Hint)
+					}
+				}
+				walkthroughAnswers(t, bin, mini, k)
+			})
+		}
+	}
+}
+
+func walkthroughAnswers(t *testing.T, bin string, mini bool, kong string) {
+	{
+		{
 			var progress bytes.Buffer
 			st, err := stack.Start(stack.Options{BinDir: bin, KongYML: "../../kong/kong.yml", SeedCSV: "../../" + stack.SeedCSV, GatewayAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-				IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0", Miniredis: mini, Progress: &progress})
+				IdentityAddr: "127.0.0.1:0", PaymentAddr: "127.0.0.1:0", EchoAddr: "127.0.0.1:0", Miniredis: mini, Progress: &progress, Kong: kong})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,7 +70,7 @@ func TestWalkthroughAnswersAsPrinted(t *testing.T) {
 			if failed := selfTest(st, tokens, &out); failed > 0 {
 				t.Fatalf("%d steps did not answer as printed:\n%s\nprogress:\n%s", failed, out.String(), progress.String())
 			}
-		})
+		}
 	}
 }
 

@@ -77,6 +77,8 @@ type Options struct {
 	// by Stop).
 	Prefix   string
 	Settings map[string]string // further kong.conf settings, by name
+	// Proxy and Admin are the listen addresses ("": free loopback ports).
+	Proxy, Admin string
 }
 
 // Kong is one running Kong.
@@ -114,6 +116,12 @@ func Prepare(o Options) (*Kong, error) {
 		return nil, err
 	}
 	proxy, admin, status := "127.0.0.1:"+ports[0], "127.0.0.1:"+ports[1], "127.0.0.1:"+ports[2]
+	if o.Proxy != "" {
+		proxy = o.Proxy
+	}
+	if o.Admin != "" {
+		admin = o.Admin
+	}
 	k.ProxyURL, k.AdminURL, k.StatusURL = "http://"+proxy, "http://"+admin, "http://"+status
 	workers := o.Workers
 	if workers == 0 {
@@ -316,6 +324,15 @@ func (k *Kong) WorkerPids() []int {
 func (k *Kong) Stop() error {
 	defer k.cleanup()
 	if k.MasterPid() == 0 {
+		// No pid file (the prefix was removed under it?): whatever still
+		// runs on this prefix is stopped as kong stop would, with SIGTERM.
+		left := k.Processes()
+		for _, pid := range left {
+			_ = syscall.Kill(pid, syscall.SIGTERM)
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("kong on %s had no pid file; sent SIGTERM to %v", k.Prefix, left)
+		}
 		return nil
 	}
 	out, err := k.Run("stop", "-p", k.Prefix)

@@ -209,6 +209,9 @@ type EdgeOptions struct {
 	// KongUser is nginx_user and KongPrefix Kong's prefix (real Kong only;
 	// "": realkong's defaults).
 	KongUser, KongPrefix string
+	// KongProxy and KongAdmin are Kong's listen addresses (real Kong only;
+	// "": free loopback ports).
+	KongProxy, KongAdmin string
 	// Output receives the plugin servers' output too (nil: kept only).
 	Output io.Writer
 	// Credential runs the plugin servers as another user.
@@ -287,7 +290,8 @@ func StartEdge(o EdgeOptions) (_ *Edge, err error) {
 			level = o.LogLevel.String()
 		}
 		e.Kong, err = realkong.Start(realkong.Options{Exe: o.Kong, Env: append(append([]string(nil), e.Deployment.Env...), o.KongEnv...),
-			DeclarativeConfig: o.KongYML, Workers: o.Workers, LogLevel: level, Settings: o.KongSettings, User: o.KongUser, Prefix: o.KongPrefix})
+			DeclarativeConfig: o.KongYML, Workers: o.Workers, LogLevel: level, Settings: o.KongSettings, User: o.KongUser, Prefix: o.KongPrefix,
+			Proxy: o.KongProxy, Admin: o.KongAdmin})
 		if err != nil {
 			return nil, err
 		}

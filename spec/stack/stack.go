@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -272,8 +273,14 @@ func Start(o Options) (_ *Stack, err error) {
 	} else {
 		say("gateway: Kong from %s (worker_processes %d), serving %s", o.Kong, max(o.Workers, 1), o.KongYML)
 	}
+	fixed := func(addr string) string { // "": Kong's own free port
+		if strings.HasSuffix(addr, ":0") {
+			return ""
+		}
+		return addr
+	}
 	if s.Edge, err = StartEdge(EdgeOptions{BinDir: o.BinDir, PluginsEnv: pluginsEnv, KongYML: yml, Kong: o.Kong, Workers: o.Workers,
-		MainEnv: o.MainEnv, LogLevel: o.LogLevel, Output: o.PluginOutput}); err != nil {
+		MainEnv: o.MainEnv, LogLevel: o.LogLevel, Output: o.PluginOutput, KongProxy: fixed(o.GatewayAddr), KongAdmin: fixed(o.AdminAddr)}); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.Edge.Close)
