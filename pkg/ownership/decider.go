@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
@@ -41,7 +42,7 @@ type Config struct {
 	CountrySource     string           `json:"country_source" default:"claim" kong:"one_of=claim|path" doc:"Take the country from the verified claims or from the path."`
 	CustomerIDClaim   string           `json:"customer_id_claim" doc:"Claim holding the customer UUID; empty uses jwt-claims' customer id."`
 	CountryClaim      string           `json:"country_claim" doc:"Claim holding the country; empty uses jwt-claims' country."`
-	TimeoutMs         int              `json:"timeout_ms" default:"250" kong:"gt=0" doc:"Deadline of the ownership lookup; past it the answer is 503."`
+	TimeoutMs         int              `json:"timeout_ms" default:"250" kong:"gt=0" doc:"Deadline of the ownership lookup (until one has had an answer: twice redis.dial_timeout_ms more, for the first dial); past it the answer is 503."`
 	RetryAfterSeconds int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 ownership_unavailable."`
 	CacheTTLSeconds   int              `json:"cache_ttl_seconds" default:"0" kong:"between=0|3600" doc:"How long a positive answer is cached in the plugin server (0: never)."`
 	CacheSize         int              `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Entries of that cache."`
@@ -55,7 +56,8 @@ type Decider struct {
 	patterns []Pattern
 	store    *Store
 	cache    *expirable.LRU[string, struct{}]
-	owned    []string // verified_header, when set
+	owned    []string    // verified_header, when set
+	answered atomic.Bool // a lookup has had Redis's answer (see lookupTimeout)
 }
 
 // New builds the decider on the process-wide Redis client for cfg.Redis.
@@ -126,6 +128,19 @@ type Result struct {
 	Lookup         time.Duration // the Redis round trip; 0 when cached
 }
 
+// lookupTimeout is timeout_ms, and until a lookup has had an answer twice
+// redis.dial_timeout_ms more: an instance's first lookup may be the first
+// use of its Redis client, which first asks a Sentinel for the primary and
+// dials it, and the first request after a start must be answered as a
+// later one (a 503 there was seen on a loaded machine).
+func (d *Decider) lookupTimeout() time.Duration {
+	t := time.Duration(d.cfg.TimeoutMs) * time.Millisecond
+	if !d.answered.Load() {
+		t += 2 * time.Duration(d.cfg.Redis.DialTimeoutMs) * time.Millisecond
+	}
+	return t
+}
+
 // lookup checks the request. v comes from jwt-claims, never from the client.
 func (d *Decider) lookup(ctx context.Context, path string, v *claims.Verified) (*Result, *denial.Denial) {
 	m, ok, err := Find(d.patterns, path)
@@ -166,11 +181,14 @@ func (d *Decider) lookup(ctx context.Context, path string, v *claims.Verified) (
 			return res, nil
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(d.cfg.TimeoutMs)*time.Millisecond)
+	ctx, cancel := context.WithTimeout(ctx, d.lookupTimeout())
 	defer cancel()
 	began := time.Now()
 	owns, err := d.store.Owns(ctx, country, id, customer)
 	res.Lookup = time.Since(began)
+	if err == nil {
+		d.answered.Store(true)
+	}
 	if err != nil {
 		return nil, denial.New(denial.OwnershipUnavailable, "").WithRetryAfter(d.cfg.RetryAfterSeconds).
 			WithCause(fmt.Sprintf("ownership lookup failed after %v: %v", res.Lookup.Round(time.Millisecond), err))

@@ -189,3 +189,26 @@ func TestBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// The first lookup of an instance may also ask a Sentinel and dial Redis:
+// until a lookup has had an answer, its deadline has twice the dial timeout
+// more; after one, timeout_ms alone. A failed lookup leaves the grace.
+func TestFirstLookupMayDial(t *testing.T) {
+	m, _, d := setup(t, Config{TimeoutMs: 50})
+	d.cfg.Redis.DialTimeoutMs = 200
+	if got := d.lookupTimeout(); got != 450*time.Millisecond {
+		t.Fatalf("before any answer: %v, want 450ms", got)
+	}
+	m.SetError("LOADING Redis is loading the dataset in memory")
+	d.lookup(context.Background(), "/subscriptions/1234", who(alice, "DE"))
+	if got := d.lookupTimeout(); got != 450*time.Millisecond {
+		t.Fatalf("after a failed lookup: %v, want the grace still", got)
+	}
+	m.SetError("")
+	if _, den := d.lookup(context.Background(), "/subscriptions/1234", who(alice, "DE")); den != nil {
+		t.Fatal(den)
+	}
+	if got := d.lookupTimeout(); got != 50*time.Millisecond {
+		t.Fatalf("after an answer: %v, want timeout_ms", got)
+	}
+}
