@@ -72,10 +72,14 @@ func main() {
 	fmt.Println("k8s-validate: ok")
 }
 
-// findChart is the chart copy in shared/ beside the repository (CI's
-// clone, the main checkout) or beside its parent (a worktree in wt/NAME).
+// findChart is the chart copy in $SUBGATE_SHARED (.ci/run sets it to where
+// it found the Kong kit), in shared/ beside the repository (CI's clone, the
+// main checkout) or beside its parent (a worktree in wt/NAME).
 func findChart(repo string) string {
 	candidates := []string{filepath.Join(repo, "..", "shared", "k8s", "kong-chart"), filepath.Join(repo, "..", "..", "shared", "k8s", "kong-chart")}
+	if d := os.Getenv("SUBGATE_SHARED"); d != "" {
+		candidates = append([]string{filepath.Join(d, "k8s", "kong-chart")}, candidates...)
+	}
 	for _, c := range candidates {
 		if _, err := os.Stat(filepath.Join(c, "Chart.yaml")); err == nil {
 			return c
