@@ -346,8 +346,10 @@ func TestKongReloadKeepsNothingBehind(t *testing.T) {
 // and dials the same sockets; the scenario table answers as with one.
 func TestKongTwoWorkers(t *testing.T) {
 	w := setupKong(t, stack.Options{Workers: 2})
-	if n := len(w.Kong.WorkerPids()); n != 2 {
-		t.Fatalf("%d workers, want 2", n)
+	for deadline := time.Now().Add(10 * time.Second); len(w.Kong.WorkerPids()) != 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d workers, want 2\n%s", len(w.Kong.WorkerPids()), w.Kong.ErrorLog())
+		}
 	}
 	runScenarios(t, w, scenarios)
 }

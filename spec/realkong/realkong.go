@@ -19,8 +19,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Version is the Kong release the project is tested against.
@@ -229,21 +232,86 @@ var workerDeath = regexp.MustCompile(`worker process \d+ exited on signal \d+|\[
 
 // Reload replaces the declarative config and runs `kong reload` (new
 // workers with the new config; the old ones finish their requests), then
-// waits until the new workers serve.
+// waits until the new config serves (see applied).
 func (k *Kong) Reload(yml []byte) error {
+	yml, marker, err := withMarker(yml)
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(k.ymlPath, yml, 0o644); err != nil {
 		return err
 	}
 	if out, err := k.Run("reload", "-p", k.Prefix); err != nil {
 		return fmt.Errorf("kong reload: %v\n%s", err, out)
 	}
+	return k.applied(marker)
+}
+
+var markers atomic.Int64
+
+// withMarker adds to yml's first service a route of its own, which no
+// other config has: Kong applies a new config asynchronously (POST /config
+// answers once it is stored; each worker rebuilds its router and plugins
+// iterator on an event; kong reload's old workers serve until they quit),
+// and the marker's path being routed is how a caller knows the new config
+// serves. "" when yml has no service to add it to.
+func withMarker(yml []byte) ([]byte, string, error) {
+	var doc map[string]any
+	if err := yaml.Unmarshal(yml, &doc); err != nil {
+		return nil, "", fmt.Errorf("kong.yml: %w", err)
+	}
+	services, _ := doc["services"].([]any)
+	if len(services) == 0 {
+		return yml, "", nil
+	}
+	svc, _ := services[0].(map[string]any)
+	if svc == nil {
+		return yml, "", nil
+	}
+	n := markers.Add(1)
+	path := fmt.Sprintf("/__realkong/config/%d/%d", os.Getpid(), n)
+	routes, _ := svc["routes"].([]any)
+	svc["routes"] = append(routes, map[string]any{"name": fmt.Sprintf("realkong-config-%d-%d", os.Getpid(), n), "paths": []any{path}})
+	out, err := yaml.Marshal(doc)
+	return out, path, err
+}
+
+// applied waits until the marker's path is routed on fresh connections
+// (so by whichever worker takes them) several times running.
+func (k *Kong) applied(marker string) error {
+	if marker == "" {
+		return nil
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	deadline := time.Now().Add(30 * time.Second)
+	for routed := 0; routed < 8; {
+		resp, err := client.Get(k.ProxyURL + marker)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNotFound {
+				routed = 0
+			} else {
+				routed++
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the new config did not serve within 30 s (%s not routed)", marker)
+		}
+		if routed == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	return nil
 }
 
 // PostConfig replaces the declarative config through the Admin API's
 // POST /config, as decK or the ingress controller would (no new workers;
-// every plugin config gets a new __seq__).
+// every plugin config gets a new __seq__), and waits until it serves.
 func (k *Kong) PostConfig(yml []byte) error {
+	yml, marker, err := withMarker(yml)
+	if err != nil {
+		return err
+	}
 	resp, err := http.Post(k.AdminURL+"/config", "application/yaml", bytes.NewReader(yml))
 	if err != nil {
 		return err
@@ -253,7 +321,7 @@ func (k *Kong) PostConfig(yml []byte) error {
 	if resp.StatusCode != http.StatusCreated {
 		return fmt.Errorf("POST /config: %d %s", resp.StatusCode, body)
 	}
-	return nil
+	return k.applied(marker)
 }
 
 // MasterPid is the nginx master's pid (0 when none runs).
