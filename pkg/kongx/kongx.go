@@ -72,6 +72,7 @@ type Instance[C any, D check.Decider] struct {
 	config  C
 	meta    Meta
 	logging string // log_decisions
+	route   string // the metrics' route label
 	decider D
 	err     error
 }
@@ -84,6 +85,8 @@ type Instance[C any, D check.Decider] struct {
 // not returned, or go-pdk would drop the connection.
 func (i *Instance[C, D]) UnmarshalJSON(raw []byte) error {
 	_ = json.Unmarshal(raw, &i.meta) // metadata is optional; a test may send none
+	i.route = metrics.RouteLabel(i.meta.InstanceName, i.meta.RouteID, i.meta.ServiceID)
+	metrics.InstanceStarted(i.plugin.Name, i.route)
 	if i.err = config.Decode(raw, &i.config); i.err == nil {
 		i.decider, i.err = i.plugin.build(i.config)
 	}
@@ -165,8 +168,8 @@ func (i *Instance[C, D]) run(kong *pdk.PDK, decide func(audit *check.Audit) *den
 		if !rec.Allowed {
 			decision = "deny"
 		}
-		metrics.Decisions.Inc(plugin, decision, string(rec.Code))
-		metrics.Latency.Observe(rec.Latency, plugin)
+		metrics.Decisions.Inc(plugin, i.route, decision, string(rec.Code))
+		metrics.Latency.Observe(rec.Latency, plugin, i.route)
 	}()
 	if i.err != nil {
 		i.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, "").WithCause("configuration refused at instance start: "+i.err.Error()))

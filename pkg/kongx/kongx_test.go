@@ -71,7 +71,7 @@ func capture(t *testing.T) *bytes.Buffer {
 
 func TestPanicIsRecoveredAndDenied(t *testing.T) {
 	logs := capture(t)
-	before := metrics.Decisions.Value("probe", "deny", "internal_error")
+	before := metrics.Decisions.Value("probe", "r1", "deny", "internal_error")
 	p := newProbe(t, `{"route_id":"r1"}`, 0, func(*check.Request) *denial.Denial {
 		var m []int
 		m[1] = 1 // out-of-range write: a real panic
@@ -84,7 +84,7 @@ func TestPanicIsRecoveredAndDenied(t *testing.T) {
 	if !strings.Contains(logs.String(), "panic in plugin handler") || !strings.Contains(logs.String(), `"route_id":"r1"`) {
 		t.Fatalf("logs: %s", logs)
 	}
-	if metrics.Decisions.Value("probe", "deny", "internal_error") != before+1 {
+	if metrics.Decisions.Value("probe", "r1", "deny", "internal_error") != before+1 {
 		t.Fatal("panic not counted")
 	}
 }
