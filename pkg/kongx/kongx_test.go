@@ -175,3 +175,28 @@ func TestDenyShape(t *testing.T) {
 		t.Fatal("WWW-Authenticate on a 503")
 	}
 }
+
+// A CORS preflight jwt-claims let through (its marker in kong.ctx.shared)
+// passes every check after it undecided; any other value that is not
+// claims is still claims_missing.
+func TestPassedPreflightIsNotDecided(t *testing.T) {
+	decided := false
+	for _, reads := range []check.Reads{check.Claims, check.OptionalClaims} {
+		p := newProbe(t, `{}`, reads, func(*check.Request) *denial.Denial { decided = true; return denial.New(denial.InternalError, "") })
+		env, err := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Ctx.Store[claims.SharedKey] = "preflight"
+		kongxtest.Do(env, p)
+		if env.ClientRes.Status != 200 || decided {
+			t.Fatalf("reads %d: %d %s, decided %v", reads, env.ClientRes.Status, env.ClientRes.Body, decided)
+		}
+		env, _ = test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+		env.Ctx.Store[claims.SharedKey] = "preflight!"
+		kongxtest.Do(env, p)
+		if env.ClientRes.Status != 401 || kongxtest.Code(t, env) != "claims_missing" {
+			t.Fatalf("reads %d, not the marker: %d %s", reads, env.ClientRes.Status, env.ClientRes.Body)
+		}
+	}
+}
