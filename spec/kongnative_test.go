@@ -1,18 +1,24 @@
 package spec
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/subgate/subgate/docker/demosvc"
+	"github.com/subgate/subgate/pkg/docblock"
+	"github.com/subgate/subgate/pkg/kongx"
+	"github.com/subgate/subgate/spec/realkong"
 	"github.com/subgate/subgate/spec/stack"
 )
 
@@ -214,4 +220,198 @@ services:
 	if t.Failed() {
 		t.Log(e.Kong.ErrorLog())
 	}
+}
+
+// CORS preflights. Checked by default (a preflight carries no token: 401);
+// with run_on_preflight: false one passes jwt-claims and user-context after
+// it unchecked (the identity service is never asked, the client's copy of
+// an owned header never reaches the upstream), while an OPTIONS that is no
+// preflight is still checked. Through a real Kong also with Kong's cors
+// plugin, which answers the preflight before any subgate plugin runs and
+// puts its headers on subgate's denials too (the stand-in models no cors).
+func TestPreflightThroughKong(t *testing.T) {
+	eachGateway(t, func(t *testing.T, kong string) {
+		var asked atomic.Int32
+		identity := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			asked.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"user_id":"x"}`))
+		}))
+		t.Cleanup(identity.Close)
+		routes := fmt.Sprintf(`
+      - name: checked
+        paths: [/checked]
+        plugins:
+          - {name: jwt-claims, config: %[1]s}
+      - name: passed
+        paths: [/passed]
+        plugins:
+          - {name: jwt-claims, config: %[2]s}
+          - {name: user-context, config: {identity_url: %[3]q}}`, jwtConfig(""), jwtConfig("run_on_preflight: false"), identity.URL)
+		if kong != "" {
+			routes += fmt.Sprintf(`
+      - name: cors
+        paths: [/cors]
+        plugins:
+          - {name: cors, config: {origins: ["https://app.example"]}}
+          - {name: jwt-claims, config: %s}`, jwtConfig(""))
+		}
+		o := observeEchoOn(t, kong, routes, "jwt-claims", "user-context")
+		url := o.URL(t)
+		preflight := http.Header{"Origin": {"https://app.example"}, "Access-Control-Request-Method": {"GET"}, "X-Customer-Id": {"spoofed"}}
+		if status, _, body := send(t, url, "OPTIONS", "/checked", preflight); status != 401 || code(body) != "token_missing" {
+			t.Errorf("checked preflight: %d %s", status, body)
+		}
+		status, _, body := send(t, url, "OPTIONS", "/passed", preflight)
+		if status != 200 || asked.Load() != 0 {
+			t.Fatalf("passed preflight: %d %s, identity asked %d times", status, body, asked.Load())
+		}
+		if up := echoed(t, body); up["X-Customer-Id"] != "" || up["Access-Control-Request-Method"] != "GET" {
+			t.Errorf("upstream of the passed preflight: %v", up)
+		}
+		if status, _, body := send(t, url, "OPTIONS", "/passed", http.Header{"Origin": {"https://app.example"}}); status != 401 || code(body) != "token_missing" {
+			t.Errorf("OPTIONS without Access-Control-Request-Method: %d %s", status, body)
+		}
+		if status, _, body := send(t, url, "GET", "/passed", preflight); status != 401 || code(body) != "token_missing" {
+			t.Errorf("GET with preflight headers: %d %s", status, body)
+		}
+		if kong == "" {
+			return
+		}
+		status, hdr, body := send(t, url, "OPTIONS", "/cors", preflight)
+		if status != 200 || hdr.Get("Access-Control-Allow-Origin") != "https://app.example" || len(body) != 0 {
+			t.Errorf("cors preflight: %d %v %s", status, hdr, body)
+		}
+		status, hdr, body = send(t, url, "GET", "/cors", http.Header{"Origin": {"https://app.example"}})
+		if status != 401 || code(body) != "token_missing" || hdr.Get("Access-Control-Allow-Origin") != "https://app.example" {
+			t.Errorf("cors, no token: %d %v %s", status, hdr, body)
+		}
+		h := bearerOf(t, alice)
+		h.Set("Origin", "https://app.example")
+		if status, hdr, _ := send(t, url, "GET", "/cors", h); status != 200 || hdr.Get("Access-Control-Allow-Origin") != "https://app.example" {
+			t.Errorf("cors, allowed: %d %v", status, hdr)
+		}
+	})
+}
+
+// Kong's conventions, as a real Kong 3.9.3 applies them to the plugins'
+// -dump schemas. protocols: a plugin entity naming gRPC is refused at
+// load (POST /config runs the same declarative validation as kong start);
+// Kong's DB-less mode does not check a plugin's protocols against its
+// route's (kong/db/dao/plugins.lua does so only on the Admin API with a
+// database), so a plugin with its default protocols on a gRPC-only route is
+// accepted: held here so that a change in Kong is seen. `kong config
+// parse` cannot check these plugins at all in 3.9.3: it loads
+// kong.runloop.plugin_servers before it sets the kong global, which that
+// module captures (`local kong = kong`), and fails on any external plugin.
+func TestKongConventionsThroughKong(t *testing.T) {
+	kong := requireKong(t)
+	plugins := []string{"jwt-claims", "subscription-owner", "payment-token", "user-context", "subgate"}
+	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte("_format_version: \"3.0\"\n"), Kong: kong})
+	withPlugins := func(protocols string, routeProtocols string, names ...string) []byte {
+		y := "_format_version: \"3.0\"\nservices:\n  - name: s\n    url: http://127.0.0.1:9\n    routes:\n"
+		for _, n := range names {
+			y += fmt.Sprintf("      - {name: r-%s, paths: [/%s], protocols: %s, plugins: [{name: %s, protocols: %s, config: {}}]}\n", n, n, routeProtocols, n, protocols)
+		}
+		return []byte(y)
+	}
+	err := e.Kong.PostConfig(withPlugins("[grpc]", "[http, grpc]", plugins...))
+	if err == nil || strings.Count(err.Error(), `"protocols":["expected one of: http, https"]`) != len(plugins) {
+		t.Errorf("plugins on gRPC: %v", err)
+	}
+	jwt := strings.ReplaceAll(string(withPlugins("[https]", "[https]", "jwt-claims")), "config: {}", "config: "+jwtConfig(""))
+	if err := e.Kong.PostConfig([]byte(jwt)); err != nil {
+		t.Errorf("jwt-claims on https: %v", err)
+	}
+	grpcRoute := strings.ReplaceAll(string(withPlugins("[http, https]", "[grpc]", "jwt-claims")), "config: {}", "config: "+jwtConfig(""))
+	grpcRoute = strings.Replace(grpcRoute, "protocols: [http, https], ", "", 1)
+	if err := e.Kong.PostConfig([]byte(grpcRoute)); err != nil {
+		t.Errorf("Kong %s now refuses a plugin with its default protocols on a gRPC route (update the README): %v", kong, err)
+	}
+	if err := realkong.ConfigParse(kong, e.Deployment.Env, []byte(jwt)); err == nil || !strings.Contains(err.Error(), "attempt to index upvalue 'kong'") {
+		t.Errorf("kong config parse with an external plugin: %v (if it works now, test protocols with it and update the README)", err)
+	}
+}
+
+// Where each plugin runs among Kong's bundled ones, as the running Kong
+// reports every plugin's PRIORITY (Admin API GET /: plugins.
+// available_on_server): before rate-limiting, response-ratelimiting and acl
+// (so they see the consumer subgate authenticates) and request-transformer
+// (which then cannot change what subgate verified, but can overwrite what
+// it set upstream), after cors (which answers preflights first). The
+// README's table is this.
+func TestPrioritiesAmongKongsPlugins(t *testing.T) {
+	kong := requireKong(t)
+	ours := map[string]int{"jwt-claims": kongx.PriorityJWTClaims, "subscription-owner": kongx.PrioritySubscriptionOwner,
+		"payment-token": kongx.PriorityPaymentToken, "user-context": kongx.PriorityUserContext, "subgate": kongx.PrioritySubgate}
+	names := make([]string, 0, len(ours))
+	for n := range ours {
+		names = append(names, n)
+	}
+	e := startEdge(t, stack.EdgeOptions{Plugins: names, KongYML: []byte("_format_version: \"3.0\"\n"), Kong: kong})
+	resp, err := http.Get(e.AdminURL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var root struct {
+		Plugins struct {
+			Available map[string]struct{ Priority int } `json:"available_on_server"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&root); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET /: %d %v", resp.StatusCode, err)
+	}
+	prio := func(n string) int {
+		p, ok := root.Plugins.Available[n]
+		if !ok {
+			t.Fatalf("Kong has no plugin %s", n)
+		}
+		return p.Priority
+	}
+	before := []string{"cors"}
+	after := []string{"acl", "rate-limiting", "response-ratelimiting", "request-transformer"}
+	for n, want := range ours {
+		if got := prio(n); got != want {
+			t.Errorf("%s: Kong has priority %d, the code %d", n, got, want)
+		}
+		for _, b := range before {
+			if prio(b) <= want {
+				t.Errorf("%s (%d) no longer runs before %s (%d)", b, prio(b), n, want)
+			}
+		}
+		for _, a := range after {
+			if prio(a) >= want {
+				t.Errorf("%s (%d) no longer runs after %s (%d)", a, prio(a), n, want)
+			}
+		}
+	}
+	note := map[string]string{
+		"cors":                  "answers preflights (unless `preflight_continue`); adds its headers to subgate's denials too",
+		"jwt":                   "Kong's own JWT plugin",
+		"key-auth":              "same priority as subscription-owner: their order is not defined",
+		"acl":                   "allows and denies by the consumer subgate authenticated",
+		"rate-limiting":         "`limit_by: consumer` / `credential` count what subgate authenticated",
+		"response-ratelimiting": "likewise",
+		"request-transformer":   "runs after every subgate plugin: it cannot change what subgate verified, but it can overwrite an upstream header subgate set",
+		"file-log":              "log phase: its entry names subgate's consumer and decisions",
+	}
+	for n := range ours {
+		note[n] = "subgate"
+	}
+	var rows []string
+	for n := range note {
+		rows = append(rows, n)
+	}
+	slices.SortFunc(rows, func(a, b string) int { return cmp.Or(prio(b)-prio(a), strings.Compare(a, b)) })
+	var b strings.Builder
+	b.WriteString("| plugin | priority | |\n| --- | --- | --- |\n")
+	for _, n := range rows {
+		name, what := "`"+n+"`", note[n]
+		if what == "subgate" {
+			name, what = "**"+name+"**", ""
+		}
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", name, prio(n), what)
+	}
+	docblock.Check(t, "../README.md", "priorities", b.String())
 }
