@@ -415,3 +415,52 @@ func TestPrioritiesAmongKongsPlugins(t *testing.T) {
 	}
 	docblock.Check(t, "../README.md", "priorities", b.String())
 }
+
+// The metrics tell a plugin's routes apart by the metadata Kong adds to
+// each plugin config: the plugin's instance_name where the operator gave
+// one, else Kong's route id (no PDK call; the allow path stays 3 calls).
+func TestMetricsByRouteThroughKong(t *testing.T) {
+	kong := requireKong(t)
+	o := observeEchoOn(t, kong, fmt.Sprintf(`
+      - name: named
+        paths: [/named]
+        plugins:
+          - {name: jwt-claims, instance_name: paid-api, config: %[1]s}
+      - name: plain
+        paths: [/plain]
+        plugins:
+          - {name: jwt-claims, config: %[1]s}`, jwtConfig("")), "jwt-claims")
+	url := o.URL(t)
+	for _, p := range []string{"/named", "/named", "/plain"} {
+		if status, _, body := send(t, url, "GET", p, bearerOf(t, alice)); status != 200 {
+			t.Fatalf("%s: %d %s", p, status, body)
+		}
+	}
+	send(t, url, "GET", "/plain", nil)
+	_, _, route := send(t, o.e.AdminURL, "GET", "/routes/plain", nil)
+	var plain struct{ ID string }
+	if err := json.Unmarshal(route, &plain); err != nil || plain.ID == "" {
+		t.Fatalf("GET /routes/plain: %s", route)
+	}
+	_, _, page := send(t, "http://"+o.e.Deployment.Metrics["jwt-claims"], "GET", "/metrics", nil)
+	for _, want := range []string{
+		`subgate_decisions_total{code="",decision="allow",plugin="jwt-claims",route="paid-api"} 2`,
+		fmt.Sprintf(`subgate_decisions_total{code="",decision="allow",plugin="jwt-claims",route=%q} 1`, plain.ID),
+		fmt.Sprintf(`subgate_decisions_total{code="token_missing",decision="deny",plugin="jwt-claims",route=%q} 1`, plain.ID),
+		`subgate_decision_seconds_count{plugin="jwt-claims",route="paid-api"} 2`,
+	} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("no %s in:\n%s", want, grepLines(string(page), "subgate_decisions_total"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
