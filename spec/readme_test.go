@@ -37,7 +37,16 @@ func constant[D check.Decider](d D) func(*testing.T) check.Decider {
 }
 
 var references = map[string]reference{
-	"jwt-claims":         {jwtclaims.Config{}, constant((*jwtclaims.Decider)(nil))},
+	"jwt-claims": {jwtclaims.Config{}, func(t *testing.T) check.Decider {
+		var c jwtclaims.Config // its Reads follow run_on_preflight: the defaults'
+		config.Defaults(&c)
+		c.Keys = []jwtverify.Key{{Kid: "k", Algorithm: "HS256", Secret: strings.Repeat("s", 32)}}
+		d, err := jwtclaims.New(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}},
 	"subscription-owner": {ownership.Config{}, constant((*ownership.Decider)(nil))},
 	"payment-token":      {paytoken.Config{}, constant((*paytoken.Decider)(nil))},
 	"user-context": {usercontext.Config{}, func(t *testing.T) check.Decider {

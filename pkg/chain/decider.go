@@ -121,14 +121,22 @@ func (d *Decider) Owned() []string { return d.owned }
 // facts as a group under its name.
 func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
 	up := make(map[string]string, len(d.owned))
+	var auth *check.Authenticate
 	for _, s := range d.sections {
 		var facts check.Audit
 		out, den := s.Decide(ctx, req, &facts)
 		if den != nil {
 			return check.Decision{}, den
 		}
+		if out.Preflight { // the jwt section let a CORS preflight through: so does the chain
+			audit.Add(facts.Facts...)
+			return check.Decision{Preflight: true}, nil
+		}
 		if out.Claims != nil {
 			req.Claims = out.Claims
+		}
+		if out.Authenticate != nil { // the jwt section's: the adapter tells Kong
+			auth = out.Authenticate
 		}
 		if audit.CustomerID == "" {
 			audit.CustomerID = facts.CustomerID
@@ -144,5 +152,5 @@ func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.A
 			}
 		}
 	}
-	return check.Decision{Upstream: up}, nil
+	return check.Decision{Upstream: up, Authenticate: auth}, nil
 }

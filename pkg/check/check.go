@@ -9,6 +9,7 @@ package check
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/denial"
@@ -30,6 +31,11 @@ const (
 	// without jwt-claims: Request.Claims is nil when there are none (a
 	// value there that is not a verified one is still denied).
 	OptionalClaims
+	// Preflight is whether the request is a CORS preflight
+	// (Request.Preflight: OPTIONS with Origin and
+	// Access-Control-Request-Method). It implies Headers; the adapter asks
+	// Kong for the method only when the headers carry both (one PDK call).
+	Preflight
 )
 
 // Request is what the adapter read, as Reads asked.
@@ -39,6 +45,8 @@ type Request struct {
 	Headers map[string][]string
 	Path    string
 	Claims  *claims.Verified
+	// Preflight: a CORS preflight, when Reads asks.
+	Preflight bool
 }
 
 // Decision is an allowed request's outcome.
@@ -50,7 +58,38 @@ type Decision struct {
 	// Claims are the caller's verified claims, set by the check that
 	// verifies the caller (jwt-claims) for the checks after it.
 	Claims *claims.Verified
+	// Authenticate, when set, is who the adapter tells Kong the caller is,
+	// for Kong's plugins after this one (rate-limiting, acl, log plugins).
+	Authenticate *Authenticate
+	// Preflight lets a CORS preflight through unchecked (the route opted
+	// out of checking them): no claims, every owned header removed, and the
+	// checks after this one in Kong's chain let it through too.
+	Preflight bool
 }
+
+// Authenticate is the verified caller as Kong's consumer and credential
+// (kong.client.authenticate).
+type Authenticate struct {
+	// Credential is the credential id Kong sees (its credential.id); "" none.
+	Credential string
+	// Consumer is looked up as a Kong consumer: by username, or by its id
+	// with ByID; "" none.
+	Consumer string
+	ByID     bool
+	// Missing is the answer when Kong has no such consumer; nil
+	// authenticates the credential alone.
+	Missing *denial.Denial
+	// CacheFor is how long a consumer Kong found is used again without
+	// asking (0: ask every time).
+	CacheFor time.Duration
+}
+
+// ConsumerHeaders are the upstream headers Kong's own authentication
+// plugins set for the consumer they authenticated (kong/constants.lua
+// HEADERS): a check that authenticates owns them, so a client's copy never
+// passes; the adapter sets them from what Kong holds (X-Anonymous-Consumer
+// is always removed: no caller is authenticated as anonymous).
+var ConsumerHeaders = []string{"X-Consumer-Id", "X-Consumer-Custom-Id", "X-Consumer-Username", "X-Credential-Identifier", "X-Anonymous-Consumer"}
 
 // Audit is what a decision tells the audit line: the customer, and facts
 // such as "cached" (never a token or a secret). A check records them on

@@ -50,6 +50,9 @@ const (
 	TokenAudienceInvalid Code = "token_audience_invalid"
 	TokenClaimMissing    Code = "token_claim_missing"
 	KeysUnavailable      Code = "keys_unavailable"
+	// ConsumerUnknown: the route maps the caller to a Kong consumer and Kong
+	// has none (403, or 401 as the route says).
+	ConsumerUnknown Code = "consumer_unknown"
 
 	// subscription-owner.
 	SubscriptionIDInvalid Code = "subscription_id_invalid"
@@ -99,6 +102,7 @@ var Specs = []struct {
 	{TokenAudienceInvalid, Spec{401, "the token's audience is not accepted on this route"}},
 	{TokenClaimMissing, Spec{401, "a claim the route requires is missing or not a string"}},
 	{KeysUnavailable, Spec{503, "no usable verification key (JWKS unreachable); the token is not at fault, retry later"}},
+	{ConsumerUnknown, Spec{403, "the verified caller is no consumer Kong knows, and the route requires one (401 where the route says consumer_missing: 401)"}},
 
 	{SubscriptionIDInvalid, Spec{400, "the path should carry a subscription id but does not, or it is not a valid id"}},
 	{SubscriptionForbidden, Spec{403, "the subscription does not belong to the caller (unknown ids read the same)"}},

@@ -34,6 +34,19 @@ type Config struct {
 	// nothing in the gateway depends on it (the identity JWT has no
 	// revocation whose retention a longer token could outlive).
 	MaxLifetimeSeconds int `json:"max_lifetime_seconds" default:"0" kong:"between=0|31536000" doc:"Longest token lifetime (exp - iat) accepted, else 401 token_lifetime_too_long; a token without iat is then refused. 0: no bound."`
+	// Consumer mapping: the verified caller told to Kong
+	// (kong.client.authenticate), so that Kong's plugins after this one
+	// (rate-limiting, acl, the log plugins) know who it is. Off by default.
+	CredentialClaim string `json:"credential_claim" doc:"Claim whose value becomes the request's Kong credential id (rate-limiting limit_by credential, the log plugins' authenticated_entity). Empty: none."`
+	ConsumerClaim   string `json:"consumer_claim" doc:"Claim whose value is looked up as a Kong consumer (see consumer_by); the request is authenticated as that consumer (rate-limiting limit_by consumer, acl, the log plugins' consumer). Empty: no lookup."`
+	ConsumerBy      string `json:"consumer_by" default:"username" kong:"one_of=username|id" doc:"What consumer_claim holds: the consumer's username or its id (a Go plugin cannot look a consumer up by custom_id)."`
+	// ConsumerMissing: never an allow as someone else; credential-only
+	// still lets credential-keyed plugins count the caller.
+	ConsumerMissing      string `json:"consumer_missing" default:"403" kong:"one_of=401|403|credential" doc:"When Kong has no such consumer: 403 or 401 consumer_unknown, or credential (authenticate the credential_claim alone)."`
+	ConsumerCacheSeconds int    `json:"consumer_cache_seconds" default:"30" kong:"between=0|3600" doc:"How long a consumer Kong found is reused without asking again (per plugin instance; a consumer removed from Kong still authenticates for this long). 0: ask on every request (one PDK call more)."`
+	// RunOnPreflight is Kong's option of the same name on its
+	// authentication plugins; a preflight carries no credentials.
+	RunOnPreflight bool `json:"run_on_preflight" default:"true" doc:"Check CORS preflights too. false: a preflight (OPTIONS with Origin and Access-Control-Request-Method) passes unchecked, every owned header removed, and subgate's plugins after this one let it pass too."`
 	jwtverify.Config
 	config.Decisions
 }
@@ -43,6 +56,7 @@ type Decider struct {
 	cfg      Config
 	verifier *jwtverify.Verifier
 	owned    []string // every upstream header the gateway owns on this route
+	missing  *denial.Denial
 }
 
 // maxIDLen bounds the customer id taken from a token: it travels in a header.
@@ -72,6 +86,10 @@ func New(c Config) (*Decider, error) {
 	for h := range c.UpstreamHeaders {
 		names = append(names, h)
 	}
+	errs = append(errs, consumerMapping(c))
+	if c.CredentialClaim != "" || c.ConsumerClaim != "" {
+		names = append(names, check.ConsumerHeaders...)
+	}
 	owned, err := upstream.Own(names)
 	errs = append(errs, err)
 	vc := c.Config
@@ -81,11 +99,42 @@ func New(c Config) (*Decider, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Decider{cfg: c, verifier: v, owned: owned}, nil
+	dec := &Decider{cfg: c, verifier: v, owned: owned}
+	switch c.ConsumerMissing {
+	case "401":
+		dec.missing = denial.New(denial.ConsumerUnknown, "").WithStatus(401)
+	case "403":
+		dec.missing = denial.New(denial.ConsumerUnknown, "")
+	}
+	return dec, nil
 }
 
-// Reads: the token is in a header or a cookie.
-func (d *Decider) Reads() check.Reads { return check.Headers }
+// consumerMapping checks the consumer mapping options together.
+func consumerMapping(c Config) error {
+	var errs []error
+	if c.ConsumerMissing == "credential" && c.ConsumerClaim != "" && c.CredentialClaim == "" {
+		errs = append(errs, errors.New("consumer_missing: credential needs credential_claim"))
+	}
+	if c.CredentialClaim != "" || c.ConsumerClaim != "" {
+		for h := range c.UpstreamHeaders {
+			for _, k := range check.ConsumerHeaders {
+				if strings.EqualFold(h, k) {
+					errs = append(errs, fmt.Errorf("upstream_headers: %q is Kong's consumer header, set from the consumer mapping", h))
+				}
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Reads: the token is in a header or a cookie; whether the request is a
+// CORS preflight when the route lets preflights pass.
+func (d *Decider) Reads() check.Reads {
+	if !d.cfg.RunOnPreflight {
+		return check.Headers | check.Preflight
+	}
+	return check.Headers
+}
 
 // Owned lists the upstream headers the gateway sets or removes on this
 // route (upstream_headers, and the token header with hide_credentials).
@@ -94,13 +143,45 @@ func (d *Decider) Owned() []string { return d.owned }
 // Decide verifies the request's one token and hands on its claims, to the
 // checks after it and, as upstream_headers maps them, to the upstream.
 func (d *Decider) Decide(_ context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
+	if req.Preflight && !d.cfg.RunOnPreflight {
+		audit.Add(slog.Bool("preflight", true))
+		return check.Decision{Preflight: true}, nil
+	}
 	res, den := d.verify(req.Headers)
 	if den != nil {
 		return check.Decision{}, den
 	}
 	audit.CustomerID = res.Claims.CustomerID
 	audit.Add(slog.Bool("cached", res.Cached), slog.String("kid", res.Kid), slog.String("jti", res.JTI))
-	return check.Decision{Upstream: res.Upstream, Claims: res.Claims}, nil
+	auth, den := d.authenticate(res.Claims)
+	if den != nil {
+		return check.Decision{}, den
+	}
+	return check.Decision{Upstream: res.Upstream, Claims: res.Claims, Authenticate: auth}, nil
+}
+
+// authenticate says who the caller is to Kong, as the route maps it: the
+// credential and consumer claims of the verified token. A claim the route
+// names but the token lacks is refused, as the customer id claim is.
+func (d *Decider) authenticate(v *claims.Verified) (*check.Authenticate, *denial.Denial) {
+	if d.cfg.CredentialClaim == "" && d.cfg.ConsumerClaim == "" {
+		return nil, nil
+	}
+	a := &check.Authenticate{ByID: d.cfg.ConsumerBy == "id", Missing: d.missing, CacheFor: time.Duration(d.cfg.ConsumerCacheSeconds) * time.Second}
+	for _, m := range []struct {
+		claim string
+		to    *string
+	}{{d.cfg.CredentialClaim, &a.Credential}, {d.cfg.ConsumerClaim, &a.Consumer}} {
+		if m.claim == "" {
+			continue
+		}
+		val, ok := upstream.Scalar(v.Claims[m.claim])
+		if !ok || val == "" || len(val) > maxIDLen || !upstream.Safe(val) {
+			return nil, denial.Newf(denial.TokenClaimMissing, "the claim %q is missing or not a usable string", m.claim)
+		}
+		*m.to = val
+	}
+	return a, nil
 }
 
 // Result is what verify established about an allowed request.

@@ -72,8 +72,11 @@ type Instance[C any, D check.Decider] struct {
 	config  C
 	meta    Meta
 	logging string // log_decisions
+	route   string // the metrics' route label
 	decider D
 	err     error
+	// consumers caches the Kong consumers the decisions named.
+	consumers consumers
 }
 
 // UnmarshalJSON receives Kong's config at instance start (go-pdk decodes
@@ -84,6 +87,8 @@ type Instance[C any, D check.Decider] struct {
 // not returned, or go-pdk would drop the connection.
 func (i *Instance[C, D]) UnmarshalJSON(raw []byte) error {
 	_ = json.Unmarshal(raw, &i.meta) // metadata is optional; a test may send none
+	i.route = metrics.RouteLabel(i.meta.InstanceName, i.meta.RouteID, i.meta.ServiceID)
+	metrics.InstanceStarted(i.plugin.Name, i.route)
 	if i.err = config.Decode(raw, &i.config); i.err == nil {
 		i.decider, i.err = i.plugin.build(i.config)
 	}
@@ -111,7 +116,9 @@ func (i *Instance[C, D]) Decider() D { return i.decider }
 // call each for the headers, the path and the claims), asks the decider,
 // stores the claims it verified for the plugins after it (one call; only
 // jwt-claims establishes them) and sets the owned upstream headers (one
-// call, when the route owns any).
+// call, when the route owns any). A decision that authenticates the caller
+// adds kong.client.authenticate, and kong.client.load_consumer for a
+// consumer not cached (see authenticate).
 func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 	i.run(kong, func(audit *check.Audit) *denial.Denial {
 		req, den := read(kong, i.decider.Reads(), i.plugin.Name)
@@ -121,20 +128,43 @@ func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 		if req.Claims != nil {
 			audit.CustomerID = req.Claims.CustomerID
 		}
+		if req.Preflight && req.Claims == nil && i.decider.Reads()&(check.Claims|check.OptionalClaims) != 0 {
+			// jwt-claims let this preflight through: so does every check after it.
+			audit.Add(slog.Bool("preflight", true))
+			return upstreamOrDeny(setUpstream(kong, i.decider.Owned(), nil))
+		}
 		d, den := i.decider.Decide(context.Background(), req, audit)
 		if den != nil {
 			return den
+		}
+		if d.Preflight {
+			if err := passPreflight(kong); err != nil {
+				return denial.New(denial.InternalError, "could not mark the preflight for the plugins after this one")
+			}
+			return upstreamOrDeny(setUpstream(kong, i.decider.Owned(), nil))
+		}
+		if d.Authenticate != nil {
+			if d.Upstream == nil {
+				d.Upstream = map[string]string{}
+			}
+			if den := i.authenticate(kong, d.Authenticate, d.Upstream, audit); den != nil {
+				return den
+			}
 		}
 		if d.Claims != nil {
 			if err := storeClaims(kong, d.Claims); err != nil {
 				return denial.New(denial.InternalError, "could not store the verified claims")
 			}
 		}
-		if err := setUpstream(kong, i.decider.Owned(), d.Upstream); err != nil {
-			return denial.New(denial.InternalError, "could not set the upstream headers")
-		}
-		return nil
+		return upstreamOrDeny(setUpstream(kong, i.decider.Owned(), d.Upstream))
 	})
+}
+
+func upstreamOrDeny(err error) *denial.Denial {
+	if err != nil {
+		return denial.New(denial.InternalError, "could not set the upstream headers")
+	}
+	return nil
 }
 
 // run runs one phase: decide returns nil to let the request through or a
@@ -165,8 +195,8 @@ func (i *Instance[C, D]) run(kong *pdk.PDK, decide func(audit *check.Audit) *den
 		if !rec.Allowed {
 			decision = "deny"
 		}
-		metrics.Decisions.Inc(plugin, decision, string(rec.Code))
-		metrics.Latency.Observe(rec.Latency, plugin)
+		metrics.Decisions.Inc(plugin, i.route, decision, string(rec.Code))
+		metrics.Latency.Observe(rec.Latency, plugin, i.route)
 	}()
 	if i.err != nil {
 		i.deny(kong, rec, start, denial.New(denial.PluginMisconfigured, "").WithCause("configuration refused at instance start: "+i.err.Error()))
@@ -231,7 +261,7 @@ const maxHeaders = 1000
 // unchecked: it is refused (431), never decided on part of its headers.
 func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *denial.Denial) {
 	req := &check.Request{}
-	if reads&check.Headers != 0 {
+	if reads&(check.Headers|check.Preflight) != 0 {
 		h, err := kong.Request.GetHeaders(maxHeaders)
 		if err != nil {
 			return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
@@ -240,6 +270,11 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 			return nil, den
 		}
 		req.Headers = h
+		if reads&check.Preflight != 0 {
+			if req.Preflight, err = isPreflight(kong, h); err != nil {
+				return nil, denial.New(denial.InternalError, "could not read the request method")
+			}
+		}
 	}
 	if reads&check.Path != 0 {
 		path, err := kong.Request.GetPath()
@@ -249,11 +284,11 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 		req.Path = path
 	}
 	if reads&(check.Claims|check.OptionalClaims) != 0 {
-		v, den := loadClaims(kong, plugin, reads&check.Claims == 0)
+		v, passed, den := loadClaims(kong, plugin, reads&check.Claims == 0)
 		if den != nil {
 			return nil, den
 		}
-		req.Claims = v
+		req.Claims, req.Preflight = v, passed
 	}
 	return req, nil
 }
@@ -303,19 +338,23 @@ func storeClaims(kong *pdk.PDK, v *claims.Verified) error {
 // misconfigured: a plugin that needs claims never falls back to headers.
 // With optional, none (the route runs no jwt-claims) is nil, no denial;
 // a value that does not decode is still refused.
-func loadClaims(kong *pdk.PDK, plugin string, optional bool) (*claims.Verified, *denial.Denial) {
+// passed reports a preflight an earlier plugin let through (preflightMarker).
+func loadClaims(kong *pdk.PDK, plugin string, optional bool) (_ *claims.Verified, passed bool, _ *denial.Denial) {
 	raw, err := kong.Ctx.GetSharedAny(claims.SharedKey)
 	s, _ := raw.(string)
 	if optional && err == nil && s == "" {
-		return nil, nil
+		return nil, false, nil
+	}
+	if err == nil && s == preflightMarker {
+		return nil, true, nil
 	}
 	if err == nil {
 		var v *claims.Verified
 		if v, err = claims.Decode(s); err == nil {
-			return v, nil
+			return v, false, nil
 		}
 	}
 	slog.Error("route misconfigured: no verified claims from jwt-claims",
 		slog.String("plugin", plugin), slog.String("error", err.Error()))
-	return nil, denial.New(denial.ClaimsMissing, "")
+	return nil, false, denial.New(denial.ClaimsMissing, "")
 }

@@ -71,7 +71,7 @@ func capture(t *testing.T) *bytes.Buffer {
 
 func TestPanicIsRecoveredAndDenied(t *testing.T) {
 	logs := capture(t)
-	before := metrics.Decisions.Value("probe", "deny", "internal_error")
+	before := metrics.Decisions.Value("probe", "r1", "deny", "internal_error")
 	p := newProbe(t, `{"route_id":"r1"}`, 0, func(*check.Request) *denial.Denial {
 		var m []int
 		m[1] = 1 // out-of-range write: a real panic
@@ -84,7 +84,7 @@ func TestPanicIsRecoveredAndDenied(t *testing.T) {
 	if !strings.Contains(logs.String(), "panic in plugin handler") || !strings.Contains(logs.String(), `"route_id":"r1"`) {
 		t.Fatalf("logs: %s", logs)
 	}
-	if metrics.Decisions.Value("probe", "deny", "internal_error") != before+1 {
+	if metrics.Decisions.Value("probe", "r1", "deny", "internal_error") != before+1 {
 		t.Fatal("panic not counted")
 	}
 }
@@ -173,5 +173,30 @@ func TestDenyShape(t *testing.T) {
 	}
 	if env.ClientRes.Headers.Get("WWW-Authenticate") != "" {
 		t.Fatal("WWW-Authenticate on a 503")
+	}
+}
+
+// A CORS preflight jwt-claims let through (its marker in kong.ctx.shared)
+// passes every check after it undecided; any other value that is not
+// claims is still claims_missing.
+func TestPassedPreflightIsNotDecided(t *testing.T) {
+	decided := false
+	for _, reads := range []check.Reads{check.Claims, check.OptionalClaims} {
+		p := newProbe(t, `{}`, reads, func(*check.Request) *denial.Denial { decided = true; return denial.New(denial.InternalError, "") })
+		env, err := test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Ctx.Store[claims.SharedKey] = "preflight"
+		kongxtest.Do(env, p)
+		if env.ClientRes.Status != 200 || decided {
+			t.Fatalf("reads %d: %d %s, decided %v", reads, env.ClientRes.Status, env.ClientRes.Body, decided)
+		}
+		env, _ = test.New(t, test.Request{Method: "GET", Url: "http://gw/x"})
+		env.Ctx.Store[claims.SharedKey] = "preflight!"
+		kongxtest.Do(env, p)
+		if env.ClientRes.Status != 401 || kongxtest.Code(t, env) != "claims_missing" {
+			t.Fatalf("reads %d, not the marker: %d %s", reads, env.ClientRes.Status, env.ClientRes.Body)
+		}
 	}
 }

@@ -79,9 +79,19 @@ func Dump(w io.Writer, constructor func() any, priority int, decl any) error {
 	return json.NewEncoder(w).Encode(info)
 }
 
-// PluginSchema is the schema Kong loads for the plugin: its config record.
+// Protocols are the route protocols the plugins serve: HTTP only. A
+// denial is a JSON body, which a gRPC client cannot read (Kong's own
+// authentication plugins also allow grpc and grpcs).
+var Protocols = []string{"http", "https"}
+
+// PluginSchema is the schema Kong loads for the plugin: the protocols it
+// accepts and its config record. Kong refuses a plugin entity naming any
+// other protocol (Kong's typedefs.protocols_http is the same field with
+// grpc and grpcs allowed).
 func PluginSchema(plugin string, decl any) map[string]any {
-	return map[string]any{"name": plugin, "fields": []map[string]any{{"config": config.Schema(decl)}}}
+	protocols := map[string]any{"type": "set", "required": true, "default": Protocols,
+		"elements": map[string]any{"type": "string", "one_of": Protocols}}
+	return map[string]any{"name": plugin, "fields": []map[string]any{{"protocols": protocols}, {"config": config.Schema(decl)}}}
 }
 
 // phases lists the handlers the config type has, as go-pdk reports them.

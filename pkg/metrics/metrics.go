@@ -136,11 +136,58 @@ type logger struct{}
 
 func (logger) Println(v ...any) { slog.Warn("metrics: " + fmt.Sprint(v...)) }
 
-// The metrics every plugin records through kongx.
+// The metrics every plugin records through kongx, by plugin and route
+// (RouteLabel).
 var (
-	Decisions = NewCounter("subgate_decisions_total", "Decisions by plugin, outcome (allow/deny) and denial code.", "plugin", "decision", "code")
-	Latency   = NewHistogram("subgate_decision_seconds", "Time a plugin spent deciding, PDK calls included.", "plugin")
+	Decisions = NewCounter("subgate_decisions_total", "Decisions by plugin, route, outcome (allow/deny) and denial code.", "plugin", "route", "decision", "code")
+	Latency   = NewHistogram("subgate_decision_seconds", "Time a plugin spent deciding, PDK calls included.", "plugin", "route")
 )
+
+// MaxRoutes bounds the route label's values in one process: past it, new
+// ones read "other" (a config naming thousands of routes must not grow the
+// exposition without bound).
+const MaxRoutes = 256
+
+var routes = struct {
+	sync.Mutex
+	seen map[string]bool
+}{seen: map[string]bool{}}
+
+// RouteLabel is the route label of a plugin instance's series, from the
+// metadata Kong adds to its config (no PDK call): the instance's name when
+// the operator gave one (Kong's plugin instance_name), else its route's id,
+// else "service:<id>" for a plugin on a service, else "global". Kong keeps
+// a declarative route's id across reloads (a UUIDv5 of its name), so the
+// series does too. Values past MaxRoutes read "other".
+func RouteLabel(instanceName, routeID, serviceID string) string {
+	v := instanceName
+	switch {
+	case v != "":
+	case routeID != "":
+		v = routeID
+	case serviceID != "":
+		v = "service:" + serviceID
+	default:
+		v = "global"
+	}
+	routes.Lock()
+	defer routes.Unlock()
+	if !routes.seen[v] {
+		if len(routes.seen) >= MaxRoutes {
+			return "other"
+		}
+		routes.seen[v] = true
+	}
+	return v
+}
+
+// InstanceStarted starts a plugin instance's allow count and latency
+// histogram at zero, so that rate() counts its first decisions
+// (client_golang shows a labelled series only once it exists).
+func InstanceStarted(plugin, route string) {
+	Decisions.vec.WithLabelValues(plugin, route, "allow", "")
+	Latency.vec.WithLabelValues(plugin, route)
+}
 
 var buildInfo = register("subgate_build_info", prometheus.NewGaugeVec(prometheus.GaugeOpts{
 	Name: "subgate_build_info",
@@ -148,16 +195,11 @@ var buildInfo = register("subgate_build_info", prometheus.NewGaugeVec(prometheus
 }, []string{"version", "revision", "plugin"}))
 
 // SetBuildInfo records which plugin this process serves and its version
-// (kongx.Serve calls it; this package cannot import kongx's Version). It
-// also starts the plugin's allow count and latency histogram at zero, so
-// that a fresh server already exposes subgate_decisions_total and
-// subgate_decision_seconds (client_golang shows a labelled metric only
-// once it has a series) and rate() counts the first decisions.
+// (kongx.Serve calls it; this package cannot import kongx's Version). The
+// decision series start with each instance (InstanceStarted).
 func SetBuildInfo(plugin, version string) {
 	buildInfo.Reset()
 	buildInfo.WithLabelValues(version, revision(), plugin).Set(1)
-	Decisions.vec.WithLabelValues(plugin, "allow", "")
-	Latency.vec.WithLabelValues(plugin)
 }
 
 // Revision, when set at link time (go build -ldflags "-X

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -42,6 +43,7 @@ func TestCounterAndHistogramExposition(t *testing.T) {
 	}
 
 	SetBuildInfo("p", "0.0.0")
+	InstanceStarted("p", "r")
 	out, hdr := scrape(t)
 	if ct := hdr.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain; version=0.0.4") {
 		t.Errorf("Content-Type %q, want Prometheus text 0.0.4", ct)
@@ -61,9 +63,9 @@ func TestCounterAndHistogramExposition(t *testing.T) {
 		`subgate_test_seconds_sum{plugin="p"} 2.0002`,
 		`subgate_test_seconds_count{plugin="p"} 2`,
 		"# TYPE subgate_decisions_total counter",
-		`subgate_decisions_total{code="",decision="allow",plugin="p"} 0`,
+		`subgate_decisions_total{code="",decision="allow",plugin="p",route="r"} 0`,
 		"# TYPE subgate_decision_seconds histogram",
-		`subgate_decision_seconds_count{plugin="p"} 0`,
+		`subgate_decision_seconds_count{plugin="p",route="r"} 0`,
 		// the library's collectors
 		"# TYPE go_goroutines gauge",
 		"go_goroutines ",
@@ -173,5 +175,29 @@ func TestURLLabel(t *testing.T) {
 		if got := URLLabel(in); got != want || strings.Contains(got, "s3cret") {
 			t.Errorf("URLLabel(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The route label names an instance by what Kong's config metadata holds,
+// most telling first, and stays bounded however many routes a config has.
+func TestRouteLabel(t *testing.T) {
+	for _, c := range []struct{ name, route, service, want string }{
+		{"paid-api", "r-1", "s-1", "paid-api"},
+		{"", "r-1", "s-1", "r-1"},
+		{"", "", "s-1", "service:s-1"},
+		{"", "", "", "global"},
+	} {
+		if got := RouteLabel(c.name, c.route, c.service); got != c.want {
+			t.Errorf("RouteLabel(%q, %q, %q) = %q, want %q", c.name, c.route, c.service, got, c.want)
+		}
+	}
+	for i := range MaxRoutes + 10 {
+		RouteLabel("", fmt.Sprintf("route-%d", i), "")
+	}
+	if got := RouteLabel("", "one-more", ""); got != "other" {
+		t.Errorf("past MaxRoutes: %q", got)
+	}
+	if got := RouteLabel("", "r-1", ""); got != "r-1" {
+		t.Errorf("a value seen before the bound: %q", got)
 	}
 }

@@ -395,9 +395,19 @@ func TestReadmePDKCalls(t *testing.T) {
 	all := kongConfig(t, withKeys(map[string]any{"log_decisions": "all"}))
 	tok := bearer(sign(t, jwt.SigningMethodES256, ecKey, "k1", goodClaims()))
 	req := func(h http.Header) *test.TestEnv { return kongxtest.Request(t, "/subscriptions/1/deliveries", h) }
+	credential := kongConfig(t, withKeys(map[string]any{"credential_claim": "sub"}))
+	consumer := kongConfig(t, withKeys(map[string]any{"credential_claim": "sub", "consumer_claim": "sub"}))
+	withConsumer := func() *test.TestEnv { env := req(tok); kongxtest.Consumers(env, alicesConsumer); return env }
+	preflight := kongConfig(t, withKeys(map[string]any{"run_on_preflight": false}))
+	options := req(http.Header{"Origin": {"https://app.example"}, "Access-Control-Request-Method": {"GET"}})
+	kongxtest.Method(options, "OPTIONS")
 	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
 		kongxtest.Case{Name: "allowed", Instance: c, Env: req(tok), Status: 200},
 		kongxtest.Case{Name: "allowed, `log_decisions: all`", Instance: all, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `credential_claim`", Instance: credential, Env: req(tok), Status: 200},
+		kongxtest.Case{Name: "allowed, `consumer_claim`: the consumer's first request", Instance: consumer, Env: withConsumer(), Status: 200},
+		kongxtest.Case{Name: "allowed, `consumer_claim`: consumer cached", Instance: consumer, Env: withConsumer(), Status: 200},
+		kongxtest.Case{Name: "CORS preflight let through (`run_on_preflight: false`)", Instance: preflight, Env: options, Status: 200},
 		kongxtest.Case{Name: "denied: no token (401 `token_missing`)", Instance: c, Env: req(nil), Status: 401},
 	))
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	pb "github.com/Kong/go-pdk/server/kong_plugin_protocol"
 	"github.com/Kong/go-pdk/test"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/golang-jwt/jwt/v5"
@@ -198,9 +199,19 @@ func TestReadmePDKCalls(t *testing.T) {
 		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}},
 		"identity":  map[string]any{"identity_url": srv.URL, "forward_headers": []string{"Authorization", "X-Customer-Id"}}})
 	tok := http.Header{"Authorization": {"Bearer " + token(t, alice)}}
+	mapped := kongxtest.Config(t, plugin, map[string]any{"jwt": jwtSection(map[string]any{"credential_claim": "sub", "consumer_claim": "sub"}),
+		"ownership": map[string]any{"redis": map[string]any{"addresses": []string{m.Addr()}}},
+		"identity":  map[string]any{"identity_url": srv.URL, "forward_headers": []string{"Authorization", "X-Customer-Id"}}})
+	withConsumer := func() *test.TestEnv {
+		env := kongxtest.Request(t, "/subscriptions/1234", tok)
+		kongxtest.Consumers(env, &pb.Consumer{Id: "0b9e3a77-5d1c-4f7e-8a6b-000000000a11", Username: alice})
+		return env
+	}
 	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
 		kongxtest.Case{Name: "allowed, `jwt` only", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", tok), Status: 200},
 		kongxtest.Case{Name: "allowed, `jwt`, `ownership` and `identity`", Instance: every, Env: kongxtest.Request(t, "/subscriptions/1234", tok), Status: 200},
+		kongxtest.Case{Name: "the same, with `jwt.credential_claim` and `jwt.consumer_claim`: the consumer's first request", Instance: mapped, Env: withConsumer(), Status: 200},
+		kongxtest.Case{Name: "the same: consumer cached", Instance: mapped, Env: withConsumer(), Status: 200},
 		kongxtest.Case{Name: "denied, `jwt` only: no token (401 `token_missing`)", Instance: jwtOnly, Env: kongxtest.Request(t, "/coach", nil), Status: 401},
 		kongxtest.Case{Name: "denied: another's subscription (403 `subscription_forbidden`)", Instance: every, Env: kongxtest.Request(t, "/subscriptions/5678", tok), Status: 403},
 	))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -172,13 +173,112 @@ func Do(env *test.TestEnv, instance any) []string {
 	return h.calls
 }
 
-// harness is go-pdk's test environment answering two calls more, and
-// counting them all.
+// harness is go-pdk's test environment answering the calls above and
+// Kong's consumer calls (see Consumers), and counting them all.
 type harness struct {
 	*test.TestEnv
 	requestID string
 	mu        sync.Mutex
 	calls     []string
+}
+
+// kong holds, per request environment, the consumers Kong has and what the
+// plugin authenticated.
+var kong = struct {
+	sync.Mutex
+	consumers map[*test.TestEnv][]*pb.Consumer
+	auth      map[*test.TestEnv]*pb.AuthenticateArgs
+	method    map[*test.TestEnv]string
+}{consumers: map[*test.TestEnv][]*pb.Consumer{}, auth: map[*test.TestEnv]*pb.AuthenticateArgs{}, method: map[*test.TestEnv]string{}}
+
+// Method makes kong.request.get_method answer m for env's request: go-pdk's
+// harness builds only GET, POST, PUT and PATCH requests (an OPTIONS
+// preflight is built as a GET with Method(env, "OPTIONS")).
+func Method(env *test.TestEnv, m string) {
+	kong.Lock()
+	defer kong.Unlock()
+	kong.method[env] = m
+}
+
+// Consumers gives env's Kong these consumers: kong.client.load_consumer
+// answers as Kong 3.9.3's kong/pdk/client.lua does (by id when the value
+// is a UUID, then by username when asked; an id that is not a UUID without
+// by_username raises an error, which fails the test), and pb_rpc.lua's
+// empty reply when there is none. Without Consumers, go-pdk's harness
+// answers every lookup with one fixed consumer.
+func Consumers(env *test.TestEnv, cs ...*pb.Consumer) {
+	kong.Lock()
+	defer kong.Unlock()
+	kong.consumers[env] = append(kong.consumers[env], cs...)
+}
+
+// Authenticated is what the plugin told Kong about the caller of env's
+// request (kong.client.authenticate), nil when it told nothing.
+func Authenticated(env *test.TestEnv) *pb.AuthenticateArgs {
+	kong.Lock()
+	defer kong.Unlock()
+	return kong.auth[env]
+}
+
+var uuid = regexp.MustCompile(`^(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// consumerCall answers kong.request.get_method as Method says, and
+// kong.client.load_consumer and kong.client.authenticate when env has
+// Consumers; ok is false otherwise.
+func (h *harness) consumerCall(method string, args []byte) (out []byte, ok bool) {
+	kong.Lock()
+	defer kong.Unlock()
+	if m, ok := kong.method[h.TestEnv]; ok && method == "kong.request.get_method" {
+		out, err := proto.Marshal(bridge.WrapString(m))
+		if err != nil {
+			h.Errorf("kongxtest: %v", err)
+		}
+		return out, true
+	}
+	cs, modelled := kong.consumers[h.TestEnv]
+	if !modelled {
+		return nil, false
+	}
+	switch method {
+	case "kong.client.load_consumer":
+		var spec pb.ConsumerSpec
+		if err := proto.Unmarshal(args, &spec); err != nil {
+			h.Errorf("kongxtest: %v", err)
+			return nil, true
+		}
+		if !uuid.MatchString(spec.Id) && !spec.ByUsername {
+			h.Errorf("kongxtest: kong.client.load_consumer(%q, false): Kong raises \"cannot load a consumer with an id that is not a uuid\"", spec.Id)
+			return nil, true
+		}
+		var found *pb.Consumer
+		for _, c := range cs {
+			if uuid.MatchString(spec.Id) && c.Id == spec.Id {
+				found = c
+				break
+			}
+		}
+		for _, c := range cs {
+			if found == nil && spec.ByUsername && c.Username == spec.Id {
+				found = c
+			}
+		}
+		if found == nil {
+			return nil, true // Kong returns nil: pb_rpc sends an empty frame
+		}
+		b, err := proto.Marshal(found)
+		if err != nil {
+			h.Errorf("kongxtest: %v", err)
+		}
+		return b, true
+	case "kong.client.authenticate":
+		var a pb.AuthenticateArgs
+		if err := proto.Unmarshal(args, &a); err != nil {
+			h.Errorf("kongxtest: %v", err)
+		}
+		kong.auth[h.TestEnv] = &a
+		return nil, true
+	}
+	return nil, false
 }
 
 func (h *harness) Handle(method string, args []byte) []byte {
@@ -199,6 +299,9 @@ func (h *harness) Handle(method string, args []byte) []byte {
 		return out
 	case "kong.log.set_serialize_value":
 		return nil
+	}
+	if out, ok := h.consumerCall(method, args); ok {
+		return out
 	}
 	return h.TestEnv.Handle(method, args)
 }
