@@ -13,6 +13,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -126,6 +127,11 @@ func (c Config) build(u *redis.UniversalOptions, replicas bool) redis.UniversalC
 	switch {
 	case c.Cluster:
 		o := u.Cluster()
+		// A slice of its own with no spare capacity: go-redis appends
+		// nodes it learns to its options' Addrs under its own lock only,
+		// so two clients made from one settings' slice raced on its
+		// backing array (seen under -race across a failover).
+		o.Addrs = slices.Clip(slices.Clone(o.Addrs))
 		o.ReadOnly = replicas
 		cc := redis.NewClusterClient(o)
 		cc.AddHook(reloadOnFailure{cc})
