@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -121,7 +120,7 @@ func BenchmarkShapes(b *testing.B) {
 	if err := os.WriteFile(kongYML, yml, 0o600); err != nil {
 		b.Fatal(err)
 	}
-	if err := withPluginServer("../kong/plugins.env", filepath.Join(filepath.Dir(kongYML), "plugins.env"), "floor"); err != nil {
+	if err := stack.WithPluginServers("../kong/plugins.env", filepath.Join(filepath.Dir(kongYML), "plugins.env"), "floor"); err != nil {
 		b.Fatal(err)
 	}
 	st, err := stack.Start(stack.Options{BinDir: dir, KongYML: kongYML, SeedCSV: "../" + stack.SeedCSV})
@@ -221,20 +220,4 @@ func BenchmarkShapes(b *testing.B) {
 			b.Fatalf("after the flood %s: %d %s", path, w.Code, w.Body)
 		}
 	}
-}
-
-// withPluginServer writes the env file from with one more plugin server,
-// name, set up as the shipped ones are (binary beside theirs).
-func withPluginServer(from, to, name string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	s := string(b)
-	s = strings.Replace(s, "KONG_PLUGINS=", "KONG_PLUGINS="+name+",", 1)
-	s = strings.Replace(s, "KONG_PLUGINSERVER_NAMES=", "KONG_PLUGINSERVER_NAMES="+name+",", 1)
-	n := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-	s += fmt.Sprintf("KONG_PLUGINSERVER_%s_SOCKET=%s/%s.socket\nKONG_PLUGINSERVER_%s_QUERY_CMD=%s/%s -dump\nSUBGATE_PLUGINSERVER_%s_START_CMD=%s/%s -kong-prefix %s\n",
-		n, stack.ImageSocketDir, name, n, stack.ImageBinDir, name, n, stack.ImageBinDir, name, stack.ImageSocketDir)
-	return os.WriteFile(to, []byte(s), 0o600)
 }
