@@ -17,6 +17,7 @@ import (
 	"maps"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/config"
@@ -183,11 +184,11 @@ func (d *Decider) Owned() []string { return d.owned }
 // (its request in flight is left to finish, see usercontext).
 func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
 	up := make(map[string]string, len(d.owned))
-	var started map[int]<-chan outcome
+	var started []*job // by section, once the jwt section allowed
 	for i, s := range d.sections {
 		var o outcome
-		if ch, ok := started[i]; ok {
-			o = <-ch
+		if started != nil && started[i] != nil {
+			o = started[i].wait()
 		} else {
 			o.Decision, o.denial = s.Decide(ctx, req, &o.facts)
 		}
@@ -219,7 +220,7 @@ func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.A
 					var cancel context.CancelFunc
 					ctx, cancel = context.WithCancel(ctx)
 					defer cancel() // a denial before an early section's place cancels it
-					started = map[int]<-chan outcome{}
+					started = make([]*job, len(d.sections))
 				}
 				started[j] = e.start(ctx, &check.Request{Headers: maps.Clone(req.Headers), Path: req.Path, Claims: req.Claims})
 			}
@@ -235,22 +236,65 @@ type outcome struct {
 	facts  check.Audit
 }
 
-// start runs the section's decision in its own goroutine. A panic there
-// would kill the plugin server (kongx recovers only its own goroutine): it
-// is recovered into a 500, as kongx does.
-func (s section) start(ctx context.Context, req *check.Request) <-chan outcome {
-	ch := make(chan outcome, 1) // never blocks: the goroutine ends even when nobody waits
-	go func() {
-		var o outcome
-		defer func() {
-			if p := recover(); p != nil {
-				slog.Error("panic in a subgate section; request denied", slog.String("section", s.name),
-					slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
-				o = outcome{denial: denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic in section %s: %v", s.name, p))}
-			}
-			ch <- o
-		}()
-		o.Decision, o.denial = s.Decide(ctx, req, &o.facts)
+// job is an early section's decision for one request.
+type job struct {
+	s    section
+	ctx  context.Context
+	req  *check.Request
+	out  outcome
+	done chan struct{} // closed once out is set
+}
+
+// start runs the section's decision on a worker and returns the job to
+// wait on.
+func (s section) start(ctx context.Context, req *check.Request) *job {
+	j := &job{s: s, ctx: ctx, req: req, done: make(chan struct{})}
+	select {
+	case workers <- j:
+	default:
+		go work(j)
+	}
+	return j
+}
+
+// wait returns the job's outcome once it is decided.
+func (j *job) wait() outcome {
+	<-j.done
+	return j.out
+}
+
+// workers hands jobs to idle workers: goroutines kept between requests, as
+// a new goroutine's stack grows to the depth of the HTTP client on every
+// request (runtime.newstack and copystack stood out in profiles of the
+// plugin server under load). An idle worker leaves after workerIdle.
+var workers = make(chan *job)
+
+const workerIdle = 30 * time.Second
+
+func work(j *job) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		j.run()
+		t.Reset(workerIdle)
+		select {
+		case j = <-workers:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// run decides. A panic here would kill the plugin server (kongx recovers
+// only its own goroutine): it is recovered into a 500, as kongx does.
+func (j *job) run() {
+	defer close(j.done)
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("panic in a subgate section; request denied", slog.String("section", j.s.name),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			j.out = outcome{denial: denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic in section %s: %v", j.s.name, p))}
+		}
 	}()
-	return ch
+	j.out.Decision, j.out.denial = j.s.Decide(j.ctx, j.req, &j.out.facts)
 }

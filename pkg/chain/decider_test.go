@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -297,5 +298,27 @@ func TestIdentityLookupSetting(t *testing.T) {
 	}
 	if _, err := New(conf("eventually")); err == nil || !strings.Contains(err.Error(), "identity_lookup") {
 		t.Fatalf("accepted identity_lookup eventually: %v", err)
+	}
+}
+
+// Early sections run on workers kept between requests (a new goroutine's
+// stack would grow to the HTTP client's depth each time): one after the
+// other, requests reuse one worker.
+func TestEarlySectionsReuseAWorker(t *testing.T) {
+	seen := map[string]bool{}
+	id := &reader{fake{reads: []string{"Authorization"}, decide: func(context.Context, *check.Request) (check.Decision, *denial.Denial) {
+		buf := make([]byte, 64)
+		seen[strings.Fields(string(buf[:runtime.Stack(buf, false)]))[1]] = true // "goroutine N [running]:"
+		return check.Decision{}, nil
+	}}}
+	d := build(IdentityParallel, section{name: "jwt", Decider: verified}, section{name: "ownership", Decider: &fake{decide: allow}}, section{name: "identity", Decider: id})
+	for range 20 {
+		if den := decide(d); den != nil {
+			t.Fatal(den.Code)
+		}
+		time.Sleep(time.Millisecond) // the worker is back waiting for work
+	}
+	if len(seen) > 2 {
+		t.Errorf("20 requests one after the other ran the identity section on %d goroutines", len(seen))
 	}
 }

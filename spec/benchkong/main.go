@@ -9,6 +9,7 @@
 //	floor            subgate's PDK calls and payloads, HGET and identity GET, deciding nothing (spec/testdata/floor)
 //	chain            the four-plugin chain (/coach)
 //	subgate          subgate (/sg/coach)
+//	subgate-seq      subgate with identity_lookup: sequential
 //	base             subgate built from another revision (-base), on its own route
 //	chain-deny       a forged token on the chain (denied by jwt-claims)
 //	subgate-deny     a forged token on subgate
@@ -86,6 +87,20 @@ const extraRoutes = `
               identity_url: http://identity:8080/context
               context_header: X-User-Context
               upstream: {X-Customer-Id: "%[1]s", X-Country: "DE", X-User-Context-Source: identity, X-User-Id: "%[1]s", X-User-Country: "DE"}
+      - name: bench-sequential
+        paths: [/sq/coach]
+        strip_path: false
+        plugins:
+          - name: subgate
+            config:
+              identity_lookup: sequential
+              jwt: *jwt
+              ownership:
+                redis: *redis
+                path_patterns:
+                  - /sq/coach/subscriptions/{subscription_id}
+              payment: *payment
+              identity: *identity
 `
 
 const baseRoute = `
@@ -194,6 +209,7 @@ func run(o options) error {
 		{"floor", "/fl/coach/subscriptions/1234", allow, 200, []string{"floor"}},
 		{"chain", "/coach/subscriptions/1234", allow, 200, chainServers},
 		{"subgate", "/sg/coach/subscriptions/1234", allow, 200, []string{"subgate"}},
+		{"subgate-seq", "/sq/coach/subscriptions/1234", allow, 200, []string{"subgate"}},
 		{"base", "/sb/coach/subscriptions/1234", allow, 200, []string{"subgate-base"}},
 		{"chain-deny", "/coach/subscriptions/1234", forged, 401, chainServers},
 		{"subgate-deny", "/sg/coach/subscriptions/1234", forged, 401, []string{"subgate"}},
@@ -219,6 +235,7 @@ func run(o options) error {
 	}
 
 	b := &bench{st: st, kongs: kongs, o: o}
+	b.measureIdle()
 	start := time.Now()
 	for r := range o.rounds {
 		for _, w := range workers {

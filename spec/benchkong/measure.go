@@ -61,6 +61,36 @@ type bench struct {
 	o       options
 	results []result
 	started map[string]int // plugin server -> pid when measuring began
+	// idle is the CPU each process spends without requests (µs per
+	// second; "kong:<workers>" for a Kong's workers): timers and
+	// background work, taken out of the figures per request.
+	idle map[string]float64
+}
+
+// measureIdle measures the background CPU of every Kong's workers and
+// every plugin server with no request in flight.
+func (b *bench) measureIdle() {
+	const d = 3 * time.Second
+	pids := map[string]int{}
+	for name := range b.st.Infos {
+		pids[name] = b.st.Pid(name)
+	}
+	workers := map[int][]int{}
+	kong0 := map[int]float64{}
+	for w, k := range b.kongs {
+		workers[w] = k.WorkerPids()
+		kong0[w] = cpu(workers[w])
+	}
+	servers0 := cpuOf(pids)
+	time.Sleep(d)
+	servers1 := cpuOf(pids)
+	b.idle = map[string]float64{}
+	for name := range pids {
+		b.idle[name] = (servers1[name] - servers0[name]) / d.Seconds()
+	}
+	for w := range b.kongs {
+		b.idle[fmt.Sprintf("kong:%d", w)] = (cpu(workers[w]) - kong0[w]) / d.Seconds()
+	}
 }
 
 // pids is the plugin server's pid when the first measurement began.
@@ -120,11 +150,13 @@ func (b *bench) measure(w, c int, s shape) (result, error) {
 	}
 	slices.Sort(lat)
 	n := float64(len(lat))
+	sec := elapsed.Seconds()
 	r := result{shape: s.name, workers: w, conc: c, requests: len(lat),
-		p50: lat[int(0.50*n)], p99: lat[min(len(lat)-1, int(0.99*n))], rps: n / elapsed.Seconds(),
-		kongCPU: (kong1 - kong0) / n, serverCPU: map[string]float64{}, identityCalls: float64(hits1-hits0) / n}
+		p50: lat[int(0.50*n)], p99: lat[min(len(lat)-1, int(0.99*n))], rps: n / sec,
+		kongCPU:   (kong1 - kong0 - b.idle[fmt.Sprintf("kong:%d", w)]*sec) / n,
+		serverCPU: map[string]float64{}, identityCalls: float64(hits1-hits0) / n}
 	for name := range pids {
-		r.serverCPU[name] = (servers1[name] - servers0[name]) / n
+		r.serverCPU[name] = (servers1[name] - servers0[name] - b.idle[name]*sec) / n
 	}
 	return r, nil
 }

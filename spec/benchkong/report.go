@@ -102,6 +102,12 @@ func (b *bench) report(w io.Writer, shapes []shape, workers, concs []int) {
 	load, _ := os.ReadFile("/proc/loadavg")
 	fmt.Fprintf(w, "bench-kong: Kong %s, %d rounds of %v per cell (warm-up %v), %d CPUs (%s, %s), load average at the end %s\n\n",
 		kongVersion(b), b.o.rounds, b.o.duration, b.o.warmup, runtime.NumCPU(), host, cpuModel(), strings.Join(strings.Fields(string(load))[:3], " "))
+	var idle []string
+	for name, v := range b.idle {
+		idle = append(idle, fmt.Sprintf("%s %.0f", name, v))
+	}
+	slices.Sort(idle)
+	fmt.Fprintf(w, "CPU per request is net of each process's CPU at idle (µs/s, taken out): %s\n\n", strings.Join(idle, ", "))
 	for _, wk := range workers {
 		fmt.Fprintf(w, "worker_processes %d: medians over the rounds\n\n", wk)
 		fmt.Fprintln(w, "| shape | c | p50 ms | p99 ms | req/s | Kong workers µs/req | plugin servers µs/req | total µs/req | identity GETs/req |")
