@@ -476,8 +476,7 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 // with a non-empty string user id, fitting the upstream header. Anything
 // else is an error, never a login, and never cached.
 func (c *Client) parse(contentType string, body []byte) (*Context, error) {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+	if !isJSON(contentType) {
 		return nil, fmt.Errorf("content type %q is not JSON", contentType)
 	}
 	if len(body) > c.o.MaxBodyBytes {
@@ -490,22 +489,33 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 		return nil, errors.New("context repeats a member name")
 	}
 	var fields map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil || dec.More() {
+	if err := json.Unmarshal(body, &fields); err != nil { // one value, white space around it only
 		return nil, errors.New("not one JSON object")
 	}
 	id, _ := fields[c.o.UserIDField].(string)
 	if id == "" {
 		return nil, fmt.Errorf("no %q in the context", c.o.UserIDField)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, body); err != nil {
+	compact := bytes.NewBuffer(make([]byte, 0, len(body)))
+	if err := json.Compact(compact, body); err != nil {
 		return nil, err
 	}
 	if !c.fits(compact.Bytes()) {
 		return nil, errors.New("context does not fit the upstream header")
 	}
 	return &Context{Raw: compact.Bytes(), Fields: fields, UserID: id, StoredAt: c.o.Now()}, nil
+}
+
+// isJSON reports whether a content type is JSON (application/json or
+// */*+json), without mime.ParseMediaType's allocations for the two
+// spellings identity services send.
+func isJSON(contentType string) bool {
+	switch contentType {
+	case "application/json", "application/json; charset=utf-8":
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 // fits reports whether a context can travel in this route's context header.
