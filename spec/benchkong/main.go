@@ -53,7 +53,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "unmeasured load before each measurement")
 	flag.StringVar(&o.conc, "conc", "1,8,32", "concurrencies")
 	flag.StringVar(&o.workers, "workers", "1,2", "Kong worker_processes values")
-	flag.StringVar(&o.shapes, "shapes", "none,empty,floor,chain,subgate,base,chain-deny,subgate-deny,subgate-foreign", "shapes to measure")
+	flag.StringVar(&o.shapes, "shapes", "none,empty,floor,chain,subgate,subgate-seq,base,chain-deny,subgate-deny,subgate-foreign", "shapes to measure")
 	flag.StringVar(&o.pprof, "pprof", "", "serve subgate's pprof on this loopback address (subgate built with net/http/pprof; its figures then include that)")
 	flag.StringVar(&o.raw, "raw", "", "also write every measurement as tab-separated lines to this file")
 	flag.Parse()

@@ -40,6 +40,8 @@ var ratios = []ratio{
 	{"subgate", "floor", totalCPU, "≤ 1.1"},
 	{"subgate", "chain", p50, "≤ 0.45"},
 	{"subgate", "chain", totalCPU, "≤ 0.45"},
+	{"subgate", "subgate-seq", p50, ""},
+	{"subgate", "subgate-seq", totalCPU, ""},
 	{"subgate", "base", p50, ""},
 	{"subgate", "base", p99, ""},
 	{"subgate", "base", totalCPU, ""},
@@ -49,6 +51,7 @@ var ratios = []ratio{
 	{"subgate-deny", "subgate", pluginCPU, "≤ 1"},
 	{"chain-deny", "chain", rps, ""},
 	{"subgate-foreign", "subgate", pluginCPU, ""},
+	{"subgate-foreign", "subgate", metric{"identity GETs", func(r result) float64 { return r.identityCalls }}, ""},
 }
 
 func median(v []float64) float64 {
