@@ -11,7 +11,7 @@ FUZZTIME ?= 300000x
 CI_FUZZTIME ?= 20000x
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: help build test lint validate readme fuzz bench bench-memory capacity soak demo demo-docker docker-validate k8s-validate clean
+.PHONY: help build test lint validate readme fuzz bench bench-kong bench-memory capacity soak demo demo-docker docker-validate k8s-validate clean
 
 help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
@@ -21,6 +21,7 @@ help:
 	@echo "readme       regenerate the READMEs' generated tables (codes; each plugin's config, codes, PDK calls)"
 	@echo "fuzz         every Go fuzz target for FUZZTIME executions each (default 300000x; CI runs 20000x)"
 	@echo "bench        Go benchmarks (see README for the figures)"
+	@echo "bench-kong   the coaching route through a real Kong, side by side: no plugin, empty plugin, floor, chain, subgate (BASE=rev adds that revision's subgate)"
 	@echo "bench-memory Redis memory per ownership pair, 1,000,000 pairs in a real redis-server"
 	@echo "capacity     10,000,000 ownership pairs through the writer: pairs/s and bytes per pair (CLUSTER=1: a cluster)"
 	@echo "soak         the chain and subgate under steady load with a fault a minute (SOAK=10m), resources once a minute"
@@ -69,6 +70,17 @@ fuzz:
 
 bench: build
 	SUBGATE_BIN=$(BIN) $(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# The coaching route through a real Kong 3.9.3 (spec/realkong; KONG= to
+# choose one), the plugin servers supervised as shipped: no plugin, an empty
+# Go plugin, the exact floor, the chain and subgate, interleaved rounds at
+# concurrency 1, 8 and 32 with worker_processes 1 and 2; p50, p99, req/s,
+# CPU per request, and their ratios (docs/benchmarks.md). BASE=<git rev>
+# measures that revision's subgate beside this one; ROUNDS, DURATION
+# (per cell and round) and BENCH_FLAGS (e.g. -pprof 127.0.0.1:6060) tune it.
+# Not part of `test`: it takes ~10 minutes and wants a quiet machine.
+bench-kong: build
+	$(GO) run ./spec/benchkong -bin $(BIN) -rounds $${ROUNDS:-3} -duration $${DURATION:-2s} $${BASE:+-base $$BASE} $(BENCH_FLAGS)
 
 # Loads 1,000,000 pairs under layout v1 and under the naive layout into a
 # real redis-server and prints bytes per pair (slow; not part of `test`).

@@ -14,7 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/subgate/subgate/pkg/check"
 	"github.com/subgate/subgate/pkg/config"
@@ -35,8 +38,19 @@ type Config struct {
 	Ownership *ownership.Config   `json:"ownership" doc:"The subscription-owner check, when present: subscription-owner's config."`
 	Payment   *paytoken.Config    `json:"payment" doc:"The payment-token check, when present: payment-token's config."`
 	Identity  *usercontext.Config `json:"identity" doc:"The user-context check, when present: user-context's config."`
+	// IdentityLookup: in the chain the identity service is asked only after
+	// the ownership and payment checks allowed; here its round trip can
+	// overlap theirs. That is not free: a request they deny has then asked
+	// the identity service too (its answer unused, and cached as any).
+	IdentityLookup string `json:"identity_lookup" default:"parallel" kong:"one_of=parallel|sequential" doc:"When the identity section asks the identity service: parallel, as soon as the token is verified, while the ownership and payment checks run (one round trip less of latency; a request they then deny has asked the identity service too, its answer unused); sequential, only once they allowed, as the four-plugin chain does. Never for a request whose token did not verify."`
 	config.Decisions
 }
+
+// The identity_lookup modes.
+const (
+	IdentityParallel   = "parallel"
+	IdentitySequential = "sequential"
+)
 
 // Decider decides for one subgate route. Safe for concurrent use.
 type Decider struct {
@@ -50,7 +64,15 @@ type Decider struct {
 type section struct {
 	name string
 	check.Decider
+	// early: started as soon as the first section (jwt) allowed, in its own
+	// goroutine, while the sections before it run (see overlappable).
+	early bool
 }
+
+// headerReader is a check that names every request header it reads, so
+// that the chain can tell whether it may run before the checks ahead of it
+// have set their upstream headers.
+type headerReader interface{ HeadersRead() []string }
 
 // New builds the decider of every present section with that section's
 // own constructor, reporting every problem at once, each under its section.
@@ -60,7 +82,11 @@ func New(c Config) (*Decider, error) {
 	// rather than silently not applied.
 	var def config.Decisions
 	config.Defaults(&def)
+	config.FillZero(&c)
 	var errs []error
+	if c.IdentityLookup != IdentityParallel && c.IdentityLookup != IdentitySequential {
+		errs = append(errs, fmt.Errorf("identity_lookup %q: must be %s or %s", c.IdentityLookup, IdentityParallel, IdentitySequential))
+	}
 	ch := &Decider{}
 	add := func(name string, d check.Decider, err error, decisions config.Decisions) {
 		if err != nil {
@@ -69,7 +95,7 @@ func New(c Config) (*Decider, error) {
 		if decisions != def {
 			errs = append(errs, fmt.Errorf("%s: log_decisions %q: set log_decisions at the top level of subgate's config; a section's is not used", name, decisions.LogDecisions))
 		}
-		ch.sections = append(ch.sections, section{name, d})
+		ch.sections = append(ch.sections, section{name: name, Decider: d})
 	}
 	jwt, err := jwtclaims.New(c.JWT)
 	add("jwt", jwt, err, c.JWT.Decisions)
@@ -88,6 +114,11 @@ func New(c Config) (*Decider, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if c.IdentityLookup == IdentityParallel {
+		for i := range ch.sections {
+			ch.sections[i].early = overlappable(ch.sections, i)
+		}
+	}
 	seen := map[string]bool{}
 	for _, s := range ch.sections {
 		ch.reads |= s.Reads()
@@ -102,6 +133,31 @@ func New(c Config) (*Decider, error) {
 	// read: the chain reads none from Kong.
 	ch.reads &^= check.Claims | check.OptionalClaims
 	return ch, nil
+}
+
+// overlappable reports whether section i can start as soon as the first
+// section (jwt, which establishes the claims every later one reads)
+// allowed, in parallel with the sections between: it must do its own I/O
+// (only a check that names the headers it reads, the identity check, is
+// started early), some section must lie between, and none of those may
+// own a header it reads, since in the chain it would read their values.
+func overlappable(sections []section, i int) bool {
+	hr, ok := sections[i].Decider.(headerReader)
+	if i < 2 || !ok {
+		return false
+	}
+	reads := map[string]bool{}
+	for _, h := range hr.HeadersRead() {
+		reads[strings.ToLower(h)] = true
+	}
+	for _, s := range sections[1:i] {
+		for _, h := range s.Owned() {
+			if reads[strings.ToLower(h)] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Reads is every header, and the path when a section reads it (the
@@ -119,31 +175,43 @@ func (d *Decider) Owned() []string { return d.owned }
 // verified are the later sections' claims. The audit line carries the
 // customer the first section names (the jwt section's) and each section's
 // facts as a group under its name.
+//
+// An early section (identity_lookup parallel) starts once the jwt section
+// allowed, on a copy of the request as it then stands (it reads no header a
+// section before it owns: see overlappable), and is waited for at its place
+// in the order, so the first failing check in the chain's order still
+// answers. A denial before its place cancels it: no retry starts after that
+// (its request in flight is left to finish, see usercontext).
 func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
 	up := make(map[string]string, len(d.owned))
 	var auth *check.Authenticate
-	for _, s := range d.sections {
-		var facts check.Audit
-		out, den := s.Decide(ctx, req, &facts)
-		if den != nil {
-			return check.Decision{}, den
+	var started []*job // by section, once the jwt section allowed
+	for i, s := range d.sections {
+		var o outcome
+		if started != nil && started[i] != nil {
+			o = started[i].wait()
+		} else {
+			o.Decision, o.denial = s.Decide(ctx, req, &o.facts)
 		}
-		if out.Preflight { // the jwt section let a CORS preflight through: so does the chain
-			audit.Add(facts.Facts...)
+		if o.denial != nil {
+			return check.Decision{}, o.denial
+		}
+		if o.Preflight { // the jwt section let a CORS preflight through: so does the chain
+			audit.Add(o.facts.Facts...)
 			return check.Decision{Preflight: true}, nil
 		}
-		if out.Claims != nil {
-			req.Claims = out.Claims
+		if o.Claims != nil {
+			req.Claims = o.Claims
 		}
-		if out.Authenticate != nil { // the jwt section's: the adapter tells Kong
-			auth = out.Authenticate
+		if o.Authenticate != nil { // the jwt section's: the adapter tells Kong
+			auth = o.Authenticate
 		}
 		if audit.CustomerID == "" {
-			audit.CustomerID = facts.CustomerID
+			audit.CustomerID = o.facts.CustomerID
 		}
-		audit.Add(slog.Attr{Key: s.name, Value: slog.GroupValue(facts.Facts...)})
+		audit.Add(slog.Attr{Key: s.name, Value: slog.GroupValue(o.facts.Facts...)})
 		for _, h := range s.Owned() {
-			v := out.Upstream[h]
+			v := o.Upstream[h]
 			up[h] = v
 			if v == "" {
 				delete(req.Headers, strings.ToLower(h))
@@ -151,6 +219,90 @@ func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.A
 				req.Headers[strings.ToLower(h)] = []string{v}
 			}
 		}
+		if i == 0 {
+			for j, e := range d.sections {
+				if !e.early {
+					continue
+				}
+				if started == nil {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithCancel(ctx)
+					defer cancel() // a denial before an early section's place cancels it
+					started = make([]*job, len(d.sections))
+				}
+				started[j] = e.start(ctx, &check.Request{Headers: maps.Clone(req.Headers), Path: req.Path, Claims: req.Claims})
+			}
+		}
 	}
 	return check.Decision{Upstream: up, Authenticate: auth}, nil
+}
+
+// outcome is what a section decided.
+type outcome struct {
+	check.Decision
+	denial *denial.Denial
+	facts  check.Audit
+}
+
+// job is an early section's decision for one request.
+type job struct {
+	s    section
+	ctx  context.Context
+	req  *check.Request
+	out  outcome
+	done chan struct{} // closed once out is set
+}
+
+// start runs the section's decision on a worker and returns the job to
+// wait on.
+func (s section) start(ctx context.Context, req *check.Request) *job {
+	j := &job{s: s, ctx: ctx, req: req, done: make(chan struct{})}
+	select {
+	case workers <- j:
+	default:
+		go work(j)
+	}
+	return j
+}
+
+// wait returns the job's outcome once it is decided.
+func (j *job) wait() outcome {
+	<-j.done
+	return j.out
+}
+
+// workers hands jobs to idle workers: goroutines kept between requests, as
+// a new goroutine's stack grows to the depth of the HTTP client on every
+// request (runtime.newstack and copystack stood out in profiles of the
+// plugin server under load). An idle worker leaves after workerIdle.
+var workers = make(chan *job)
+
+const workerIdle = 30 * time.Second
+
+func work(j *job) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		j.run()
+		t.Reset(workerIdle)
+		select {
+		case j = <-workers:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+// run decides. A panic here would kill the plugin server (kongx recovers
+// only its own goroutine): it is recovered into a 500, as kongx does.
+func (j *job) run() {
+	defer close(j.done)
+	defer func() {
+		if p := recover(); p != nil {
+			slog.Error("panic in a subgate section; request denied", slog.String("section", j.s.name),
+				slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+			j.out = outcome{denial: denial.New(denial.InternalError, "").WithCause(fmt.Sprintf("recovered panic in section %s: %v", j.s.name, p))}
+		}
+	}()
+	j.out.Decision, j.out.denial = j.s.Decide(j.ctx, j.req, &j.out.facts)
 }

@@ -129,3 +129,9 @@ func (d *Decider) lookup(ctx context.Context, clientHeaders map[string][]string,
 	}
 	return up, out, nil
 }
+
+// HeadersRead lists every client header the check reads: the forwarded
+// credentials and the trace context (pkg/chain may then start it early).
+func (d *Decider) HeadersRead() []string {
+	return append(append([]string(nil), d.client.o.ForwardHeaders...), traceHeaders...)
+}

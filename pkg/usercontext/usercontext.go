@@ -293,6 +293,9 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
 	case <-ctx.Done():
+		if den := cancelled(ctx); den != nil {
+			return nil, den
+		}
 		lookups.Inc("overloaded")
 		return nil, denial.New(denial.IdentityTimeout, "too many identity lookups in flight")
 	}
@@ -300,6 +303,9 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 	var last class
 	attempts := 0
 	for attempt := 1; attempt <= c.o.MaxAttempts; attempt++ {
+		if den := cancelled(ctx); den != nil {
+			return nil, den
+		}
 		attempts = attempt
 		cl, got, den := c.attempt(ctx, creds)
 		switch cl {
@@ -341,6 +347,9 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 			break
 		}
 	}
+	if den := cancelled(ctx); den != nil {
+		return nil, den
+	}
 	if last == unavailable {
 		lookups.Inc("unavailable")
 		why := "no usable cached context"
@@ -354,6 +363,17 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 	lookups.Inc("timeout")
 	return nil, denial.New(denial.IdentityTimeout, "").WithCause(fmt.Sprintf("identity service %s did not answer in time on %d attempts in %v",
 		c.o.IdentityURL, attempts, time.Since(began).Round(time.Millisecond)))
+}
+
+// cancelled is the denial of a lookup its caller cancelled (pkg/chain: an
+// earlier check denied), nil while the caller still waits. The caller
+// discards it.
+func cancelled(ctx context.Context) *denial.Denial {
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	lookups.Inc("cancelled")
+	return denial.New(denial.IdentityTimeout, "").WithCause("identity lookup cancelled by its caller")
 }
 
 // sleep waits the backoff for attempt (full jitter), false if the deadline
@@ -392,8 +412,16 @@ func (c *Client) key(creds map[string]string) ([32]byte, bool) {
 	return k, any
 }
 
+// attempt sends one request. Once sent, it ends at its deadlines only, not
+// when the caller cancels ctx: aborting an HTTP/1.1 exchange in flight
+// closes its keep-alive connection, while the identity service does the
+// work all the same; the next lookup would pay a new connection.
 func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *Context, *denial.Denial) {
-	actx, cancel := context.WithTimeout(ctx, ms(c.o.AttemptTimeoutMs))
+	deadline := time.Now().Add(ms(c.o.AttemptTimeoutMs))
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	actx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, c.o.Method, c.o.IdentityURL, nil)
 	if err != nil {
@@ -448,8 +476,7 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 // with a non-empty string user id, fitting the upstream header. Anything
 // else is an error, never a login, and never cached.
 func (c *Client) parse(contentType string, body []byte) (*Context, error) {
-	mt, _, err := mime.ParseMediaType(contentType)
-	if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+	if !isJSON(contentType) {
 		return nil, fmt.Errorf("content type %q is not JSON", contentType)
 	}
 	if len(body) > c.o.MaxBodyBytes {
@@ -462,22 +489,33 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 		return nil, errors.New("context repeats a member name")
 	}
 	var fields map[string]any
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&fields); err != nil || dec.More() {
+	if err := json.Unmarshal(body, &fields); err != nil { // one value, white space around it only
 		return nil, errors.New("not one JSON object")
 	}
 	id, _ := fields[c.o.UserIDField].(string)
 	if id == "" {
 		return nil, fmt.Errorf("no %q in the context", c.o.UserIDField)
 	}
-	var compact bytes.Buffer
-	if err := json.Compact(&compact, body); err != nil {
+	compact := bytes.NewBuffer(make([]byte, 0, len(body)))
+	if err := json.Compact(compact, body); err != nil {
 		return nil, err
 	}
 	if !c.fits(compact.Bytes()) {
 		return nil, errors.New("context does not fit the upstream header")
 	}
 	return &Context{Raw: compact.Bytes(), Fields: fields, UserID: id, StoredAt: c.o.Now()}, nil
+}
+
+// isJSON reports whether a content type is JSON (application/json or
+// */*+json), without mime.ParseMediaType's allocations for the two
+// spellings identity services send.
+func isJSON(contentType string) bool {
+	switch contentType {
+	case "application/json", "application/json; charset=utf-8":
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
 // fits reports whether a context can travel in this route's context header.

@@ -188,6 +188,17 @@ func TestServerErrorsNeverUseTheCache(t *testing.T) {
 	}
 }
 
+// Content types are read as MIME types, whatever their spelling.
+func TestJSONContentTypes(t *testing.T) {
+	for ct, want := range map[string]bool{"application/json": true, "application/json; charset=utf-8": true,
+		"Application/JSON; Charset=UTF-8": true, "application/problem+json": true, "application/json;": true,
+		"text/json": false, "application/jsonx": false, "": false} {
+		if got := isJSON(ct); got != want {
+			t.Errorf("isJSON(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}
+
 func TestMalformedSuccessIsAnErrorNeverALogin(t *testing.T) {
 	id := newIdentity(t, ok("u1"))
 	c := client(t, id.srv.URL, func(o *Config) { o.MaxBodyBytes = 256 })
@@ -200,6 +211,9 @@ func TestMalformedSuccessIsAnErrorNeverALogin(t *testing.T) {
 		"numeric id":  {status: 200, body: `{"user_id":7}`},
 		"too large":   {status: 200, body: `{"user_id":"u1","pad":"` + strings.Repeat("x", 300) + `"}`},
 		"wrong ctype": {status: 200, body: `{"user_id":"u1"}`, ctype: "text/plain"},
+		"a stray ]":   {status: 200, body: `{"user_id":"u1"}]`},
+		"null":        {status: 200, body: `null`},
+		"json-ish":    {status: 200, body: `{"user_id":"u1"}`, ctype: "application/jsonx"},
 	} {
 		id.set(a)
 		_, d := c.Lookup(context.Background(), map[string]string{"Authorization": "Bearer " + name})

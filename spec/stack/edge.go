@@ -499,3 +499,24 @@ func FileLog(path string) ([]map[string]any, error) {
 	}
 	return out, nil
 }
+
+// WithPluginServers writes the env file from (kong/plugins.env) to to with
+// more plugin servers, each set up as the shipped ones are: its binary
+// beside theirs, its socket beside theirs, no metrics listener. The
+// benchmarks add their test plugins (spec/testdata) with it.
+func WithPluginServers(from, to string, names ...string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	list := strings.Join(names, ",") + ","
+	s = strings.Replace(s, "KONG_PLUGINS=", "KONG_PLUGINS="+list, 1)
+	s = strings.Replace(s, "KONG_PLUGINSERVER_NAMES=", "KONG_PLUGINSERVER_NAMES="+list, 1)
+	for _, name := range names {
+		n := strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+		s += fmt.Sprintf("\nKONG_PLUGINSERVER_%s_SOCKET=%s/%s.socket\nKONG_PLUGINSERVER_%s_QUERY_CMD=%s/%s -dump\nSUBGATE_PLUGINSERVER_%s_START_CMD=%s/%s -kong-prefix %s\n",
+			n, ImageSocketDir, name, n, ImageBinDir, name, n, ImageBinDir, name, ImageSocketDir)
+	}
+	return os.WriteFile(to, []byte(s), 0o600)
+}

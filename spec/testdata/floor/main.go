@@ -1,10 +1,13 @@
-// Command floor is a test-only plugin server for the benchmarks in spec/:
-// the cost floor of subgate's work. Its access handler makes the same PDK
-// calls as subgate on a route with every section (every request header,
-// the path, one set_headers of the same owned headers), the same Redis
-// HGET as the ownership check and the same identity GET as the identity
-// check, and decides nothing: no token verification, no comparison, no
-// audit line, no metrics.
+// Command floor is a test-only plugin server for the benchmarks (make
+// bench-kong, spec/benchkong): the cost floor of subgate's work on the
+// coaching route. Its access handler makes subgate's PDK calls with the
+// same payloads (every request header with the same limit, the path, one
+// set_headers of the same header names with values of the same sizes),
+// the same Redis HGET as the ownership check and the same identity GET as
+// the identity check (the same forwarded headers, transport and pool), and
+// decides nothing: no token verification, no comparison, no audit line, no
+// metrics. spec/benchkong holds it to subgate through Kong before it
+// measures.
 package main
 
 import (
@@ -26,15 +29,22 @@ import (
 type Config struct {
 	Redis       redisconn.Config `json:"redis" kong:"required"`
 	IdentityURL string           `json:"identity_url" kong:"required"`
+	// Upstream is what set_headers sends: each name with its value ("":
+	// removed, as subgate removes an owned header it has no value for).
+	Upstream map[string]string `json:"upstream"`
+	// ContextHeader gets the identity service's answer, as subgate's
+	// context_header does.
+	ContextHeader string `json:"context_header" default:"X-User-Context"`
 
 	store *ownership.Store
 }
 
+// identity is set up as pkg/usercontext's client is.
 var identity = func() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 64
 	tr.Proxy = nil
-	return &http.Client{Transport: tr}
+	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }()
 
 func New() any {
@@ -57,27 +67,38 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// forwarded are user-context's default forward_headers.
+var forwarded = []string{"Authorization", "Cookie"}
+
 // Access makes subgate's calls and decides nothing.
 func (c *Config) Access(kong *pdk.PDK) {
-	headers, _ := kong.Request.GetHeaders(-1)
+	headers, _ := kong.Request.GetHeaders(1000) // kongx reads with Kong's limit
 	path, _ := kong.Request.GetPath()
 	id, _ := strconv.ParseInt(path[strings.LastIndexByte(path, '/')+1:], 10, 64)
 	_, _, _ = c.store.Lookup(context.Background(), "DE", id)
 	body := ""
 	if req, err := http.NewRequest("GET", c.IdentityURL, nil); err == nil {
-		if v := headers["authorization"]; len(v) > 0 {
-			req.Header.Set("Authorization", v[0])
+		for _, name := range forwarded {
+			if v := headers[strings.ToLower(name)]; len(v) > 0 && v[0] != "" {
+				req.Header.Set(name, v[0])
+			}
 		}
+		req.Header.Set("Accept", "application/json")
 		if resp, err := identity.Do(req); err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			body = string(b)
+			body = strings.TrimSpace(string(b))
 		}
 	}
-	_ = kong.ServiceRequest.SetHeaders(map[string][]string{
-		"X-Customer-Id": {"floor"}, "X-Country": {"DE"}, "X-User-Context": {strings.TrimSpace(body)},
-		"X-User-Context-Source": {"identity"}, "X-User-Id": {"floor"}, "X-User-Country": {"DE"},
-	})
+	up := make(map[string][]string, len(c.Upstream)+1)
+	for name, v := range c.Upstream {
+		up[name] = []string{}
+		if v != "" {
+			up[name] = []string{v}
+		}
+	}
+	up[c.ContextHeader] = []string{body}
+	_ = kong.ServiceRequest.SetHeaders(up)
 }
 
 func main() { kongx.Serve("floor", New, 1000, Config{}) }
