@@ -258,11 +258,16 @@ const maxHeaders = 1000
 // order), the normalized path (one call), the verified claims (one call).
 // A request whose header lines reach maxHeaders may have been cut short,
 // and a second token header past the cut would reach the upstream
-// unchecked: it is refused (431), never decided on part of its headers.
+// unchecked: it is refused (431), never decided on part of its headers. A
+// header value or decoded path that is not UTF-8 cannot be read at all
+// (bytes.go): 400.
 func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *denial.Denial) {
 	req := &check.Request{}
 	if reads&(check.Headers|check.Preflight) != 0 {
 		h, err := kong.Request.GetHeaders(maxHeaders)
+		if notUTF8(err) {
+			return nil, badHeaders(kong)
+		}
 		if err != nil {
 			return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
 		}
@@ -278,8 +283,11 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 	}
 	if reads&check.Path != 0 {
 		path, err := kong.Request.GetPath()
+		if notUTF8(err) {
+			return nil, badPath(kong)
+		}
 		if err != nil {
-			return nil, denial.New(denial.InternalError, "could not read the request path")
+			return nil, denial.New(denial.InternalError, "could not read the request path").WithCause(err.Error())
 		}
 		req.Path = path
 	}

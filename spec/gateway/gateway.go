@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
@@ -68,6 +69,9 @@ type Gateway struct {
 	// plugin-server code logs (plugin.lua, pb_rpc.lua). Load sets a fresh
 	// one at kongsim.DefaultLevel; replace it before serving.
 	Log *kongsim.ErrorLog
+	// RouterFlavor is kong.conf's router_flavor ("": Kong 3.9's default,
+	// traditional_compatible).
+	RouterFlavor string
 
 	hosts   map[string]string
 	env     map[string]string // what the env vault resolves references from (environ)
@@ -300,6 +304,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := kongsim.NormalizePath(r.URL.EscapedPath())
 	rt, prefix := g.match(path)
 	req := kongsim.NewRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, head)
+	if rt != nil && g.RouterFlavor != "traditional" && !utf8.ValidString(path) {
+		// Kong's ATC router (traditional_compatible and expressions) matches
+		// the normalized path, and refuses one that is not UTF-8 once
+		// decoded (kong/router/atc.lua exec; measured on Kong 3.9.3): no
+		// route, and an error line per distinct path (negative cache). Only
+		// the Lua router (traditional) hands such a path to the plugins.
+		g.Log.Kong(kongsim.LogErr, "[lua] atc.lua:479: exec(): router returned an error: invalid utf-8 sequence, 404 Not Found will be returned for the current request")
+		rt = nil
+	}
 	if rt == nil {
 		responseError(w, r, req.ID, http.StatusNotFound, "no Route matched with those values")
 		return
