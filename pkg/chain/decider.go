@@ -57,6 +57,7 @@ type Decider struct {
 	sections []section // the present ones, in the chain's order
 	reads    check.Reads
 	owned    []string // every section's owned upstream headers, without duplicates
+	creds    []string // the sections' credential headers (the payment token's)
 }
 
 // section is one check of the chain, named as its config section (and its
@@ -121,6 +122,9 @@ func New(c Config) (*Decider, error) {
 	}
 	seen := map[string]bool{}
 	for _, s := range ch.sections {
+		if c, ok := s.Decider.(interface{ Credentials() []string }); ok {
+			ch.creds = append(ch.creds, c.Credentials()...)
+		}
 		ch.reads |= s.Reads()
 		for _, h := range s.Owned() {
 			if !seen[h] {
@@ -166,6 +170,11 @@ func (d *Decider) Reads() check.Reads { return d.reads }
 
 // Owned lists every upstream header the route owns, over all sections.
 func (d *Decider) Owned() []string { return d.owned }
+
+// Credentials lists the sections' credential headers, which pkg/kongx
+// removes on a denial too: whichever section denies, none reaches Kong's
+// log entry.
+func (d *Decider) Credentials() []string { return d.creds }
 
 // Decide runs the present checks in the chain's order, each on the request
 // its plugin would see in the chain: in Kong a plugin's

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/Kong/go-pdk"
@@ -123,6 +124,7 @@ func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 	i.run(kong, func(audit *check.Audit) *denial.Denial {
 		req, den := read(kong, i.decider.Reads(), i.plugin.Name)
 		if den != nil {
+			hideCredentials(kong, i.decider)
 			return den
 		}
 		if req.Claims != nil {
@@ -133,8 +135,12 @@ func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 			audit.Add(slog.Bool("preflight", true))
 			return upstreamOrDeny(setUpstream(kong, i.decider.Owned(), nil))
 		}
+		carried := carriesCredentials(i.decider, req.Headers) // before Decide: pkg/chain removes owned headers as it goes
 		d, den := i.decider.Decide(context.Background(), req, audit)
 		if den != nil {
+			if carried {
+				hideCredentials(kong, i.decider)
+			}
 			return den
 		}
 		if d.Preflight {
@@ -330,6 +336,39 @@ func setUpstream(kong *pdk.PDK, owned []string, values map[string]string) error 
 		}
 	}
 	return kong.ServiceRequest.SetHeaders(h)
+}
+
+// credentialed is a decider whose route carries a credential in headers
+// Kong's log serializer logs (it redacts Authorization only): they are
+// among Owned, so the allow path removes them, and a denial removes them
+// too (one PDK call, only when the request carries one), so that no log
+// entry holds them, whoever's they are.
+type credentialed interface{ Credentials() []string }
+
+func carriesCredentials(d check.Decider, h map[string][]string) bool {
+	c, ok := d.(credentialed)
+	if !ok {
+		return false
+	}
+	for _, name := range c.Credentials() {
+		if len(h[strings.ToLower(name)]) > 0 { // Kong's table: names lower-cased
+			return true
+		}
+	}
+	return false
+}
+
+// hideCredentials removes the credential headers from the request (one
+// PDK call, none for a decider without any). A request whose headers could
+// not be read has them removed without looking.
+func hideCredentials(kong *pdk.PDK, d check.Decider) {
+	c, ok := d.(credentialed)
+	if !ok || len(c.Credentials()) == 0 {
+		return
+	}
+	if err := setUpstream(kong, c.Credentials(), nil); err != nil {
+		slog.Warn("could not remove the credential headers from a denied request", slog.String("error", err.Error()))
+	}
 }
 
 // storeClaims puts the verified claims in kong.ctx.shared (one PDK call).

@@ -39,6 +39,11 @@ type Config struct {
 	StaleAfterSeconds       int              `json:"stale_after_seconds" default:"10" kong:"between=1|3600" doc:"Past this silence from Redis the revocation state is stale: 503."`
 	LeewaySeconds           int              `json:"leeway_seconds" default:"5" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
 	RetryAfterSeconds       int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with a 503."`
+	// ForwardToken: the token is a credential, and Kong's log serializer
+	// logs every request header but Authorization; it reads the headers
+	// as the access phase left them, so removing the header keeps it out
+	// of the upstream request and of every log entry.
+	ForwardToken bool `json:"forward_token" default:"false" doc:"Send the payment-access-token on to the upstream. Off: its header is removed from the request, so neither the upstream nor Kong's log entries (file-log, http-log, ...) see it."`
 	jwtverify.Config
 	config.Decisions
 }
@@ -50,6 +55,7 @@ type Decider struct {
 	verifier *jwtverify.Verifier
 	revs     Revocations
 	stale    func() bool
+	hidden   []string // the token header, unless forward_token
 }
 
 // New builds the decider on the process-wide follower of the stream.
@@ -95,14 +101,25 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Decider{cfg: c, verifier: v, revs: revs, stale: stale}, nil
+	d := &Decider{cfg: c, verifier: v, revs: revs, stale: stale}
+	if !c.ForwardToken {
+		if d.hidden, err = upstream.Own([]string{c.TokenHeader}); err != nil {
+			return nil, fmt.Errorf("token_header: %w", err)
+		}
+	}
+	return d, nil
 }
 
 // Reads: the token is in a header; whose it must be, in the claims.
 func (d *Decider) Reads() check.Reads { return check.Headers | check.Claims }
 
-// Owned: payment-token sets no upstream header.
-func (d *Decider) Owned() []string { return nil }
+// Owned: the token header, removed unless forward_token (in the call that
+// sets the route's owned headers: none more on subgate's allow path).
+func (d *Decider) Owned() []string { return d.hidden }
+
+// Credentials: the token header, removed on a denial too (pkg/kongx), so
+// that no log entry carries the token, another customer's included.
+func (d *Decider) Credentials() []string { return d.hidden }
 
 // Decide admits the request only with a valid payment-access-token issued
 // to the customer jwt-claims verified.
