@@ -12,8 +12,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -49,8 +51,12 @@ func NewPlugin[C any, D check.Decider](name string, priority int, build func(C) 
 	return &Plugin[C, D]{Name: name, Priority: priority, build: build}
 }
 
-// Serve is the binary's whole main (see Serve).
+// Serve is the binary's whole main (see Serve), or -check's.
 func (p *Plugin[C, D]) Serve() {
+	flag.Parse()
+	if *checkMode {
+		os.Exit(p.checkMain(os.Stdin, os.Stdout))
+	}
 	var decl C
 	Serve(p.Name, p.New, p.Priority, decl)
 }

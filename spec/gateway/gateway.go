@@ -23,6 +23,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/subgate/subgate/pkg/kongschema"
 	"github.com/subgate/subgate/spec/kongsim"
 )
 
@@ -188,9 +189,17 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	for from, to := range g.hosts {
 		text = strings.ReplaceAll(text, from, to)
 	}
-	var cfg Config
-	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		return nil, 0, fmt.Errorf("kong.yml: %w", err)
+	}
+	kongschema.AsKongReadsYAML(&doc) // on, off, yes, no are booleans to Kong
+	var cfg Config
+	if err := doc.Decode(&cfg); err != nil {
+		return nil, 0, fmt.Errorf("kong.yml: %w", err)
+	}
+	if err := knownFields([]byte(text)); err != nil {
+		return nil, 0, err
 	}
 	if cfg.FormatVersion != "3.0" {
 		return nil, 0, fmt.Errorf("kong.yml: _format_version %q, want \"3.0\"", cfg.FormatVersion)
@@ -260,6 +269,35 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	return routes, seq, nil
 }
 
+// knownFields refuses a service or route field Kong does not know (a typo
+// such as pathz), as Kong refuses the whole file at load
+// (kongschema.KnownField).
+func knownFields(yml []byte) error {
+	var raw struct {
+		Services []map[string]any `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(yml, &raw); err != nil {
+		return fmt.Errorf("kong.yml: %w", err)
+	}
+	for _, svc := range raw.Services {
+		for k := range svc {
+			if !kongschema.KnownField("services", k) {
+				return fmt.Errorf("service %v: %s: unknown field", svc["name"], k)
+			}
+		}
+		routes, _ := svc["routes"].([]any)
+		for _, r := range routes {
+			rm, _ := r.(map[string]any)
+			for k := range rm {
+				if !kongschema.KnownField("routes", k) {
+					return fmt.Errorf("route %v: %s: unknown field", rm["name"], k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // jsonish turns YAML-decoded values into what encoding/json would decode
 // (ints become float64 as in Kong's cjson round trip), so schema checks see
 // one representation.
@@ -299,6 +337,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if status, msg := nginxRefuses(head); status != 0 {
 		errorPage(w, r, status, msg)
+		return
+	}
+	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%00") {
+		// nginx decodes the URI to match locations and refuses a NUL in it
+		// (ngx_http_parse_complex_uri: "client sent invalid request", 400;
+		// measured on Kong 3.9.3), before any plugin runs.
+		errorPage(w, r, http.StatusBadRequest, "Bad request")
 		return
 	}
 	path := kongsim.NormalizePath(r.URL.EscapedPath())
