@@ -108,6 +108,7 @@ func decisionsOf[S interface{ DecisionLogging() string }](s *S) *config.Decision
 // New builds the decider of every present section with that section's
 // own constructor, reporting every problem at once, each under its section.
 func New(c Config) (*Decider, error) {
+	config.FillZero(&c) // a Go caller's zero values are the declared defaults
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
