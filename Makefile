@@ -17,7 +17,7 @@ help:
 	@echo "build        build every plugin binary into bin/ (named as the plugin)"
 	@echo "test         everything CI runs: lint, unit and integration tests, end-to-end specs, short fuzzing"
 	@echo "lint         gofmt, go vet, go mod tidy -diff, staticcheck (pinned, via go run)"
-	@echo "validate     check kong/kong.yml against the plugins' Kong schemas, as Kong would at load"
+	@echo "validate     check kong/kong.yml as Kong would at load (and kong config parse, with a Kong), and each plugin config with its binary's -check"
 	@echo "readme       regenerate the READMEs' generated tables (codes; each plugin's config, codes, PDK calls)"
 	@echo "fuzz         every Go fuzz target for FUZZTIME executions each (default 300000x; CI runs 20000x)"
 	@echo "bench        Go benchmarks (see README for the figures)"
@@ -54,9 +54,11 @@ test: lint build
 	$(MAKE) --no-print-directory k8s-validate
 
 # Validates kong/kong.yml with the schemas the built binaries print (-dump),
-# as Kong does at load, plus subgate's own rules (spec/validate).
+# as Kong does at load, plus subgate's own rules, each plugin config through
+# its binary's -check (the plugin's own start-time validation) and, where a
+# Kong is found, `kong config parse` (spec/validate).
 validate: build
-	$(GO) run ./spec/validate -bin $(BIN) kong/kong.yml
+	$(GO) run ./spec/validate -bin $(BIN) -kong auto kong/kong.yml
 
 # Each Fuzz target in turn. Seed corpora live in each package's
 # testdata/fuzz/<Target> (plain `go test` runs them too); what a run finds

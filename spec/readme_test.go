@@ -88,13 +88,15 @@ func TestREADMEConfigTablesAreGenerated(t *testing.T) {
 
 // adapterCodes are the codes pkg/kongx answers itself for a decider that
 // reads reads: a refused config and an internal failure anywhere, a request
-// with too many header lines where headers are read, missing claims where
+// with too many header lines where headers are read, bytes that are not
+// UTF-8 where headers or the path are, missing claims where
 // claims are (or unusable ones where they are optional).
 func adapterCodes(t *testing.T, reads check.Reads) []denial.Code {
 	rules := map[denial.Code]bool{
 		denial.PluginMisconfigured: true,
 		denial.InternalError:       true,
 		denial.TooManyHeaders:      reads&check.Headers != 0,
+		denial.RequestBytesInvalid: reads&(check.Headers|check.Path) != 0,
 		denial.ClaimsMissing:       reads&(check.Claims|check.OptionalClaims) != 0,
 	}
 	var out []denial.Code

@@ -57,6 +57,7 @@ type Decider struct {
 	sections []section // the present ones, in the chain's order
 	reads    check.Reads
 	owned    []string // every section's owned upstream headers, without duplicates
+	creds    []string // the sections' credential headers (the payment token's)
 }
 
 // section is one check of the chain, named as its config section (and its
@@ -74,12 +75,10 @@ type section struct {
 // have set their upstream headers.
 type headerReader interface{ HeadersRead() []string }
 
-// New builds the decider of every present section with that section's
-// own constructor, reporting every problem at once, each under its section.
-func New(c Config) (*Decider, error) {
-	// A section's own log_decisions would be ignored (the top-level one
-	// governs subgate's one decision): anything but the default is refused
-	// rather than silently not applied.
+// Check: a section's own log_decisions would be ignored (the top-level one
+// governs subgate's one decision): anything but the default is refused
+// rather than silently not applied; identity_lookup must be one of its two.
+func (c Config) Check() error {
 	var def config.Decisions
 	config.Defaults(&def)
 	config.FillZero(&c)
@@ -87,29 +86,53 @@ func New(c Config) (*Decider, error) {
 	if c.IdentityLookup != IdentityParallel && c.IdentityLookup != IdentitySequential {
 		errs = append(errs, fmt.Errorf("identity_lookup %q: must be %s or %s", c.IdentityLookup, IdentityParallel, IdentitySequential))
 	}
+	for _, s := range []struct {
+		name string
+		d    *config.Decisions
+	}{{"jwt", &c.JWT.Decisions}, {"ownership", decisionsOf(c.Ownership)}, {"payment", decisionsOf(c.Payment)}, {"identity", decisionsOf(c.Identity)}} {
+		if s.d != nil && *s.d != def {
+			errs = append(errs, fmt.Errorf("%s: log_decisions %q: set log_decisions at the top level of subgate's config; a section's is not used", s.name, s.d.LogDecisions))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// decisionsOf is a present section's log_decisions (nil when absent).
+func decisionsOf[S interface{ DecisionLogging() string }](s *S) *config.Decisions {
+	if s == nil {
+		return nil
+	}
+	return &config.Decisions{LogDecisions: (*s).DecisionLogging()}
+}
+
+// New builds the decider of every present section with that section's
+// own constructor, reporting every problem at once, each under its section.
+func New(c Config) (*Decider, error) {
+	config.FillZero(&c) // a Go caller's zero values are the declared defaults
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	var errs []error
 	ch := &Decider{}
-	add := func(name string, d check.Decider, err error, decisions config.Decisions) {
+	add := func(name string, d check.Decider, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-		}
-		if decisions != def {
-			errs = append(errs, fmt.Errorf("%s: log_decisions %q: set log_decisions at the top level of subgate's config; a section's is not used", name, decisions.LogDecisions))
 		}
 		ch.sections = append(ch.sections, section{name: name, Decider: d})
 	}
 	jwt, err := jwtclaims.New(c.JWT)
-	add("jwt", jwt, err, c.JWT.Decisions)
+	add("jwt", jwt, err)
 	if c.Ownership != nil {
 		d, err := ownership.New(*c.Ownership)
-		add("ownership", d, err, c.Ownership.Decisions)
+		add("ownership", d, err)
 	}
 	if c.Payment != nil {
 		d, err := paytoken.New(*c.Payment)
-		add("payment", d, err, c.Payment.Decisions)
+		add("payment", d, err)
 	}
 	if c.Identity != nil {
 		d, err := usercontext.New(*c.Identity)
-		add("identity", d, err, c.Identity.Decisions)
+		add("identity", d, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -121,6 +144,9 @@ func New(c Config) (*Decider, error) {
 	}
 	seen := map[string]bool{}
 	for _, s := range ch.sections {
+		if c, ok := s.Decider.(interface{ Credentials() []string }); ok {
+			ch.creds = append(ch.creds, c.Credentials()...)
+		}
 		ch.reads |= s.Reads()
 		for _, h := range s.Owned() {
 			if !seen[h] {
@@ -166,6 +192,11 @@ func (d *Decider) Reads() check.Reads { return d.reads }
 
 // Owned lists every upstream header the route owns, over all sections.
 func (d *Decider) Owned() []string { return d.owned }
+
+// Credentials lists the sections' credential headers, which pkg/kongx
+// removes on a denial too: whichever section denies, none reaches Kong's
+// log entry.
+func (d *Decider) Credentials() []string { return d.creds }
 
 // Decide runs the present checks in the chain's order, each on the request
 // its plugin would see in the chain: in Kong a plugin's

@@ -10,7 +10,10 @@
 //	                   maps, or $name for a value declared with Define
 //	kong:"..."         Kong field attributes, comma-separated: required,
 //	                   referenceable, one_of=a|b, between=min|max, gt=n,
-//	                   len_min=n, len_max=n
+//	                   len_min=n, len_max=n, match=$name (a Lua pattern
+//	                   declared with Pattern), starts_with=s
+//	elements:"..."     the same attributes for an array's elements
+//	keys:"..."         and for a map's keys, values:"..." its values
 //	doc:"..."          the description (schema and README)
 //
 // A pointer-to-struct field is an optional record: Kong lets a route omit it
@@ -20,8 +23,12 @@
 // defaults. Every other record is required, as Kong makes it.
 //
 // A struct type may add entity checks (combinations Kong refuses) by
-// implementing EntityChecker. Embedded structs are flattened, as
-// encoding/json does; a shallower field of the same name wins.
+// implementing EntityChecker, and the rules Kong's schema language cannot
+// say by implementing Checker: Validate runs both, so instance start and a
+// plugin binary's -check (what `make validate` runs) apply the same rules.
+// Embedded structs are flattened, as encoding/json does; a shallower field
+// of the same name wins (a Check or EntityChecks of its own must call the
+// embedded one's).
 package config
 
 import (
@@ -29,10 +36,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/subgate/subgate/pkg/kongschema"
 )
 
 // field is one declared field, parsed from its tags.
@@ -49,11 +59,49 @@ type field struct {
 	gt        *float64
 	lenMin    *int
 	lenMax    *int
+	match     *pattern
+	startsW   string // starts_with
 	doc       string
 	kongType  string
 	recordOf  []field // for records
 	optional  bool    // a pointer-to-struct record: may be absent (nil)
 	elemField *field  // for arrays (elements) and maps (values)
+	keyField  *field  // for maps
+}
+
+// pattern is a Lua pattern Kong checks a string with (match), and the
+// message it gives (err), translated once for Go's own check.
+type pattern struct {
+	lua, err string
+	re       *regexp.Regexp
+}
+
+var patterns = map[string]*pattern{}
+
+// Pattern declares a Lua pattern once, for tags to name as match=$name:
+// Kong refuses a string that does not match it at load, with err as the
+// message; Validate checks the same pattern (kongschema.LuaPattern
+// translates it). It returns name.
+func Pattern(name, lua, err string) string {
+	re, e := kongschema.LuaPattern(lua)
+	if e != nil {
+		panic(fmt.Sprintf("config: pattern %s: %v", name, e))
+	}
+	enumsMu.Lock()
+	defer enumsMu.Unlock()
+	patterns[name] = &pattern{lua: lua, err: err, re: re}
+	return name
+}
+
+// Matches reports whether s matches the pattern declared as name.
+func Matches(name, s string) bool {
+	enumsMu.Lock()
+	p := patterns[name]
+	enumsMu.Unlock()
+	if p == nil {
+		panic("config: no pattern " + name)
+	}
+	return p.re.MatchString(s)
 }
 
 var (
@@ -150,7 +198,51 @@ func parseField(sf reflect.StructField, index []int) field {
 	bad := func(format string, a ...any) {
 		panic(fmt.Sprintf("config: field %s: %s", name, fmt.Sprintf(format, a...)))
 	}
-	for _, attr := range strings.Split(sf.Tag.Get("kong"), ",") {
+	parseAttrs(&f, sf.Tag.Get("kong"), bad)
+	if f.doc != "" && (len(f.doc) < 10 || len(f.doc) > 500) {
+		bad("doc must have 10 to 500 characters (Kong's metaschema, description)")
+	}
+	f.kongType = kongType(sf.Type)
+	switch sf.Type.Kind() {
+	case reflect.Struct:
+		f.recordOf = fields(sf.Type)
+	case reflect.Pointer:
+		f.recordOf, f.optional = fields(sf.Type.Elem()), true
+		if f.required {
+			bad("an optional record (pointer) cannot be required")
+		}
+	case reflect.Slice, reflect.Map:
+		e := field{name: name, typ: sf.Type.Elem(), kongType: kongType(sf.Type.Elem())}
+		if e.typ.Kind() == reflect.Struct {
+			e.recordOf = fields(e.typ)
+		}
+		tag := "elements"
+		if sf.Type.Kind() == reflect.Map {
+			tag = "values"
+			k := field{name: name, typ: sf.Type.Key(), kongType: "string"}
+			parseAttrs(&k, sf.Tag.Get("keys"), bad)
+			f.keyField = &k
+		}
+		parseAttrs(&e, sf.Tag.Get(tag), bad)
+		f.elemField = &e
+	}
+	if f.secret && f.kongType != "string" {
+		bad("referenceable applies to strings only")
+	}
+	if f.hasDef && f.recordOf != nil {
+		bad("a record takes its defaults from its fields")
+	}
+	if f.hasDef {
+		if err := setDefault(reflect.New(sf.Type).Elem(), f.def); err != nil {
+			bad("default %q: %v", f.def, err)
+		}
+	}
+	return f
+}
+
+// parseAttrs reads a kong-style tag (kong, elements, keys, values) into f.
+func parseAttrs(f *field, tag string, bad func(string, ...any)) {
+	for _, attr := range strings.Split(tag, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(attr), "=")
 		switch k {
 		case "":
@@ -193,41 +285,20 @@ func parseField(sf reflect.StructField, index []int) field {
 			} else {
 				f.lenMax = &n
 			}
+		case "match":
+			name, _ := strings.CutPrefix(v, "$")
+			enumsMu.Lock()
+			f.match = patterns[name]
+			enumsMu.Unlock()
+			if f.match == nil {
+				bad("match names no pattern %q (config.Pattern)", v)
+			}
+		case "starts_with":
+			f.startsW = v
 		default:
 			bad("unknown kong attribute %q", k)
 		}
 	}
-	if f.doc != "" && (len(f.doc) < 10 || len(f.doc) > 500) {
-		bad("doc must have 10 to 500 characters (Kong's metaschema, description)")
-	}
-	f.kongType = kongType(sf.Type)
-	switch sf.Type.Kind() {
-	case reflect.Struct:
-		f.recordOf = fields(sf.Type)
-	case reflect.Pointer:
-		f.recordOf, f.optional = fields(sf.Type.Elem()), true
-		if f.required {
-			bad("an optional record (pointer) cannot be required")
-		}
-	case reflect.Slice, reflect.Map:
-		e := field{name: name, typ: sf.Type.Elem(), kongType: kongType(sf.Type.Elem())}
-		if e.typ.Kind() == reflect.Struct {
-			e.recordOf = fields(e.typ)
-		}
-		f.elemField = &e
-	}
-	if f.secret && f.kongType != "string" {
-		bad("referenceable applies to strings only")
-	}
-	if f.hasDef && f.recordOf != nil {
-		bad("a record takes its defaults from its fields")
-	}
-	if f.hasDef {
-		if err := setDefault(reflect.New(sf.Type).Elem(), f.def); err != nil {
-			bad("default %q: %v", f.def, err)
-		}
-	}
-	return f
 }
 
 func kongType(t reflect.Type) string {
@@ -317,20 +388,28 @@ func setDefaults(ptr any, onlyForbiddenZero bool) {
 
 func zeroAllowed(f field) bool {
 	var errs []error
-	validateValue(&errs, f.name, reflect.New(f.typ).Elem(), f)
+	validateValue(&errs, f.name, reflect.New(f.typ).Elem(), f, false)
 	return len(errs) == 0 && f.kongType != "string" && f.kongType != "array" && f.kongType != "map"
 }
 
 // Decode reads the config Kong sent into *ptr, which holds the defaults
 // (New() set them), and validates it. Kong's own fields (route_id, __seq__,
 // ...) are ignored; null leaves a field as it was.
-func Decode(raw []byte, ptr any) error {
+func Decode(raw []byte, ptr any) error { return decode(raw, ptr, false) }
+
+// DecodeUnresolved is Decode before Kong has resolved the vault references
+// (a plugin binary's -check, what `make validate` runs): a reference in a
+// referenceable field is left for Kong, and every rule that reads the
+// field's value skips it, as Kong's own checks do.
+func DecodeUnresolved(raw []byte, ptr any) error { return decode(raw, ptr, true) }
+
+func decode(raw []byte, ptr any, unresolved bool) error {
 	v := reflect.ValueOf(ptr).Elem()
 	prepareGiven(raw, v, fields(v.Type()))
 	if err := json.Unmarshal(raw, ptr); err != nil {
 		return fmt.Errorf("decoding config: %w", err)
 	}
-	return Validate(ptr)
+	return validateAll(ptr, unresolved)
 }
 
 // prepareGiven empties the map fields raw sets: encoding/json merges an
@@ -371,37 +450,73 @@ type EntityChecker interface {
 	EntityChecks() []Check
 }
 
-// Validate checks *ptr against its declaration and returns every problem
-// at once, each naming its field path.
-func Validate(ptr any) error {
+// Checker is implemented by a config struct with rules Kong's schema
+// language cannot say (a pattern's placeholders, a key's PEM, two fields
+// that only together are wrong): checks without I/O, run by Validate after
+// the record's fields and entity checks, so at instance start and by
+// -check alike. A value holding a vault reference is not known yet: skip
+// it (IsReference).
+type Checker interface {
+	Check() error
+}
+
+// Validate checks *ptr against its declaration and its Check rules, and
+// returns every problem at once, each naming its field path.
+func Validate(ptr any) error { return validateAll(ptr, false) }
+
+func validateAll(ptr any, unresolved bool) error {
 	v := reflect.ValueOf(ptr).Elem()
 	var errs []error
-	validate(&errs, "config", v, fields(v.Type()))
+	validate(&errs, "config", v, fields(v.Type()), unresolved)
 	return errors.Join(errs...)
 }
 
-func validate(errs *[]error, path string, v reflect.Value, fs []field) {
+func validate(errs *[]error, path string, v reflect.Value, fs []field, unresolved bool) {
+	n := len(*errs)
 	for _, f := range fs {
-		validateValue(errs, path+"."+f.name, v.FieldByIndex(f.index), f)
+		validateValue(errs, path+"."+f.name, v.FieldByIndex(f.index), f, unresolved)
 	}
-	if ec, ok := checker(v); ok {
+	if ec, ok := as[EntityChecker](v); ok {
 		for _, c := range ec.EntityChecks() {
 			if err := c.eval(v, fs); err != nil {
 				*errs = append(*errs, fmt.Errorf("%s: %w", path, err))
 			}
 		}
 	}
+	// The Check rules assume what the declaration says holds (a known
+	// algorithm, a pattern that starts with /): only on a record without
+	// errors so far.
+	if ck, ok := as[Checker](v); ok && len(*errs) == n {
+		for _, err := range flatten(ck.Check()) {
+			*errs = append(*errs, fmt.Errorf("%s: %w", path, err))
+		}
+	}
 }
 
-func checker(v reflect.Value) (EntityChecker, bool) {
+// flatten lists a joined error's errors (nil: none).
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func as[T any](v reflect.Value) (T, bool) {
 	if v.CanAddr() {
 		v = v.Addr()
 	}
-	ec, ok := v.Interface().(EntityChecker)
-	return ec, ok
+	t, ok := v.Interface().(T)
+	return t, ok
 }
 
-func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
+func validateValue(errs *[]error, path string, fv reflect.Value, f field, unresolved bool) {
 	fail := func(format string, a ...any) {
 		*errs = append(*errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, a...)))
 	}
@@ -415,13 +530,26 @@ func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
 		if s == "" {
 			return
 		}
-		if f.secret && strings.HasPrefix(s, "{vault://") {
-			fail("the vault reference was not resolved (Kong resolves it before the plugin starts; is the vault configured?)")
+		if f.secret && IsReference(s) {
+			if !unresolved {
+				fail("the vault reference was not resolved (Kong resolves it before the plugin starts; is the vault configured?)")
+			}
+			return // Kong skips every validator of a reference
 		}
 		if f.oneOf != nil && !slices.Contains(f.oneOf, s) {
 			fail("expected one of: %s", strings.Join(f.oneOf, ", "))
 		}
 		checkLen(fail, len(s), f, "length")
+		if f.startsW != "" && !strings.HasPrefix(s, f.startsW) {
+			fail("should start with: %s", f.startsW)
+		}
+		if f.match != nil && !f.match.re.MatchString(s) {
+			if f.match.err != "" {
+				fail("%s", f.match.err)
+			} else {
+				fail("invalid value: %s", s)
+			}
+		}
 	case "integer", "number":
 		var n float64
 		if f.kongType == "integer" {
@@ -441,13 +569,16 @@ func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
 	case "array":
 		checkLen(fail, fv.Len(), f, "length")
 		for i := 0; i < fv.Len(); i++ {
-			validateValue(errs, fmt.Sprintf("%s[%d]", path, i+1), fv.Index(i), *f.elemField)
+			validateValue(errs, fmt.Sprintf("%s[%d]", path, i+1), fv.Index(i), *f.elemField, unresolved)
 		}
 	case "map":
 		checkLen(fail, fv.Len(), f, "size")
 		iter := fv.MapRange()
 		for iter.Next() {
-			validateValue(errs, path+"."+iter.Key().String(), iter.Value(), *f.elemField)
+			if f.keyField != nil {
+				validateValue(errs, path+" key "+strconv.Quote(iter.Key().String()), iter.Key(), *f.keyField, unresolved)
+			}
+			validateValue(errs, path+"."+iter.Key().String(), iter.Value(), *f.elemField, unresolved)
 		}
 	case "record":
 		if f.optional {
@@ -456,7 +587,7 @@ func validateValue(errs *[]error, path string, fv reflect.Value, f field) {
 			}
 			fv = fv.Elem()
 		}
-		validate(errs, path, fv, f.recordOf)
+		validate(errs, path, fv, f.recordOf, unresolved)
 	}
 }
 

@@ -2,6 +2,8 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +61,6 @@ func TestDecodeReplacesMapsAndReportsEveryProblem(t *testing.T) {
 		"config.secret: the vault reference was not resolved",
 		"config.inner.addr: required field missing",
 		"config.inner.timeout_ms: value must be greater than 0",
-		"config: only one or none of these fields must be set: 'secret', 'secret_file'",
 	} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
@@ -102,6 +103,7 @@ func TestSecretSources(t *testing.T) {
 		{Secret{Field: "p", Env: "SUBGATE_CONFIG_TEST"}, "from-env", ""},
 		{Secret{Field: "p"}, "", "p: no secret"},
 		{Secret{Field: "p", Value: "v", File: good}, "", "set only one of"},
+		{Secret{Field: "p", Value: "{vault://env/X}", Env: "SUBGATE_CONFIG_TEST"}, "", "a vault reference and p_file or p_env"},
 		{Secret{Field: "p", File: empty}, "", "p_file: " + empty + " is empty"},
 		{Secret{Field: "p", File: filepath.Join(dir, "none")}, "", "p_file: cannot read"},
 		{Secret{Field: "p", Env: "SUBGATE_CONFIG_UNSET"}, "", "nginx clears the environment"},
@@ -168,6 +170,95 @@ func TestOptionalRecord(t *testing.T) {
 	for _, want := range []string{"config.maybe.addr: required field missing", "config.maybe.timeout_ms: value must be greater than 0"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v lacks %q", err, want)
+		}
+	}
+}
+
+var _ = Pattern("test_host_port", "^[^%s/]+:%d+$", "expected host:port")
+
+type ruled struct {
+	Mode    string            `json:"mode" default:"a" kong:"one_of=a|b"`
+	Addrs   []string          `json:"addrs" elements:"match=$test_host_port"`
+	Path    string            `json:"path" kong:"starts_with=/"`
+	Names   map[string]string `json:"names" keys:"match=$test_host_port" values:"len_min=2"`
+	Secret  string            `json:"secret" kong:"referenceable"`
+	File    string            `json:"secret_file"`
+	Cluster bool              `json:"cluster" default:"false"`
+	Master  string            `json:"master"`
+	List    []string          `json:"list"`
+	Other   []string          `json:"other"`
+}
+
+func (ruled) EntityChecks() []Check {
+	return []Check{
+		MutuallyExclusive("secret", "secret_file"),
+		AtLeastOneOf("list", "other"),
+		Conditional("mode", Match{Eq: "b"}, "secret", Match{LenMin: N(8)}, "a secret of 8 bytes or more when %s is b"),
+		Conditional("cluster", Match{Eq: true}, "master", Match{LenMax: N(0)}, ""),
+		ConditionalAtLeastOneOf("mode", Match{OneOf: []string{"a"}}, []string{"secret", "secret_file"}, "", &Match{OneOf: []string{"b"}}, []string{"master"}, "mode b takes %s"),
+	}
+}
+
+// Check: a rule the schema cannot say.
+func (r ruled) Check() error {
+	if r.Path == "/forbidden" {
+		return errors.New("path: /forbidden is forbidden")
+	}
+	return nil
+}
+
+// The rules Kong checks at load, as Go checks them at start and in
+// -check: Kong's is_nonempty ([] is not set), a reference skipping every
+// check that reads it, patterns, conditional checks, a Checker after them.
+func TestRulesAsKongHasThem(t *testing.T) {
+	for _, c := range []struct {
+		raw, want  string
+		unresolved bool
+	}{
+		{`{"list":["x"],"secret":"s"}`, "", false},
+		{`{"list":[],"secret":"s"}`, "at least one of these fields must be non-empty: 'list', 'other'", false},
+		{`{"list":["x"],"secret":"s","secret_file":"f"}`, "only one or none of these fields must be set: 'secret', 'secret_file'", false},
+		{`{"list":["x"],"secret":"{vault://env/X}","secret_file":"f"}`, "config.secret: the vault reference was not resolved", false},
+		{`{"list":["x"],"secret":"{vault://env/X}","secret_file":"f"}`, "", true}, // as Kong: the check skips a reference
+		{`{"list":["x"],"secret":"s","addrs":["h:1","h"]}`, "config.addrs[2]: expected host:port", false},
+		{`{"list":["x"],"secret":"s","path":"x"}`, "config.path: should start with: /", false},
+		{`{"list":["x"],"secret":"s","names":{"h":"vv"}}`, `config.names key "h": expected host:port`, false},
+		{`{"list":["x"],"secret":"s","names":{"h:1":"v"}}`, "config.names.h:1: length must be at least 2", false},
+		{`{"list":["x"],"mode":"b","secret":"short","master":"m"}`, "secret: a secret of 8 bytes or more when mode is b", false},
+		{`{"list":["x"],"mode":"b","secret":"{vault://env/X}","master":"m"}`, "", true},
+		{`{"list":["x"],"secret":"s","cluster":true,"master":"m"}`, "master: failed conditional validation given value of field 'cluster'", false},
+		{`{"list":["x"]}`, "at least one of these fields must be non-empty: 'secret', 'secret_file' (because mode is a)", false},
+		{`{"list":["x"],"mode":"b","secret":"12345678"}`, "config: mode: mode b takes 'master'", false},
+		{`{"list":["x"],"secret":"s","path":"/forbidden"}`, "config: path: /forbidden is forbidden", false},
+		{`{"list":["x"],"secret":"s","path":"/forbidden","addrs":["h"]}`, "config.addrs[1]: expected host:port", false}, // no Check on a record with errors
+	} {
+		var r ruled
+		Defaults(&r)
+		var err error
+		if c.unresolved {
+			err = DecodeUnresolved([]byte(c.raw), &r)
+		} else {
+			err = Decode([]byte(c.raw), &r)
+		}
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v", c.raw, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want %q", c.raw, err, c.want)
+		case strings.Contains(c.raw, `"addrs":["h"]`) && strings.Contains(fmt.Sprint(err), "forbidden"):
+			t.Errorf("%s: Check ran on a record with errors", c.raw)
+		}
+	}
+	b, _ := json.Marshal(Schema(ruled{}))
+	for _, want := range []string{
+		`"elements":{"err":"expected host:port","match":"^[^%s/]+:%d+$","type":"string"}`,
+		`"keys":{"err":"expected host:port","match":"^[^%s/]+:%d+$","type":"string"}`, `"values":{"len_min":2,"type":"string"}`,
+		`"starts_with":"/"`,
+		`{"conditional":{"if_field":"mode","if_match":{"eq":"b"},"then_err":"a secret of 8 bytes or more when %s is b","then_field":"secret","then_match":{"len_min":8}}}`,
+		`{"conditional_at_least_one_of":{"else_match":{"one_of":["b"]},"else_then_at_least_one_of":["master"],"else_then_err":"mode b takes %s","if_field":"mode","if_match":{"one_of":["a"]},"then_at_least_one_of":["secret","secret_file"]}}`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("schema lacks %s:\n%s", want, b)
 		}
 	}
 }

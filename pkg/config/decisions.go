@@ -17,3 +17,7 @@ type Decisions struct {
 
 // DecisionLogging is the mode (the interface kongx reads it through).
 func (d Decisions) DecisionLogging() string { return d.LogDecisions }
+
+// HTTPURL is the pattern of a URL the gateway calls (a JWKS, the identity
+// service): http or https, with a host.
+var HTTPURL = Pattern("http_url", "^https?://[^/?#%s]+", "expected an http:// or https:// URL with a host")

@@ -41,6 +41,9 @@ func fieldSchema(f field) map[string]any {
 		s["elements"] = fieldSchema(*f.elemField)
 	case "map":
 		s["keys"] = map[string]any{"type": "string"}
+		if f.keyField != nil {
+			s["keys"] = fieldSchema(*f.keyField)
+		}
 		s["values"] = fieldSchema(*f.elemField)
 	}
 	if f.required {
@@ -77,6 +80,15 @@ func fieldSchema(f field) map[string]any {
 	}
 	if f.lenMax != nil {
 		s["len_max"] = *f.lenMax
+	}
+	if f.startsW != "" {
+		s["starts_with"] = f.startsW
+	}
+	if f.match != nil {
+		s["match"] = f.match.lua
+		if f.match.err != "" {
+			s["err"] = f.match.err // Kong gives it for every validator of the field
+		}
 	}
 	if f.doc != "" {
 		s["description"] = f.doc
@@ -169,6 +181,30 @@ func rules(f field) string {
 	}
 	if f.lenMax != nil {
 		r = append(r, fmt.Sprintf("length ≤ %d", *f.lenMax))
+	}
+	if f.startsW != "" {
+		r = append(r, "starts with `"+f.startsW+"`")
+	}
+	if f.match != nil {
+		if f.match.err != "" {
+			r = append(r, strings.TrimPrefix(f.match.err, "expected "))
+		} else {
+			r = append(r, "matches `"+strings.ReplaceAll(f.match.lua, "|", `\|`)+"`")
+		}
+	}
+	if f.keyField != nil {
+		if k := rules(*f.keyField); k != "" {
+			r = append(r, "keys: "+k)
+		}
+	}
+	if f.elemField != nil && f.elemField.recordOf == nil {
+		if e := rules(*f.elemField); e != "" {
+			what := "elements"
+			if f.kongType == "map" {
+				what = "values"
+			}
+			r = append(r, what+": "+e)
+		}
 	}
 	return strings.Join(r, "; ")
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/subgate/subgate/pkg/kongschema"
 )
 
 // Secret is a secret config value from exactly one of three sources: the
@@ -21,8 +23,11 @@ type Secret struct {
 // Set reports whether any source is given.
 func (s Secret) Set() bool { return s.Value != "" || s.File != "" || s.Env != "" }
 
-// Read returns the secret.
-func (s Secret) Read() (string, error) {
+// Sources checks that exactly one source is given, without reading it: a
+// rule of its own, since Kong skips its mutually_exclusive check when the
+// field holds a vault reference (kong/db/schema/init.lua run_entity_check),
+// so a reference and a file pass Kong and would fail every request.
+func (s Secret) Sources() error {
 	n := 0
 	for _, v := range []string{s.Value, s.File, s.Env} {
 		if v != "" {
@@ -31,9 +36,29 @@ func (s Secret) Read() (string, error) {
 	}
 	switch {
 	case n == 0:
-		return "", fmt.Errorf("%s: no secret: set %s, %s_file or %s_env", s.Field, s.Field, s.Field, s.Field)
+		return fmt.Errorf("%s: no secret: set %s, %s_file or %s_env", s.Field, s.Field, s.Field, s.Field)
+	case n > 1 && IsReference(s.Value):
+		return fmt.Errorf("%s: a vault reference and %s_file or %s_env: set only one (Kong does not refuse this at load, the plugin would at start)", s.Field, s.Field, s.Field)
 	case n > 1:
-		return "", fmt.Errorf("%s: set only one of %s, %s_file and %s_env", s.Field, s.Field, s.Field, s.Field)
+		return fmt.Errorf("%s: set only one of %s, %s_file and %s_env", s.Field, s.Field, s.Field, s.Field)
+	}
+	return nil
+}
+
+// SourcesIfSet is Sources for an optional secret: none given is fine.
+func (s Secret) SourcesIfSet() error {
+	if !s.Set() {
+		return nil
+	}
+	return s.Sources()
+}
+
+// Read returns the secret.
+func (s Secret) Read() (string, error) {
+	if err := s.Sources(); err != nil {
+		return "", err
+	}
+	switch {
 	case s.Value != "":
 		return s.Value, nil
 	case s.File != "":
@@ -63,3 +88,7 @@ func pathError(err error) error {
 	}
 	return err
 }
+
+// IsReference reports whether s is a Kong vault reference (kong/pdk/vault.lua
+// is_reference).
+func IsReference(s string) bool { return kongschema.IsReference(s) }

@@ -30,6 +30,11 @@ const (
 	PluginMisconfigured Code = "plugin_misconfigured"
 	InternalError       Code = "internal_error"
 	TooManyHeaders      Code = "request_headers_too_many"
+	// RequestBytesInvalid: a header value or the decoded path is not UTF-8.
+	// Kong hands the plugin such bytes as they are and go-pdk's protobuf
+	// refuses them, so the plugin cannot read the request: the client's
+	// doing, not the gateway's (not a 500).
+	RequestBytesInvalid Code = "request_bytes_invalid"
 	// ClaimsMissing: a plugin that needs jwt-claims found no verified claims
 	// in the shared context. The route is misconfigured; the caller sees 401.
 	ClaimsMissing Code = "claims_missing"
@@ -88,6 +93,7 @@ var Specs = []struct {
 	{PluginMisconfigured, Spec{500, "the plugin's configuration on this route is invalid; nothing is let through until it is fixed"}},
 	{InternalError, Spec{500, "an unexpected failure inside the plugin; the request was denied"}},
 	{TooManyHeaders, Spec{431, "more request header lines than Kong lets a plugin read (1000): refused rather than checked in part"}},
+	{RequestBytesInvalid, Spec{400, "a request header value or the decoded path is not valid UTF-8, which the plugin cannot read: refused rather than checked in part"}},
 	{ClaimsMissing, Spec{401, "no verified claims: the route runs this plugin without jwt-claims before it"}},
 
 	{TokenMissing, Spec{401, "no bearer token in the request"}},

@@ -23,11 +23,11 @@ import (
 
 // Config is the jwt-claims plugin's config, declared once (see pkg/config).
 type Config struct {
-	TokenHeader     string            `json:"token_header" default:"Authorization" kong:"len_min=1" doc:"Header carrying the bearer token."`
+	TokenHeader     string            `json:"token_header" default:"Authorization" kong:"len_min=1,match=$header_name" doc:"Header carrying the bearer token."`
 	TokenCookie     string            `json:"token_cookie" doc:"Cookie read for the token when the header is absent."`
 	CustomerIDClaim string            `json:"customer_id_claim" default:"sub" kong:"len_min=1" doc:"Claim holding the customer id."`
 	CountryClaim    string            `json:"country_claim" default:"country" kong:"len_min=1" doc:"Claim holding the country."`
-	UpstreamHeaders map[string]string `json:"upstream_headers" default:"{\"X-Country\":\"country\",\"X-Customer-Id\":\"sub\"}" doc:"Upstream header to claim; each is removed from the client's request first."`
+	UpstreamHeaders map[string]string `json:"upstream_headers" default:"{\"X-Country\":\"country\",\"X-Customer-Id\":\"sub\"}" keys:"match=$header_name" doc:"Upstream header to claim; each is removed from the client's request first."`
 	HideCredentials bool              `json:"hide_credentials" default:"false" doc:"Remove the token header from the upstream request."`
 	// MaxLifetimeSeconds bounds how long a stolen token serves (Kong's jwt
 	// plugin: maximum_expiration; Envoy: max_lifetime). Off by default:
@@ -62,10 +62,9 @@ type Decider struct {
 // maxIDLen bounds the customer id taken from a token: it travels in a header.
 const maxIDLen = 256
 
-// New builds the decider from a config (declared defaults fill what a Go
-// caller left zero) and reports every problem at once.
-func New(c Config) (*Decider, error) {
-	config.FillZero(&c)
+// Check is what Kong's schema cannot say: an upstream header maps to a
+// claim, and is not the token header. The verifier's own rules follow.
+func (c Config) Check() error {
 	var errs []error
 	for h, claim := range c.UpstreamHeaders {
 		if claim == "" {
@@ -75,9 +74,17 @@ func New(c Config) (*Decider, error) {
 			errs = append(errs, fmt.Errorf("upstream_headers: %q is the token header", h))
 		}
 	}
-	if !upstream.ValidName(c.TokenHeader) {
-		errs = append(errs, fmt.Errorf("token_header: %q is not a valid header name", c.TokenHeader))
+	return errors.Join(append(errs, c.Config.Check())...)
+}
+
+// New builds the decider from a config (declared defaults fill what a Go
+// caller left zero) and reports every problem at once.
+func New(c Config) (*Decider, error) {
+	config.FillZero(&c)
+	if err := config.Validate(&c); err != nil {
+		return nil, err
 	}
+	var errs []error
 	hidden := []string(nil)
 	if c.HideCredentials {
 		hidden = []string{c.TokenHeader}

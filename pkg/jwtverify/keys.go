@@ -27,9 +27,61 @@ type Key struct {
 	SecretEnv  string `json:"secret_env" doc:"Environment variable holding the HS* secret; it must be declared in nginx_main_env."`
 }
 
-// EntityChecks: a key is either public or secret, never both.
+// EntityChecks, in Kong's schema so that Kong refuses the key at load: a
+// key is either public or secret, never both; an HMAC algorithm takes a
+// secret, the others public_key; a secret written in the config is long
+// enough for its algorithm (one from a file or the environment is
+// measured at instance start, a vault reference once Kong resolved it).
 func (Key) EntityChecks() []config.Check {
-	return []config.Check{config.MutuallyExclusive("public_key", "secret", "secret_file", "secret_env")}
+	hmac, public := algorithmsBy(func(a algorithm) bool { return a.minSecret > 0 })
+	checks := []config.Check{
+		config.MutuallyExclusive("public_key", "secret", "secret_file", "secret_env"),
+		config.ConditionalAtLeastOneOf("algorithm", config.Match{OneOf: hmac}, []string{"secret", "secret_file", "secret_env"},
+			"an HMAC algorithm takes a secret, not public_key: set one of %s",
+			&config.Match{OneOf: public}, []string{"public_key"}, "a public-key algorithm takes %s, not a secret"),
+	}
+	for _, alg := range hmac {
+		n := algorithms[alg].minSecret
+		checks = append(checks, config.Conditional("algorithm", config.Match{Eq: alg}, "secret", config.Match{LenMin: config.N(n)},
+			fmt.Sprintf("an %s secret has at least %d bytes (RFC 7518 3.2)", alg, n)))
+	}
+	return checks
+}
+
+// algorithmsBy splits Algorithms, in order, by pred.
+func algorithmsBy(pred func(algorithm) bool) (yes, no []string) {
+	for _, alg := range Algorithms {
+		if pred(algorithms[alg]) {
+			yes = append(yes, alg)
+		} else {
+			no = append(no, alg)
+		}
+	}
+	return yes, no
+}
+
+// Check is what Kong's schema cannot say about a key: a secret has exactly
+// one source (Kong skips its check when one is a vault reference); a
+// public key is PEM that fits the algorithm.
+func (k Key) Check() error {
+	if algorithms[k.Algorithm].minSecret > 0 {
+		return k.secret("secret").Sources()
+	}
+	_, err := k.public()
+	return err
+}
+
+func (k Key) secret(field string) config.Secret {
+	return config.Secret{Field: field, Value: k.Secret, File: k.SecretFile, Env: k.SecretEnv}
+}
+
+// public is the asymmetric key, checked against its algorithm.
+func (k Key) public() (key, error) {
+	pub, err := parsePublicPEM(k.PublicKey)
+	if err != nil {
+		return key{}, err
+	}
+	return publicKey(k.Algorithm, pub)
 }
 
 // algorithm is what a JWS alg demands of its key. This table is the one
@@ -92,41 +144,27 @@ func defaultAlgorithm(pub crypto.PublicKey) string {
 	return ""
 }
 
+// resolve builds the key of a validated config (Check and the entity
+// checks passed): it reads the secret, whose length is known only now when
+// it comes from a file or the environment.
 func (k Key) resolve(field string) (key, error) {
 	where := fmt.Sprintf("%s (kid %q)", field, k.Kid)
-	a, known := algorithms[k.Algorithm]
-	switch {
-	case k.Algorithm == "":
-		return key{}, fmt.Errorf("%s: algorithm is required (the token never chooses it)", where)
-	case !known:
-		return key{}, fmt.Errorf("%s: unsupported algorithm %q (supported: %s)", where, k.Algorithm, strings.Join(Algorithms, ", "))
-	}
-	secret := config.Secret{Field: field + ".secret", Value: k.Secret, File: k.SecretFile, Env: k.SecretEnv}
-	if a.minSecret > 0 {
-		if k.PublicKey != "" {
-			return key{}, fmt.Errorf("%s: %s takes a secret, not public_key", where, k.Algorithm)
-		}
-		s, err := secret.Read()
+	a := algorithms[k.Algorithm]
+	if a.minSecret == 0 {
+		r, err := k.public()
 		if err != nil {
 			return key{}, fmt.Errorf("%s: %w", where, err)
 		}
-		if len(s) < a.minSecret {
-			return key{}, fmt.Errorf("%s: the secret has %d bytes; %s needs at least %d", where, len(s), k.Algorithm, a.minSecret)
-		}
-		return key{alg: k.Algorithm, pub: []byte(s)}, nil
+		return r, nil
 	}
-	if secret.Set() {
-		return key{}, fmt.Errorf("%s: %s takes public_key, not a secret", where, k.Algorithm)
-	}
-	pub, err := parsePublicPEM(k.PublicKey)
+	s, err := k.secret(field + ".secret").Read()
 	if err != nil {
 		return key{}, fmt.Errorf("%s: %w", where, err)
 	}
-	r, err := publicKey(k.Algorithm, pub)
-	if err != nil {
-		return key{}, fmt.Errorf("%s: %w", where, err)
+	if len(s) < a.minSecret {
+		return key{}, fmt.Errorf("%s: the secret has %d bytes; %s needs at least %d", where, len(s), k.Algorithm, a.minSecret)
 	}
-	return r, nil
+	return key{alg: k.Algorithm, pub: []byte(s)}, nil
 }
 
 func parsePublicPEM(s string) (crypto.PublicKey, error) {

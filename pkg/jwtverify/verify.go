@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 // declaration of each field (see pkg/config).
 type Config struct {
 	Keys                  []Key    `json:"keys" doc:"Static verification keys, each with its one algorithm."`
-	JWKSURL               string   `json:"jwks_url" doc:"JWKS endpoint to take asymmetric keys from (alg per JWK)."`
+	JWKSURL               string   `json:"jwks_url" kong:"match=$http_url" doc:"JWKS endpoint to take asymmetric keys from (alg per JWK)."`
 	JWKSRefreshSeconds    int      `json:"jwks_refresh_seconds" default:"300" kong:"between=1|86400" doc:"Background refresh interval of the JWKS."`
 	JWKSMinRefetchSeconds int      `json:"jwks_min_refetch_seconds" default:"30" kong:"between=1|3600" doc:"At most one refetch on an unknown kid per this interval."`
 	JWKSMaxStaleSeconds   int      `json:"jwks_max_stale_seconds" default:"3600" kong:"between=1|604800" doc:"How long the last good keys serve while the endpoint fails; then 503 keys_unavailable."`
@@ -50,9 +51,28 @@ type Config struct {
 	Now        func() time.Time `json:"-"` // tests
 }
 
-// EntityChecks: a verifier needs keys from somewhere.
+// EntityChecks: a verifier needs keys from somewhere (keys: [] is none).
 func (Config) EntityChecks() []config.Check {
 	return []config.Check{config.AtLeastOneOf("keys", "jwks_url")}
+}
+
+// Check: no kid twice (the token's kid would pick one of them), and a
+// JWKS URL that parses (Kong's pattern sees only its scheme and host).
+func (c Config) Check() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, k := range c.Keys {
+		if seen[k.Kid] {
+			errs = append(errs, fmt.Errorf("keys[%d]: kid %q is configured twice", i+1, k.Kid))
+		}
+		seen[k.Kid] = true
+	}
+	if c.JWKSURL != "" {
+		if u, err := url.Parse(c.JWKSURL); err != nil || u.Host == "" {
+			errs = append(errs, fmt.Errorf("jwks_url %q is not a URL with a host", c.JWKSURL))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
@@ -142,9 +162,6 @@ func New(o Config) (*Verifier, error) {
 		if err != nil {
 			errs = append(errs, err)
 			continue
-		}
-		if _, dup := v.static[k.Kid]; dup {
-			errs = append(errs, fmt.Errorf("key %q is configured twice", k.Kid))
 		}
 		v.static[k.Kid] = r
 		methods[r.alg] = true

@@ -287,3 +287,7 @@ func luaPattern(p string) (*regexp.Regexp, error) {
 	}
 	return regexp.Compile(b.String())
 }
+
+// LuaPattern translates a Lua pattern (a field's match) into the Go regexp
+// it means, as the validators here apply it (see luaPattern).
+func LuaPattern(p string) (*regexp.Regexp, error) { return luaPattern(p) }

@@ -666,7 +666,7 @@ func checkerTable() map[string]checker {
 				thenPath := append(append([]string(nil), path...), strings.Split(thenName, ".")...)
 				custom := ""
 				if e, ok := arg["then_err"].(string); ok {
-					custom = fmt.Sprintf(e, ifName)
+					custom = luaFormat(e, ifName)
 				}
 				if thenMatch["required"] == true && thenValue == nil {
 					return ifName, "", Errors{{thenPath, errRequired}}
@@ -702,7 +702,7 @@ func checkerTable() map[string]checker {
 				}
 				custom := ""
 				if e, ok := arg[errKey].(string); ok {
-					custom = fmt.Sprintf(e, quotedNames(names))
+					custom = luaFormat(e, quotedNames(names))
 				}
 				return quotedNames(names), custom, nil
 			}},
@@ -810,4 +810,13 @@ func entityChecks(rec *Field, m map[string]any, path []string, fieldErrs Errors)
 		errs = append(errs, Error{path, custom})
 	}
 	return errs
+}
+
+// luaFormat is Lua's string.format of a custom message with one argument:
+// a message without %s drops it.
+func luaFormat(msg, arg string) string {
+	if strings.Contains(msg, "%s") {
+		return fmt.Sprintf(msg, arg)
+	}
+	return msg
 }

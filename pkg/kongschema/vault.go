@@ -142,8 +142,24 @@ func Resolve(ref string, env map[string]string) (string, string) {
 // references in referenceable fields resolved from env and kept in "$refs".
 // It returns the config and the warnings Kong would log.
 func Select(rec *Field, m map[string]any, env map[string]string) (map[string]any, []string) {
+	return selectRecord(rec, m, env, true)
+}
+
+// SelectUnresolved is Select before any vault is read: the config as the
+// plugin would receive it, references left as written (what a plugin
+// binary's -check takes).
+func SelectUnresolved(rec *Field, m map[string]any) map[string]any {
+	out, _ := selectRecord(rec, m, nil, false)
+	delete(out, "$refs")
+	return out
+}
+
+func selectRecord(rec *Field, m map[string]any, env map[string]string, resolving bool) (map[string]any, []string) {
 	var warns []string
 	resolve := func(ref string) string {
+		if !resolving {
+			return ref
+		}
 		v, w := Resolve(ref, env)
 		if w != "" {
 			warns = append(warns, w)
@@ -157,7 +173,7 @@ func Select(rec *Field, m map[string]any, env map[string]string) (map[string]any
 		if v == nil && ok && f.Required {
 			v, ok = missing(f)
 		}
-		v = selectValue(f, v, env, &warns)
+		v = selectValue(f, v, env, resolving, &warns)
 		if v == nil || !ok {
 			continue
 		}
@@ -204,7 +220,7 @@ func Select(rec *Field, m map[string]any, env map[string]string) (map[string]any
 	return out, warns
 }
 
-func selectValue(f *Field, v any, env map[string]string, warns *[]string) any {
+func selectValue(f *Field, v any, env map[string]string, resolving bool, warns *[]string) any {
 	switch x := v.(type) {
 	case float64:
 		if f.Type == "integer" {
@@ -212,14 +228,14 @@ func selectValue(f *Field, v any, env map[string]string, warns *[]string) any {
 		}
 	case map[string]any:
 		if f.Type == "record" {
-			r, w := Select(f, x, env)
+			r, w := selectRecord(f, x, env, resolving)
 			*warns = append(*warns, w...)
 			return r
 		}
 		if f.Type == "map" && f.Values != nil {
 			out := map[string]any{}
 			for k, e := range x {
-				if e = selectValue(f.Values, e, env, warns); e != nil {
+				if e = selectValue(f.Values, e, env, resolving, warns); e != nil {
 					out[k] = e
 				}
 			}
@@ -229,7 +245,7 @@ func selectValue(f *Field, v any, env map[string]string, warns *[]string) any {
 		if f.Elements != nil {
 			out := make([]any, len(x))
 			for i, e := range x {
-				out[i] = selectValue(f.Elements, e, env, warns)
+				out[i] = selectValue(f.Elements, e, env, resolving, warns)
 			}
 			return out
 		}

@@ -12,9 +12,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/Kong/go-pdk"
@@ -48,8 +51,12 @@ func NewPlugin[C any, D check.Decider](name string, priority int, build func(C) 
 	return &Plugin[C, D]{Name: name, Priority: priority, build: build}
 }
 
-// Serve is the binary's whole main (see Serve).
+// Serve is the binary's whole main (see Serve), or -check's.
 func (p *Plugin[C, D]) Serve() {
+	flag.Parse()
+	if *checkMode {
+		os.Exit(p.checkMain(os.Stdin, os.Stdout))
+	}
 	var decl C
 	Serve(p.Name, p.New, p.Priority, decl)
 }
@@ -123,6 +130,7 @@ func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 	i.run(kong, func(audit *check.Audit) *denial.Denial {
 		req, den := read(kong, i.decider.Reads(), i.plugin.Name)
 		if den != nil {
+			hideCredentials(kong, i.decider)
 			return den
 		}
 		if req.Claims != nil {
@@ -133,8 +141,12 @@ func (i *Instance[C, D]) Access(kong *pdk.PDK) {
 			audit.Add(slog.Bool("preflight", true))
 			return upstreamOrDeny(setUpstream(kong, i.decider.Owned(), nil))
 		}
+		carried := carriesCredentials(i.decider, req.Headers) // before Decide: pkg/chain removes owned headers as it goes
 		d, den := i.decider.Decide(context.Background(), req, audit)
 		if den != nil {
+			if carried {
+				hideCredentials(kong, i.decider)
+			}
 			return den
 		}
 		if d.Preflight {
@@ -258,11 +270,16 @@ const maxHeaders = 1000
 // order), the normalized path (one call), the verified claims (one call).
 // A request whose header lines reach maxHeaders may have been cut short,
 // and a second token header past the cut would reach the upstream
-// unchecked: it is refused (431), never decided on part of its headers.
+// unchecked: it is refused (431), never decided on part of its headers. A
+// header value or decoded path that is not UTF-8 cannot be read at all
+// (bytes.go): 400.
 func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *denial.Denial) {
 	req := &check.Request{}
 	if reads&(check.Headers|check.Preflight) != 0 {
 		h, err := kong.Request.GetHeaders(maxHeaders)
+		if notUTF8(err) {
+			return nil, badHeaders(kong)
+		}
 		if err != nil {
 			return nil, denial.New(denial.InternalError, "could not read the request headers").WithCause(err.Error())
 		}
@@ -278,8 +295,11 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 	}
 	if reads&check.Path != 0 {
 		path, err := kong.Request.GetPath()
+		if notUTF8(err) {
+			return nil, badPath(kong)
+		}
 		if err != nil {
-			return nil, denial.New(denial.InternalError, "could not read the request path")
+			return nil, denial.New(denial.InternalError, "could not read the request path").WithCause(err.Error())
 		}
 		req.Path = path
 	}
@@ -322,6 +342,39 @@ func setUpstream(kong *pdk.PDK, owned []string, values map[string]string) error 
 		}
 	}
 	return kong.ServiceRequest.SetHeaders(h)
+}
+
+// credentialed is a decider whose route carries a credential in headers
+// Kong's log serializer logs (it redacts Authorization only): they are
+// among Owned, so the allow path removes them, and a denial removes them
+// too (one PDK call, only when the request carries one), so that no log
+// entry holds them, whoever's they are.
+type credentialed interface{ Credentials() []string }
+
+func carriesCredentials(d check.Decider, h map[string][]string) bool {
+	c, ok := d.(credentialed)
+	if !ok {
+		return false
+	}
+	for _, name := range c.Credentials() {
+		if len(h[strings.ToLower(name)]) > 0 { // Kong's table: names lower-cased
+			return true
+		}
+	}
+	return false
+}
+
+// hideCredentials removes the credential headers from the request (one
+// PDK call, none for a decider without any). A request whose headers could
+// not be read has them removed without looking.
+func hideCredentials(kong *pdk.PDK, d check.Decider) {
+	c, ok := d.(credentialed)
+	if !ok || len(c.Credentials()) == 0 {
+		return
+	}
+	if err := setUpstream(kong, c.Credentials(), nil); err != nil {
+		slog.Warn("could not remove the credential headers from a denied request", slog.String("error", err.Error()))
+	}
 }
 
 // storeClaims puts the verified claims in kong.ctx.shared (one PDK call).

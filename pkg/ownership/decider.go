@@ -38,7 +38,7 @@ const (
 type Config struct {
 	Redis             redisconn.Config `json:"redis" kong:"required" doc:"Where the ownership pairs live."`
 	KeyPrefix         string           `json:"key_prefix" default:"$ownership_prefix" doc:"Ownership key prefix (as the writer's)."`
-	PathPatterns      []string         `json:"path_patterns" default:"[\"/subscriptions/{subscription_id}\"]" kong:"len_min=1" doc:"Where the id (and optionally {country}) is in the path; the first match wins."`
+	PathPatterns      []string         `json:"path_patterns" default:"[\"/subscriptions/{subscription_id}\"]" kong:"len_min=1" elements:"match=$path_pattern" doc:"Where the id (and optionally {country}) is in the path; the first match wins."`
 	CountrySource     string           `json:"country_source" default:"claim" kong:"one_of=claim|path" doc:"Take the country from the verified claims or from the path."`
 	CustomerIDClaim   string           `json:"customer_id_claim" doc:"Claim holding the customer UUID; empty uses jwt-claims' customer id."`
 	CountryClaim      string           `json:"country_claim" doc:"Claim holding the country; empty uses jwt-claims' country."`
@@ -46,8 +46,28 @@ type Config struct {
 	RetryAfterSeconds int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 ownership_unavailable."`
 	CacheTTLSeconds   int              `json:"cache_ttl_seconds" default:"0" kong:"between=0|3600" doc:"How long a positive answer is cached in the plugin server (0: never)."`
 	CacheSize         int              `json:"cache_size" default:"10000" kong:"between=1|10000000" doc:"Entries of that cache."`
-	VerifiedHeader    string           `json:"verified_header" doc:"Upstream header set to {country}:{subscription_id} on success."`
+	VerifiedHeader    string           `json:"verified_header" kong:"match=$header_name" doc:"Upstream header set to {country}:{subscription_id} on success."`
 	config.Decisions
+}
+
+// PathPattern is what Kong's schema can say of a path pattern: it starts
+// with / and holds {subscription_id}; Check (Compile) says the rest.
+var PathPattern = config.Pattern("path_pattern", "^/.*{subscription_id}", "expected a path starting with / that holds {subscription_id}")
+
+// Check is what Kong's schema cannot say: each pattern compiles (known
+// placeholders, each once, plain segments), and country_source path has
+// {country} in every pattern.
+func (c Config) Check() error {
+	var errs []error
+	for _, p := range c.PathPatterns {
+		pat, err := Compile(p)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("path_patterns: %w", err))
+		} else if c.CountrySource == FromPath && !pat.HasCountry() {
+			errs = append(errs, fmt.Errorf("country_source is path, but pattern %q has no %s", p, CountryPlaceholder))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Decider decides for one route. Safe for concurrent use.
@@ -73,30 +93,23 @@ func New(cfg Config) (*Decider, error) {
 func NewWith(cfg Config, rdb redis.UniversalClient) (*Decider, error) {
 	config.FillZero(&cfg)
 	check := cfg
-	check.Redis = redisconn.Config{Addresses: []string{"given"}} // rdb stands for the Redis settings
+	check.Redis = redisconn.Config{Addresses: []string{"given:6379"}} // rdb stands for the Redis settings
 	config.FillZero(&check.Redis)
-	errs := []error{config.Validate(&check)}
+	if err := config.Validate(&check); err != nil {
+		return nil, err
+	}
 	d := &Decider{cfg: cfg, store: NewStore(rdb, cfg.KeyPrefix)}
 	for _, p := range cfg.PathPatterns {
-		c, err := Compile(p)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if cfg.CountrySource == FromPath && !c.HasCountry() {
-			errs = append(errs, fmt.Errorf("country_source is path, but pattern %q has no %s", p, CountryPlaceholder))
-		}
+		c, _ := Compile(p) // Check compiled each
 		d.patterns = append(d.patterns, c)
 	}
 	if cfg.VerifiedHeader != "" {
-		owned, err := upstream.Own([]string{cfg.VerifiedHeader})
-		errs = append(errs, err)
-		d.owned = owned
+		d.owned, _ = upstream.Own([]string{cfg.VerifiedHeader}) // a valid name: the declaration's pattern
 	}
 	if cfg.CacheTTLSeconds > 0 {
 		d.cache = expirable.NewLRU[string, struct{}](cfg.CacheSize, nil, time.Duration(cfg.CacheTTLSeconds)*time.Second)
 	}
-	return d, errors.Join(errs...)
+	return d, nil
 }
 
 // Reads: the subscription id is in the path, the customer in the claims.

@@ -31,7 +31,7 @@ type Revocations interface {
 // pkg/config). Its leeway and Retry-After shadow the verifier's: payment
 // tokens are short-lived and their 503s are brief.
 type Config struct {
-	TokenHeader             string           `json:"token_header" default:"X-Payment-Token" kong:"len_min=1" doc:"Header carrying the payment-access-token."`
+	TokenHeader             string           `json:"token_header" default:"X-Payment-Token" kong:"len_min=1,match=$header_name" doc:"Header carrying the payment-access-token."`
 	RequiredEntitlements    []string         `json:"required_entitlements" doc:"Entitlements the token must grant, every one."`
 	Redis                   redisconn.Config `json:"redis" kong:"required" doc:"Where the payment-event stream lives."`
 	EventsStream            string           `json:"events_stream" default:"$payment_events_stream" kong:"len_min=1" doc:"The payment-event stream."`
@@ -39,6 +39,11 @@ type Config struct {
 	StaleAfterSeconds       int              `json:"stale_after_seconds" default:"10" kong:"between=1|3600" doc:"Past this silence from Redis the revocation state is stale: 503."`
 	LeewaySeconds           int              `json:"leeway_seconds" default:"5" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
 	RetryAfterSeconds       int              `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with a 503."`
+	// ForwardToken: the token is a credential, and Kong's log serializer
+	// logs every request header but Authorization; it reads the headers
+	// as the access phase left them, so removing the header keeps it out
+	// of the upstream request and of every log entry.
+	ForwardToken bool `json:"forward_token" default:"false" doc:"Send the payment-access-token on to the upstream. Off: its header is removed from the request, so neither the upstream nor Kong's log entries (file-log, http-log, ...) see it."`
 	jwtverify.Config
 	config.Decisions
 }
@@ -50,6 +55,7 @@ type Decider struct {
 	verifier *jwtverify.Verifier
 	revs     Revocations
 	stale    func() bool
+	hidden   []string // the token header, unless forward_token
 }
 
 // New builds the decider on the process-wide follower of the stream.
@@ -78,10 +84,13 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	if revs == nil || stale == nil {
 		return nil, errors.New("paytoken: a revocation source is required")
 	}
-	for _, e := range c.RequiredEntitlements {
-		if e == "" {
-			return nil, errors.New("paytoken: empty required entitlement")
-		}
+	check := c
+	if len(check.Redis.Addresses) == 0 { // revs stands for the Redis settings
+		check.Redis = redisconn.Config{Addresses: []string{"given:6379"}}
+		config.FillZero(&check.Redis)
+	}
+	if err := config.Validate(&check); err != nil {
+		return nil, err
 	}
 	vc := c.Config
 	vc.LeewaySeconds, vc.RetryAfterSeconds = c.LeewaySeconds, c.RetryAfterSeconds
@@ -95,14 +104,35 @@ func NewDecider(c Config, revs Revocations, stale func() bool) (*Decider, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Decider{cfg: c, verifier: v, revs: revs, stale: stale}, nil
+	d := &Decider{cfg: c, verifier: v, revs: revs, stale: stale}
+	if !c.ForwardToken {
+		d.hidden, _ = upstream.Own([]string{c.TokenHeader}) // a valid name: the declaration's pattern
+	}
+	return d, nil
+}
+
+// Check is what Kong's schema cannot say: no empty entitlement (Kong's
+// strings refuse one; a Go caller's might not); the verifier's rules.
+func (c Config) Check() error {
+	var errs []error
+	for i, e := range c.RequiredEntitlements {
+		if e == "" {
+			errs = append(errs, fmt.Errorf("required_entitlements[%d] is empty", i+1))
+		}
+	}
+	return errors.Join(append(errs, c.Config.Check())...)
 }
 
 // Reads: the token is in a header; whose it must be, in the claims.
 func (d *Decider) Reads() check.Reads { return check.Headers | check.Claims }
 
-// Owned: payment-token sets no upstream header.
-func (d *Decider) Owned() []string { return nil }
+// Owned: the token header, removed unless forward_token (in the call that
+// sets the route's owned headers: none more on subgate's allow path).
+func (d *Decider) Owned() []string { return d.hidden }
+
+// Credentials: the token header, removed on a denial too (pkg/kongx), so
+// that no log entry carries the token, another customer's included.
+func (d *Decider) Credentials() []string { return d.hidden }
 
 // Decide admits the request only with a valid payment-access-token issued
 // to the customer jwt-claims verified.

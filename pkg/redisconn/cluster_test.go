@@ -18,10 +18,14 @@ func TestClusterModeIsExplicit(t *testing.T) {
 		c    Config
 		want string
 	}{
-		"cluster and sentinel":   {Config{Addresses: []string{"a:1"}, Cluster: true, MasterName: "m"}, "cluster and master_name exclude each other"},
-		"cluster with db":        {Config{Addresses: []string{"a:1"}, Cluster: true, DB: 2}, "redis.db must be 0 with cluster"},
-		"replicas, no cluster":   {Config{Addresses: []string{"a:1"}, ReadFromReplicas: true}, "read_from_replicas needs cluster: true"},
-		"two addresses, no mode": {Config{Addresses: []string{"a:1", "b:1"}}, "set cluster: true for Cluster seeds or master_name for Sentinels"},
+		"cluster and sentinel":                  {Config{Addresses: []string{"a:1"}, Cluster: true, MasterName: "m"}, "cluster and master_name exclude each other"},
+		"cluster with db":                       {Config{Addresses: []string{"a:1"}, Cluster: true, DB: 2}, "config: db: Redis Cluster has database 0 only"},
+		"an address without port":               {Config{Addresses: []string{"redis"}}, "config.addresses[1]: expected host:port"},
+		"port 0":                                {Config{Addresses: []string{"redis:0"}}, "the port is not 1-65535"},
+		"an empty address":                      {Config{Addresses: []string{"a:1", ""}, Cluster: true}, "addresses[2]"},
+		"a vault reference and a password file": {Config{Addresses: []string{"a:1"}, Password: "{vault://env/P}", PasswordFile: "/p"}, "the vault reference was not resolved"},
+		"replicas, no cluster":                  {Config{Addresses: []string{"a:1"}, ReadFromReplicas: true}, "read_from_replicas needs cluster: true"},
+		"two addresses, no mode":                {Config{Addresses: []string{"a:1", "b:1"}}, "set cluster: true for Cluster seeds or master_name for Sentinels"},
 	} {
 		_, err := Shared(tc.c, "redis")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -13,7 +13,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,7 +27,7 @@ import (
 
 // Config is the Redis settings of a route, declared once (see pkg/config).
 type Config struct {
-	Addresses            []string `json:"addresses" kong:"required,len_min=1" doc:"host:port of the node, of the Cluster seeds (cluster: true), or of the Sentinels when master_name is set."`
+	Addresses            []string `json:"addresses" kong:"required,len_min=1" elements:"match=$redis_address" doc:"host:port of the node, of the Cluster seeds (cluster: true), or of the Sentinels when master_name is set."`
 	MasterName           string   `json:"master_name" doc:"Sentinel: the monitored master's name."`
 	Cluster              bool     `json:"cluster" default:"false" doc:"Redis Cluster: the addresses are seed nodes; the client learns the slot map and follows MOVED and ASK. Not with master_name; db must be 0."`
 	ReadFromReplicas     bool     `json:"read_from_replicas" default:"false" doc:"Cluster only: send request-path reads to replicas, which may answer with data older by the replication lag; event streams are always read from primaries."`
@@ -45,11 +47,57 @@ type Config struct {
 	MaxRetries           int      `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
 }
 
-// EntityChecks: one source per secret.
+// Address is the pattern of a Redis address: host:port (a host without a
+// port would only fail as an outage, 503 on every request).
+var Address = config.Pattern("redis_address", "^[^%s/]+:%d+$", "expected host:port")
+
+// EntityChecks, in Kong's schema so that Kong refuses the settings at
+// load: one source per secret; Cluster excludes master_name and a db other
+// than 0; read_from_replicas needs Cluster.
 func (Config) EntityChecks() []config.Check {
 	return []config.Check{
 		config.MutuallyExclusive("password", "password_file", "password_env"),
 		config.MutuallyExclusive("sentinel_password", "sentinel_password_file", "sentinel_password_env"),
+		config.Conditional("cluster", config.Match{Eq: true}, "master_name", config.Match{LenMax: config.N(0)},
+			"cluster and master_name exclude each other (Cluster seeds or Sentinels)"),
+		config.Conditional("cluster", config.Match{Eq: true}, "db", config.Match{Eq: 0}, "Redis Cluster has database 0 only"),
+		config.Conditional("read_from_replicas", config.Match{Eq: true}, "cluster", config.Match{Eq: true}, "read_from_replicas needs cluster: true"),
+	}
+}
+
+// Check is what Kong's schema cannot say: several addresses need a mode,
+// never guessed (cluster: true, or master_name for Sentinels); a port is
+// 1-65535; a secret has one source (Kong skips that check for a vault
+// reference).
+func (c Config) Check() error {
+	var errs []error
+	for i, a := range c.Addresses {
+		if _, port, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("addresses[%d]: %q: %v", i+1, a, err))
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			errs = append(errs, fmt.Errorf("addresses[%d]: %q: the port is not 1-65535", i+1, a))
+		}
+	}
+	if !c.Cluster && c.MasterName == "" && len(c.Addresses) > 1 {
+		errs = append(errs, fmt.Errorf("addresses holds %d addresses: set cluster: true for Cluster seeds or master_name for Sentinels", len(c.Addresses)))
+	}
+	for _, s := range c.secrets("") {
+		errs = append(errs, s.secret.SourcesIfSet())
+	}
+	return errors.Join(errs...)
+}
+
+type secretField struct {
+	secret config.Secret
+	to     func(*redis.UniversalOptions) *string
+}
+
+func (c Config) secrets(field string) []secretField {
+	return []secretField{
+		{config.Secret{Field: field + "password", Value: c.Password, File: c.PasswordFile, Env: c.PasswordEnv},
+			func(u *redis.UniversalOptions) *string { return &u.Password }},
+		{config.Secret{Field: field + "sentinel_password", Value: c.SentinelPassword, File: c.SentinelPasswordFile, Env: c.SentinelPasswordEnv},
+			func(u *redis.UniversalOptions) *string { return &u.SentinelPassword }},
 	}
 }
 
@@ -60,21 +108,6 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 		return nil, err
 	}
 	var errs []error
-	for _, a := range c.Addresses {
-		if a == "" {
-			errs = append(errs, fmt.Errorf("%s.addresses holds an empty address", field))
-		}
-	}
-	switch {
-	case c.Cluster && c.MasterName != "":
-		errs = append(errs, fmt.Errorf("%s: cluster and master_name exclude each other (Cluster seeds or Sentinels)", field))
-	case c.Cluster && c.DB != 0:
-		errs = append(errs, fmt.Errorf("%s.db must be 0 with cluster: Redis Cluster has database 0 only", field))
-	case !c.Cluster && c.ReadFromReplicas:
-		errs = append(errs, fmt.Errorf("%s.read_from_replicas needs cluster: true", field))
-	case !c.Cluster && c.MasterName == "" && len(c.Addresses) > 1:
-		errs = append(errs, fmt.Errorf("%s.addresses holds %d addresses: set cluster: true for Cluster seeds or master_name for Sentinels", field, len(c.Addresses)))
-	}
 	u := &redis.UniversalOptions{
 		Addrs:        c.Addresses,
 		MasterName:   c.MasterName,
@@ -89,17 +122,11 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 		// during a migration; more would only mean a slot map in flux.
 		MaxRedirects: 3,
 	}
-	for _, s := range []struct {
-		secret config.Secret
-		to     *string
-	}{
-		{config.Secret{Field: field + ".password", Value: c.Password, File: c.PasswordFile, Env: c.PasswordEnv}, &u.Password},
-		{config.Secret{Field: field + ".sentinel_password", Value: c.SentinelPassword, File: c.SentinelPasswordFile, Env: c.SentinelPasswordEnv}, &u.SentinelPassword},
-	} {
+	for _, s := range c.secrets(field + ".") {
 		if s.secret.Set() {
 			v, err := s.secret.Read()
 			errs = append(errs, err)
-			*s.to = v
+			*s.to(u) = v
 		}
 	}
 	if c.TLS {

@@ -13,6 +13,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/subgate/subgate/pkg/config"
 )
 
 // Own validates header names and returns them canonical, sorted and
@@ -45,19 +47,13 @@ func Values(h map[string][]string, name string) []string {
 	return nil
 }
 
+// HeaderName is the pattern of a header name the gateway reads or sets:
+// letters, digits and dashes (the Kong schema's match on every such field,
+// so Kong refuses another at load).
+var HeaderName = config.Pattern("header_name", "^[%w%-]+$", "expected a header name (letters, digits and -)")
+
 // ValidName reports whether h is a header name made of letters, digits and dashes.
-func ValidName(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c == '-' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
-			return false
-		}
-	}
-	return true
-}
+func ValidName(h string) bool { return config.Matches(HeaderName, h) }
 
 // Safe reports whether v has no control characters.
 func Safe(v string) bool {

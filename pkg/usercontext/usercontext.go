@@ -33,6 +33,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -52,9 +53,9 @@ import (
 // Config is the user-context plugin's config, declared once (see
 // pkg/config).
 type Config struct {
-	IdentityURL      string   `json:"identity_url" kong:"required" doc:"The identity service's context endpoint (http or https)."`
+	IdentityURL      string   `json:"identity_url" kong:"required,match=$http_url" doc:"The identity service's context endpoint (http or https)."`
 	Method           string   `json:"method" default:"GET" kong:"one_of=GET|POST" doc:"Method of the identity request."`
-	ForwardHeaders   []string `json:"forward_headers" default:"[\"Authorization\",\"Cookie\"]" doc:"Client headers sent to the identity service (the credentials; the cache key hashes them)."`
+	ForwardHeaders   []string `json:"forward_headers" default:"[\"Authorization\",\"Cookie\"]" elements:"match=$header_name" doc:"Client headers sent to the identity service (the credentials; the cache key hashes them)."`
 	AttemptTimeoutMs int      `json:"attempt_timeout_ms" default:"1000" kong:"between=1|60000" doc:"Timeout of one attempt."`
 	MaxAttempts      int      `json:"max_attempts" default:"3" kong:"between=1|10" doc:"Attempts on 408, 503 and connection failures."`
 	BackoffMs        int      `json:"backoff_ms" default:"50" kong:"between=1|10000" doc:"First retry delay, doubled each time, with full jitter."`
@@ -70,10 +71,10 @@ type Config struct {
 	// what makes the cache safe on 503.
 	ConnectionErrorsAs503 bool              `json:"connection_errors_as_503" default:"false" doc:"Treat connection failures and timeouts as 503 (may serve the cache)."`
 	RetryAfterSeconds     int               `json:"retry_after_seconds" default:"1" kong:"between=0|3600" doc:"Retry-After sent with 503 identity_unavailable."`
-	ContextHeader         string            `json:"context_header" default:"X-User-Context" kong:"len_min=1" doc:"Upstream header with the whole context as JSON."`
+	ContextHeader         string            `json:"context_header" default:"X-User-Context" kong:"len_min=1,match=$header_name" doc:"Upstream header with the whole context as JSON."`
 	MaxContextHeaderBytes int               `json:"max_context_header_bytes" default:"4096" kong:"between=1|65536" doc:"Bound on that header."`
-	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1" doc:"Upstream header saying identity or cache."`
-	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" doc:"Context field to upstream header."`
+	SourceHeader          string            `json:"source_header" default:"X-User-Context-Source" kong:"len_min=1,match=$header_name" doc:"Upstream header saying identity or cache."`
+	FieldHeaders          map[string]string `json:"field_headers" default:"{\"user_id\":\"X-User-Id\"}" values:"match=$header_name" doc:"Context field to upstream header."`
 	// MatchUser: the identity service authenticates the forwarded
 	// credentials (a cookie, say) on its own, and could name another user
 	// than the token jwt-claims verified; the upstream would then get two
@@ -84,6 +85,21 @@ type Config struct {
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
+}
+
+// Check is what Kong's schema cannot say: the identity URL parses (Kong's
+// pattern sees only its scheme and host), no forwarded header is empty.
+func (c Config) Check() error {
+	var errs []error
+	if u, err := url.Parse(c.IdentityURL); err != nil || u.Host == "" {
+		errs = append(errs, fmt.Errorf("identity_url %q is not a URL with a host", c.IdentityURL))
+	}
+	for i, h := range c.ForwardHeaders {
+		if h == "" {
+			errs = append(errs, fmt.Errorf("forward_headers[%d] is empty", i+1))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // The match_user modes.
@@ -207,16 +223,7 @@ func NewClient(o Config) (*Client, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	errs := []error{config.Validate(&o)} // what Kong's schema checks, for Go callers
-	if !strings.HasPrefix(o.IdentityURL, "http://") && !strings.HasPrefix(o.IdentityURL, "https://") {
-		errs = append(errs, fmt.Errorf("identity_url %q must be http(s)", o.IdentityURL))
-	}
-	for _, h := range o.ForwardHeaders {
-		if h == "" {
-			errs = append(errs, errors.New("forward_headers holds an empty name"))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := config.Validate(&o); err != nil { // the declaration and Check, for Go callers
 		return nil, err
 	}
 	svc, err := shared(o)

@@ -198,8 +198,33 @@ func TestReadmePDKCalls(t *testing.T) {
 		env.Ctx.Store[claims.SharedKey] = s
 		return env
 	}
+	fwd := kongConfig(t, m.Addr(), map[string]any{"forward_token": true})
+	waitSynced(t, fwd)
+	missing := kongxtest.Request(t, "/training/plan", nil)
+	s, _ := claims.Encode(&claims.Verified{CustomerID: alice, Country: "DE"})
+	missing.Ctx.Store[claims.SharedKey] = s
 	docblock.Check(t, "README.md", "pdk", kongxtest.CallsTable(t,
-		kongxtest.Case{Name: "allowed", Instance: c, Env: req(good.Token), Status: 200},
-		kongxtest.Case{Name: "denied: not a payment token (401 `payment_token_invalid`)", Instance: c, Env: req("garbage"), Status: 401},
+		kongxtest.Case{Name: "allowed (the token header removed in the one set_headers)", Instance: c, Env: req(good.Token), Status: 200},
+		kongxtest.Case{Name: "allowed, `forward_token: true`", Instance: fwd, Env: req(good.Token), Status: 200},
+		kongxtest.Case{Name: "denied: not a payment token (401 `payment_token_invalid`; the token header removed first)", Instance: c, Env: req("garbage"), Status: 401},
+		kongxtest.Case{Name: "denied: no token (401 `payment_token_missing`)", Instance: c, Env: missing, Status: 401},
 	))
+}
+
+// The token is a credential: removed from the upstream request (and with it
+// from Kong's log entries, spec/credentials_test.go) unless forward_token.
+func TestTokenHeaderHidden(t *testing.T) {
+	m := miniredis.RunT(t)
+	good, _ := issuer(t, time.Now()).Issue(alice, []string{"coach"})
+	for _, forward := range []bool{false, true} {
+		c := kongConfig(t, m.Addr(), map[string]any{"forward_token": forward})
+		waitSynced(t, c)
+		env := kongxtest.Request(t, "/training/plan", http.Header{"X-Payment-Token": {good.Token}})
+		s, _ := claims.Encode(&claims.Verified{CustomerID: alice, Country: "DE"})
+		env.Ctx.Store[claims.SharedKey] = s
+		kongxtest.Do(env, c)
+		if got := env.ServiceReq.Headers.Get("X-Payment-Token"); env.ClientRes.Status != 200 || (got != "") == !forward {
+			t.Errorf("forward_token %v: %d, upstream X-Payment-Token %q", forward, env.ClientRes.Status, got)
+		}
+	}
 }

@@ -19,9 +19,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/subgate/subgate/pkg/kongschema"
 	"github.com/subgate/subgate/spec/kongsim"
 )
 
@@ -68,6 +70,9 @@ type Gateway struct {
 	// plugin-server code logs (plugin.lua, pb_rpc.lua). Load sets a fresh
 	// one at kongsim.DefaultLevel; replace it before serving.
 	Log *kongsim.ErrorLog
+	// RouterFlavor is kong.conf's router_flavor ("": Kong 3.9's default,
+	// traditional_compatible).
+	RouterFlavor string
 
 	hosts   map[string]string
 	env     map[string]string // what the env vault resolves references from (environ)
@@ -184,9 +189,17 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	for from, to := range g.hosts {
 		text = strings.ReplaceAll(text, from, to)
 	}
-	var cfg Config
-	if err := yaml.Unmarshal([]byte(text), &cfg); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
 		return nil, 0, fmt.Errorf("kong.yml: %w", err)
+	}
+	kongschema.AsKongReadsYAML(&doc) // on, off, yes, no are booleans to Kong
+	var cfg Config
+	if err := doc.Decode(&cfg); err != nil {
+		return nil, 0, fmt.Errorf("kong.yml: %w", err)
+	}
+	if err := knownFields([]byte(text)); err != nil {
+		return nil, 0, err
 	}
 	if cfg.FormatVersion != "3.0" {
 		return nil, 0, fmt.Errorf("kong.yml: _format_version %q, want \"3.0\"", cfg.FormatVersion)
@@ -256,6 +269,35 @@ func (g *Gateway) parse(kongYML []byte, seq int) ([]*route, int, error) {
 	return routes, seq, nil
 }
 
+// knownFields refuses a service or route field Kong does not know (a typo
+// such as pathz), as Kong refuses the whole file at load
+// (kongschema.KnownField).
+func knownFields(yml []byte) error {
+	var raw struct {
+		Services []map[string]any `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(yml, &raw); err != nil {
+		return fmt.Errorf("kong.yml: %w", err)
+	}
+	for _, svc := range raw.Services {
+		for k := range svc {
+			if !kongschema.KnownField("services", k) {
+				return fmt.Errorf("service %v: %s: unknown field", svc["name"], k)
+			}
+		}
+		routes, _ := svc["routes"].([]any)
+		for _, r := range routes {
+			rm, _ := r.(map[string]any)
+			for k := range rm {
+				if !kongschema.KnownField("routes", k) {
+					return fmt.Errorf("route %v: %s: unknown field", rm["name"], k)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // jsonish turns YAML-decoded values into what encoding/json would decode
 // (ints become float64 as in Kong's cjson round trip), so schema checks see
 // one representation.
@@ -297,9 +339,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errorPage(w, r, status, msg)
 		return
 	}
+	if strings.Contains(strings.ToLower(r.URL.EscapedPath()), "%00") {
+		// nginx decodes the URI to match locations and refuses a NUL in it
+		// (ngx_http_parse_complex_uri: "client sent invalid request", 400;
+		// measured on Kong 3.9.3), before any plugin runs.
+		errorPage(w, r, http.StatusBadRequest, "Bad request")
+		return
+	}
 	path := kongsim.NormalizePath(r.URL.EscapedPath())
 	rt, prefix := g.match(path)
 	req := kongsim.NewRequest(r.Method, r.URL.EscapedPath(), r.URL.RawQuery, head)
+	if rt != nil && g.RouterFlavor != "traditional" && !utf8.ValidString(path) {
+		// Kong's ATC router (traditional_compatible and expressions) matches
+		// the normalized path, and refuses one that is not UTF-8 once
+		// decoded (kong/router/atc.lua exec; measured on Kong 3.9.3): no
+		// route, and an error line per distinct path (negative cache). Only
+		// the Lua router (traditional) hands such a path to the plugins.
+		g.Log.Kong(kongsim.LogErr, "[lua] atc.lua:479: exec(): router returned an error: invalid utf-8 sequence, 404 Not Found will be returned for the current request")
+		rt = nil
+	}
 	if rt == nil {
 		responseError(w, r, req.ID, http.StatusNotFound, "no Route matched with those values")
 		return

@@ -100,9 +100,9 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 	case "kong.request.get_method":
 		return out(&pb.String{V: r.Method})
 	case "kong.request.get_raw_path":
-		return out(&pb.String{V: r.RawPath})
+		return rawString(r.RawPath), nil // client bytes: as lua-protobuf writes them (wire.go)
 	case "kong.request.get_path":
-		return out(&pb.String{V: NormalizePath(r.RawPath)})
+		return rawString(NormalizePath(r.RawPath)), nil
 	case "kong.request.get_raw_query":
 		return out(&pb.String{V: r.Query})
 	case "kong.request.get_header":
@@ -110,7 +110,7 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		if err != nil {
 			return nil, err
 		}
-		return out(&pb.String{V: r.Headers.Get(name)})
+		return rawString(r.Headers.Get(name)), nil
 	case "kong.request.get_headers":
 		var max pb.Int
 		if err := proto.Unmarshal(args, &max); err != nil {
@@ -119,7 +119,7 @@ func (r *Request) callLogged(log *ErrorLog, plugin, method string, args []byte) 
 		if max.V < 1 || max.V > 1000 {
 			return nil, fmt.Errorf("kong.request.get_headers: max_headers %d out of 1..1000 (Kong raises an error)", max.V)
 		}
-		return out(headersStruct(r.Headers, int(max.V)))
+		return rawStruct(headersStruct(r.Headers, int(max.V))), nil
 	case "kong.ctx.shared.get":
 		k, err := str()
 		if err != nil {

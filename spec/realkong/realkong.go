@@ -438,7 +438,8 @@ func (k *Kong) ErrorLog() string {
 
 // ConfigParse runs `kong config parse` on yml with env's settings (the
 // plugins and their -dump commands), as Kong checks a declarative file at
-// load: nil when Kong accepts it, else Kong's message.
+// load: nil when Kong accepts it, else Kong's message. DB-less, and with
+// Kong/kong#7583 worked around (see parseFix).
 func ConfigParse(exe string, env []string, yml []byte) error {
 	dir, err := os.MkdirTemp("", "kong-parse-")
 	if err != nil {
@@ -449,18 +450,66 @@ func ConfigParse(exe string, env []string, yml []byte) error {
 	if err := os.WriteFile(file, yml, 0o644); err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "config", "parse", file)
-	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+dir, "KONG_PREFIX="+filepath.Join(dir, "prefix"))
-	cmd.Env = append(cmd.Env, env...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%s", strings.TrimSpace(string(out)))
+	shadow := filepath.Join(dir, "lua", "kong", "runloop", "plugin_servers", "init.lua")
+	if err := os.MkdirAll(filepath.Dir(shadow), 0o755); err != nil {
+		return err
 	}
-	if !strings.Contains(string(out), "parse successful") {
-		return fmt.Errorf("kong config parse: unexpected output %q", out)
+	if err := os.WriteFile(shadow, []byte(parseFix), 0o644); err != nil {
+		return err
+	}
+	lua := filepath.Join(dir, "lua")
+	cmd := exec.Command(exe, "config", "parse", file)
+	cmd.Env = append(cmd.Env, "PATH="+os.Getenv("PATH"), "HOME="+dir, "KONG_PREFIX="+filepath.Join(dir, "prefix"), "KONG_DATABASE=off",
+		"KONG_LUA_PATH_OVERRIDE="+lua+"/?.lua;"+lua+"/?/init.lua;")
+	cmd.Env = append(cmd.Env, env...)
+	if err := os.Mkdir(filepath.Join(dir, "prefix"), 0o755); err != nil {
+		return err
+	}
+	out, err := cmd.CombinedOutput()
+	text := strings.TrimSpace(parseNoise.ReplaceAllString(string(out), ""))
+	if err != nil {
+		return fmt.Errorf("%s", text)
+	}
+	if !strings.Contains(text, "parse successful") {
+		return fmt.Errorf("kong config parse: unexpected output %q", text)
 	}
 	return nil
 }
+
+// parseNoise is what `kong config parse` prints beside its verdict: a
+// warning per plugin server started outside Kong (as subgate's are), the
+// hint to run verbose, the headline of a refusal.
+var parseNoise = regexp.MustCompile(`(?m)^(\S+ \S+ \[warn\] start_command undefined for pluginserver \S+; assuming external process management|\s*Run with --v \(verbose\) or --vv \(debug\) for more details|Error: Failed parsing:)\s*$\n?`)
+
+// parseFix works around Kong/kong#7583, still in 3.9.3: `kong config
+// parse` with a plugin server configured fails with "attempt to index
+// upvalue 'kong' (a nil value)", because kong.runloop.plugin_servers (and
+// its process module) keep the global `kong` in a local when loaded, and
+// the CLI loads them (through kong.db.declarative) before it creates that
+// global (kong/cmd/config.lua). Kong's CLI puts KONG_LUA_PATH_OVERRIDE
+// first on package.path (bin/kong); this module, found there first, loads
+// Kong's own with a stand-in global that reads through to the real one once
+// the CLI has made it, and changes nothing else.
+const parseFix = `local override = os.getenv("KONG_LUA_PATH_OVERRIDE") or ""
+local path = package.path:sub(1, #override) == override and package.path:sub(#override + 1) or package.path
+local file = assert(package.searchpath("kong.runloop.plugin_servers", path))
+if rawget(_G, "kong") ~= nil then
+  return dofile(file)
+end
+local standin
+standin = setmetatable({}, { __index = function(_, k)
+  local real = rawget(_G, "kong")
+  if real == nil or real == standin then
+    return nil
+  end
+  return real[k]
+end })
+rawset(_G, "kong", standin)
+local ok, m = pcall(dofile, file)
+rawset(_G, "kong", nil)
+assert(ok, m)
+return m
+`
 
 func freePorts(n int) ([]string, error) {
 	var ls []net.Listener

@@ -204,7 +204,8 @@ type EdgeOptions struct {
 	LogLevel kongsim.Level // Kong's log_level (0: notice)
 	// KongEnv is added to Kong's environment (its env vault reads it).
 	KongEnv []string
-	// KongSettings are further kong.conf settings (real Kong only).
+	// KongSettings are further kong.conf settings (the stand-in models
+	// router_flavor only).
 	KongSettings map[string]string
 	// KongUser is nginx_user and KongPrefix Kong's prefix (real Kong only;
 	// "": realkong's defaults).
@@ -309,6 +310,7 @@ func StartEdge(o EdgeOptions) (_ *Edge, err error) {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	e.Gateway.Log = e.Log
+	e.Gateway.RouterFlavor = o.KongSettings["router_flavor"]
 	gw, err := serve(e.Gateway)
 	if err != nil {
 		return nil, err

@@ -76,6 +76,9 @@ type Options struct {
 	// routes; "" serves them with the stand-in (spec/gateway).
 	Kong    string
 	Workers int // Kong's nginx_worker_processes (real Kong only; 0: 1)
+	// KongSettings are further kong.conf settings (the stand-in models
+	// router_flavor only).
+	KongSettings map[string]string
 	// FileLog is where kong.yml's file-log plugins write ("": a file of the
 	// stack's own, FileLogPath).
 	FileLog string
@@ -280,7 +283,7 @@ func Start(o Options) (_ *Stack, err error) {
 		return addr
 	}
 	if s.Edge, err = StartEdge(EdgeOptions{BinDir: o.BinDir, PluginsEnv: pluginsEnv, KongYML: yml, Kong: o.Kong, Workers: o.Workers,
-		MainEnv: o.MainEnv, LogLevel: o.LogLevel, Output: o.PluginOutput, KongProxy: fixed(o.GatewayAddr), KongAdmin: fixed(o.AdminAddr)}); err != nil {
+		MainEnv: o.MainEnv, LogLevel: o.LogLevel, Output: o.PluginOutput, KongProxy: fixed(o.GatewayAddr), KongAdmin: fixed(o.AdminAddr), KongSettings: o.KongSettings}); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.Edge.Close)

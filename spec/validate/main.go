@@ -6,20 +6,29 @@
 // uses (pkg/kongschema), plus rules Kong cannot know: a vault reference only
 // in a referenceable field and well formed, and subscription-owner and
 // payment-token only where jwt-claims runs too (they read its claims).
+// Then each plugin config, as Kong would send it, goes to its binary's
+// -check: the plugin's own start-time validation (pkg/kongx check.go), the
+// rules Kong's schema cannot say, so that no config that passes here
+// answers 500 plugin_misconfigured on every request. Services and routes
+// are checked for fields Kong does not know; with -kong (auto: the kit's
+// Kong, $KONG or kong on PATH), `kong config parse` judges each file too.
 //
-//	go run ./spec/validate -bin bin [file-or-dir ...]   (default kong/kong.yml)
+//	go run ./spec/validate -bin bin [-kong auto|off|PATH] [file-or-dir ...]   (default kong/kong.yml)
 //
 // Every error names file:line, the route, the plugin and the field; the
 // exit status is 1 when anything is wrong.
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -27,6 +36,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/subgate/subgate/pkg/kongschema"
+	"github.com/subgate/subgate/pkg/supervise"
+	"github.com/subgate/subgate/spec/realkong"
 )
 
 // needsClaims are the plugins that read the claims jwt-claims verified
@@ -35,12 +46,27 @@ var needsClaims = map[string]bool{"subscription-owner": true, "payment-token": t
 
 func main() {
 	bin := flag.String("bin", "bin", "directory holding the plugin binaries (make build), named as the plugins")
+	kong := flag.String("kong", "off", "also run `kong config parse` on each file: auto (a Kong if one is found), off, or the kong executable")
 	flag.Parse()
-	os.Exit(run(*bin, flag.Args(), os.Stdout, os.Stderr))
+	exe := *kong
+	switch exe {
+	case "off":
+		exe = ""
+	case "auto":
+		if exe = realkong.Find(); exe == "" {
+			fmt.Fprintln(os.Stderr, "validate: no Kong found, so no `kong config parse`: "+realkong.Hint)
+		}
+	}
+	os.Exit(runWith(*bin, exe, flag.Args(), os.Stdout, os.Stderr))
 }
 
-// run is main without the process: the exit status.
+// run is main without the process and without Kong: the exit status.
 func run(binDir string, args []string, stdout, stderr io.Writer) int {
+	return runWith(binDir, "", args, stdout, stderr)
+}
+
+// runWith is run, with `kong config parse` when kong names an executable.
+func runWith(binDir, kong string, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		args = []string{"kong/kong.yml"}
 	}
@@ -58,7 +84,10 @@ func run(binDir string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	for _, file := range files {
-		n, errs := validateFile(file, schemas)
+		n, errs := validateFile(file, schemas, binDir)
+		if kong != "" {
+			errs = append(errs, kongParse(kong, binDir, schemas, file)...)
+		}
 		for _, e := range errs {
 			fmt.Fprintln(stderr, e)
 		}
@@ -146,6 +175,7 @@ type plugin struct {
 	route    string // the route or service it is attached to, by name
 	service  string
 	consumer bool
+	sent     map[string]any // the config as Kong would send it, once Kong's rules passed
 }
 
 // route is a route with its service, by name.
@@ -162,10 +192,13 @@ type fileCheck struct {
 }
 
 func (c *fileCheck) errorf(line int, format string, args ...any) {
-	c.errs = append(c.errs, fmt.Sprintf("%s:%d: ", c.file, line)+fmt.Sprintf(format, args...))
+	e := fmt.Sprintf("%s:%d: ", c.file, line) + fmt.Sprintf(format, args...)
+	if !slices.Contains(c.errs, e) { // several entity checks may miss one field, as Kong says once
+		c.errs = append(c.errs, e)
+	}
 }
 
-func validateFile(file string, schemas map[string]*kongschema.Schema) (int, []string) {
+func validateFile(file string, schemas map[string]*kongschema.Schema, binDir string) (int, []string) {
 	c := &fileCheck{file: file}
 	text, err := os.ReadFile(file)
 	if err != nil {
@@ -175,6 +208,7 @@ func validateFile(file string, schemas map[string]*kongschema.Schema) (int, []st
 	if err := yaml.Unmarshal(text, &doc); err != nil {
 		return 0, []string{fmt.Sprintf("%s: %v", file, err)}
 	}
+	kongschema.AsKongReadsYAML(&doc)
 	if len(doc.Content) == 0 || resolve(doc.Content[0]).Kind != yaml.MappingNode {
 		return 0, []string{fmt.Sprintf("%s:1: not a declarative config (want a mapping)", file)}
 	}
@@ -187,6 +221,7 @@ func validateFile(file string, schemas map[string]*kongschema.Schema) (int, []st
 	}
 	c.collect(root)
 	c.checkPlugins(schemas)
+	c.startChecks(binDir)
 	c.checkOrder()
 	return len(c.plugins), c.errs
 }
@@ -196,15 +231,18 @@ func validateFile(file string, schemas map[string]*kongschema.Schema) (int, []st
 func (c *fileCheck) collect(root *yaml.Node) {
 	for i, svc := range items(get(root, "services")) {
 		sname := scalar(get(svc, "name"), "#"+strconv.Itoa(i))
+		c.checkEntity("services", "service "+sname, svc)
 		c.addPlugins(get(svc, "plugins"), "service "+sname, "", sname)
 		for j, r := range items(get(svc, "routes")) {
 			rname := scalar(get(r, "name"), fmt.Sprintf("%s#%d", sname, j))
+			c.checkEntity("routes", "route "+rname, r)
 			c.routes = append(c.routes, route{rname, sname, r.Line})
 			c.addPlugins(get(r, "plugins"), "route "+rname, rname, "")
 		}
 	}
 	for j, r := range items(get(root, "routes")) {
 		rname := scalar(get(r, "name"), fmt.Sprintf("#%d", j))
+		c.checkEntity("routes", "route "+rname, r)
 		c.routes = append(c.routes, route{rname, ref(get(r, "service")), r.Line})
 		c.addPlugins(get(r, "plugins"), "route "+rname, rname, "")
 	}
@@ -217,6 +255,34 @@ func (c *fileCheck) collect(root *yaml.Node) {
 			scope = "service " + sname
 		}
 		c.addPlugins(&yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{p}}, scope, rname, sname)
+	}
+}
+
+// checkEntity: a service or route field Kong does not know (a typo) makes
+// Kong refuse the file; a route must match on something, a service name
+// where it is.
+func (c *fileCheck) checkEntity(kind, where string, n *yaml.Node) {
+	if n == nil || n.Kind != yaml.MappingNode {
+		c.errorf(n.Line, "%s: expected a record", where)
+		return
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !kongschema.KnownField(kind, k.Value) {
+			c.errorf(k.Line, "%s: %s: unknown field", where, k.Value)
+		}
+	}
+	switch kind {
+	case "routes":
+		for _, f := range kongschema.RouteMatchFields {
+			if get(n, f) != nil {
+				return
+			}
+		}
+		c.errorf(n.Line, "%s: must set one of '%s'", where, strings.Join(kongschema.RouteMatchFields, "', '"))
+	case "services":
+		if get(n, "url") == nil && get(n, "host") == nil {
+			c.errorf(n.Line, "%s: host: required field missing (set url or host)", where)
+		}
 	}
 }
 
@@ -278,12 +344,102 @@ func (c *fileCheck) checkPlugins(schemas map[string]*kongschema.Schema) {
 				given = m
 			}
 		}
-		_, errs := s.Validate(given)
+		processed, errs := s.Validate(given)
 		errs = append(errs, kongschema.CheckReferences(s.Entity, map[string]any{"config": given}, nil)...)
 		for _, e := range errs {
 			c.errorf(lineOf(p.node, e.Path), "%s: %s", where, e)
 		}
+		if len(errs) == 0 && p.name != "file-log" {
+			// What Kong would send the plugin at instance start, references
+			// still unresolved, for its -check.
+			p.sent = kongschema.SelectUnresolved(s.Entity.Field("config"), processed)
+		}
 	}
+}
+
+// startChecks hands every plugin config that passed Kong's rules to its
+// binary's -check (one run per binary) and reports what the plugin would
+// refuse at instance start.
+func (c *fileCheck) startChecks(binDir string) {
+	byPlugin := map[string][]*plugin{}
+	var names []string
+	for _, p := range c.plugins {
+		if p.sent != nil {
+			if byPlugin[p.name] == nil {
+				names = append(names, p.name)
+			}
+			byPlugin[p.name] = append(byPlugin[p.name], p)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		list := byPlugin[name]
+		configs := make([]map[string]any, len(list))
+		for i, p := range list {
+			configs[i] = p.sent
+		}
+		problems, err := startCheck(filepath.Join(binDir, name), configs)
+		if err != nil {
+			c.errorf(list[0].node.Line, "plugin %s: -check: %v", name, err)
+			continue
+		}
+		for i, p := range list {
+			for _, msg := range problems[i] {
+				c.errorf(lineOf(p.node, []string{"config"}), "%s: plugin %s: refused at instance start: %s", p.scope, p.name, msg)
+			}
+		}
+	}
+}
+
+// startCheck runs `bin -check` on configs.
+func startCheck(bin string, configs []map[string]any) ([][]string, error) {
+	in, err := json.Marshal(configs)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "-check")
+	cmd.Stdin = bytes.NewReader(in)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var problems [][]string
+	if err := json.Unmarshal(out, &problems); err != nil || len(problems) != len(configs) {
+		return nil, fmt.Errorf("unexpected output %q", out)
+	}
+	return problems, nil
+}
+
+// kongParse is `kong config parse` of file, with the plugins of binDir
+// configured as kong/plugins.env configures them (only what parsing needs:
+// each server's name, socket and -dump).
+func kongParse(kong, binDir string, schemas map[string]*kongschema.Schema, file string) []string {
+	yml, err := os.ReadFile(file)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	abs, err := filepath.Abs(binDir)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	var names []string
+	for name := range schemas {
+		if name != "file-log" {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	env := []string{"KONG_PLUGINS=" + strings.Join(append([]string{"bundled"}, names...), ","), "KONG_PLUGINSERVER_NAMES=" + strings.Join(names, ",")}
+	for _, n := range names {
+		env = append(env, supervise.Setting("KONG", n, "SOCKET")+"="+filepath.Join(os.TempDir(), n+".socket"),
+			supervise.Setting("KONG", n, "QUERY_CMD")+"="+filepath.Join(abs, n)+" -dump")
+	}
+	if err := realkong.ConfigParse(kong, env, yml); err != nil {
+		return []string{fmt.Sprintf("%s:1: kong config parse refused it:\n%s", file, err)}
+	}
+	return nil
 }
 
 // checkOrder: a plugin that reads jwt-claims' claims must run where

@@ -35,8 +35,8 @@ func TestGoodConfigPasses(t *testing.T) {
 var errLine = regexp.MustCompile(`^testdata/bad/[a-z0-9-]+\.yml:\d+: `)
 
 // TestBadFixturesFail runs the validator on each testdata/bad fixture:
-// it must exit 1 and every error line must carry the fixture's `# want:`
-// message, after file:line. A fixture with `# needs: PLUGIN PATH ATTR
+// it must exit 1, every error line must carry one of the fixture's `# want:`
+// messages after file:line, and each of them must be said. A fixture with `# needs: PLUGIN PATH ATTR
 // [FIELDS]` shows a rule of the plugins' planned schema attributes; it is
 // skipped, saying so, while the dumped schema does not carry that rule.
 func TestBadFixturesFail(t *testing.T) {
@@ -48,7 +48,7 @@ func TestBadFixturesFail(t *testing.T) {
 	schemas := map[string]*kongschema.Schema{}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			want, needs := header(t, file)
+			wants, needs := header(t, file)
 			if needs != "" {
 				if why := missingRule(t, bin, schemas, needs); why != "" {
 					t.Skipf("the dumped schema lacks the rule (%s): %s", needs, why)
@@ -59,16 +59,28 @@ func TestBadFixturesFail(t *testing.T) {
 				t.Errorf("exit %d, want 1; output %q", code, out.String())
 			}
 			lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+			seen := map[string]bool{}
 			for _, l := range lines {
-				if !errLine.MatchString(l) || !strings.Contains(l, want) {
-					t.Errorf("error line %q: want file:line and %q", l, want)
+				ok := false
+				for _, w := range wants {
+					if strings.Contains(l, w) {
+						ok, seen[w] = true, true
+					}
+				}
+				if !errLine.MatchString(l) || !ok {
+					t.Errorf("error line %q: want file:line and one of %q", l, wants)
+				}
+			}
+			for _, w := range wants {
+				if !seen[w] {
+					t.Errorf("no error line says %q", w)
 				}
 			}
 		})
 	}
 }
 
-func header(t *testing.T, file string) (want, needs string) {
+func header(t *testing.T, file string) (wants []string, needs string) {
 	f, err := os.Open(file)
 	if err != nil {
 		t.Fatal(err)
@@ -77,16 +89,16 @@ func header(t *testing.T, file string) (want, needs string) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() && strings.HasPrefix(sc.Text(), "#") {
 		if v, ok := strings.CutPrefix(sc.Text(), "# want: "); ok {
-			want = v
+			wants = append(wants, v)
 		}
 		if v, ok := strings.CutPrefix(sc.Text(), "# needs: "); ok {
 			needs = v
 		}
 	}
-	if want == "" {
+	if len(wants) == 0 {
 		t.Fatalf("%s: no `# want:` first line", file)
 	}
-	return want, needs
+	return wants, needs
 }
 
 // missingRule says why the plugin's dumped schema does not carry the rule
