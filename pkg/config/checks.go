@@ -30,6 +30,11 @@ func MutuallyExclusive(fields ...string) Check {
 	return Check{kind: "mutually_exclusive", fields: fields}
 }
 
+// MutuallyRequired: all of the fields are set, or none.
+func MutuallyRequired(fields ...string) Check {
+	return Check{kind: "mutually_required", fields: fields}
+}
+
 // RequiredWhen: thenField is required when ifField equals eq.
 func RequiredWhen(ifField string, eq any, thenField string) Check {
 	return Check{kind: "conditional", ifField: ifField, ifEq: eq, thenField: thenField}
@@ -81,6 +86,10 @@ func (c Check) eval(v reflect.Value, fs []field) error {
 	case "mutually_exclusive":
 		if set > 1 {
 			return fmt.Errorf("only one or none of these fields must be set: '%s'", list)
+		}
+	case "mutually_required":
+		if set != 0 && set != len(c.fields) {
+			return fmt.Errorf("all or none of these fields must be set: '%s'", list)
 		}
 	case "conditional":
 		if reflect.DeepEqual(lookup(c.ifField).Interface(), c.ifEq) && lookup(c.thenField).IsZero() {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/processwide"
+	"github.com/subgate/subgate/pkg/tlsconf"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -37,12 +38,13 @@ type Config struct {
 	SentinelPasswordFile string   `json:"sentinel_password_file" doc:"File holding the Sentinel password."`
 	SentinelPasswordEnv  string   `json:"sentinel_password_env" doc:"Environment variable holding the Sentinel password (nginx_main_env)."`
 	DB                   int      `json:"db" default:"0" kong:"between=0|15" doc:"Database number (0 with Cluster)."`
-	TLS                  bool     `json:"tls" default:"false" doc:"Connect with TLS 1.2+."`
-	TLSServerName        string   `json:"tls_server_name" doc:"Server name checked in the certificate."`
-	DialTimeoutMs        int      `json:"dial_timeout_ms" default:"200" kong:"between=1|60000" doc:"Connect timeout: a gateway waiting on Redis holds a Kong worker."`
-	ReadTimeoutMs        int      `json:"read_timeout_ms" default:"100" kong:"between=1|60000" doc:"Read and write timeout of one command."`
-	PoolSize             int      `json:"pool_size" default:"32" kong:"between=1|10000" doc:"Connections per plugin-server process and Redis."`
-	MaxRetries           int      `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
+	TLS                  bool     `json:"tls" default:"false" doc:"Connect with TLS 1.2+ (to the Sentinels too, with the same settings)."`
+	TLSServerName        string   `json:"tls_server_name" doc:"Server name checked in the certificate; empty: the host dialled (Cluster nodes are dialled at the addresses they announce)."`
+	tlsconf.Files
+	DialTimeoutMs int `json:"dial_timeout_ms" default:"200" kong:"between=1|60000" doc:"Connect timeout: a gateway waiting on Redis holds a Kong worker."`
+	ReadTimeoutMs int `json:"read_timeout_ms" default:"100" kong:"between=1|60000" doc:"Read and write timeout of one command."`
+	PoolSize      int `json:"pool_size" default:"32" kong:"between=1|10000" doc:"Connections per plugin-server process and Redis."`
+	MaxRetries    int `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
 }
 
 // EntityChecks: one source per secret.
@@ -50,14 +52,16 @@ func (Config) EntityChecks() []config.Check {
 	return []config.Check{
 		config.MutuallyExclusive("password", "password_file", "password_env"),
 		config.MutuallyExclusive("sentinel_password", "sentinel_password_file", "sentinel_password_env"),
+		config.MutuallyRequired("tls_cert_file", "tls_key_file"),
 	}
 }
 
-// universal validates c and builds the go-redis options, reading secrets.
-func (c Config) universal(field string) (*redis.UniversalOptions, error) {
+// universal validates c and builds the go-redis options, reading secrets
+// and TLS files; tlsDigest identifies the TLS files' contents.
+func (c Config) universal(field string) (_ *redis.UniversalOptions, tlsDigest string, _ error) {
 	config.FillZero(&c)
 	if err := config.Validate(&c); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var errs []error
 	for _, a := range c.Addresses {
@@ -102,10 +106,18 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 			*s.to = v
 		}
 	}
-	if c.TLS {
-		u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	switch {
+	case c.TLS:
+		l, err := c.Files.Load(field, c.TLSServerName)
+		errs = append(errs, err)
+		u.TLSConfig, tlsDigest = l.Config, l.Digest
+		if u.TLSConfig == nil {
+			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+		}
+	case c.Files.Set() || c.TLSServerName != "":
+		errs = append(errs, fmt.Errorf("%s: tls_server_name, tls_ca_file, tls_cert_file and tls_key_file need tls: true", field))
 	}
-	return u, errors.Join(errs...)
+	return u, tlsDigest, errors.Join(errs...)
 }
 
 // Client builds a new client (the caller owns and closes it): for a
@@ -114,7 +126,7 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 // says: a stream follower that read a replica could miss an event the
 // primary acknowledged and then lost in a failover, or see it late.
 func (c Config) Client(field string) (redis.UniversalClient, error) {
-	u, err := c.universal(field)
+	u, _, err := c.universal(field)
 	if err != nil {
 		return nil, err
 	}
@@ -195,14 +207,14 @@ type sharedClient struct {
 var clients processwide.Map[string, sharedClient]
 
 // Shared validates c and returns the process-wide client for these
-// settings (the secrets read now, so a rotated file makes a new client).
-// Callers must not Close it: other instances share it.
+// settings (the secrets and TLS files read now, so a rotated file makes a
+// new client). Callers must not Close it: other instances share it.
 func Shared(c Config, field string) (redis.UniversalClient, error) {
-	u, err := c.universal(field)
+	u, tlsDigest, err := c.universal(field)
 	if err != nil {
 		return nil, err
 	}
-	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (sharedClient, error) {
+	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword+"|"+tlsDigest, func() (sharedClient, error) {
 		return sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}, nil
 	})
 	return s.client, err
