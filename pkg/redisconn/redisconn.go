@@ -108,7 +108,7 @@ func (c Config) universal(field string) (_ *redis.UniversalOptions, tlsDigest st
 	}
 	switch {
 	case c.TLS:
-		l, err := c.Files.Load(field, c.TLSServerName)
+		l, err := c.Files.Load(field+".", c.TLSServerName)
 		errs = append(errs, err)
 		u.TLSConfig, tlsDigest = l.Config, l.Digest
 		if u.TLSConfig == nil {

@@ -41,19 +41,14 @@ type Loaded struct {
 }
 
 // Load reads the files and builds a TLS 1.2+ client configuration that
-// checks serverName ("": the name the client dials). field names the
-// config record in errors (for example "redis"); errors name the file and
-// never its contents.
-func (f Files) Load(field, serverName string) (Loaded, error) {
+// checks serverName ("": the name the client dials). prefix comes before
+// the field names in errors ("redis." for a record, "jwks_" where the
+// fields are declared so); errors name the file, never its contents.
+func (f Files) Load(prefix, serverName string) (Loaded, error) {
 	if !f.Set() {
 		return Loaded{}, nil
 	}
-	name := func(s string) string {
-		if field == "" {
-			return s
-		}
-		return field + "." + s
-	}
+	name := func(s string) string { return prefix + s }
 	if (f.CertFile == "") != (f.KeyFile == "") {
 		return Loaded{}, fmt.Errorf("%s and %s: set both or neither", name("tls_cert_file"), name("tls_key_file"))
 	}

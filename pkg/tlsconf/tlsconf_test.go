@@ -90,7 +90,7 @@ func TestLoadRefusesWhatCannotWork(t *testing.T) {
 		{tlsconf.Files{CertFile: p.ClientCert, KeyFile: p.ServerKey}, "private key does not match public key"},
 		{tlsconf.Files{CertFile: p.ClientCert, KeyFile: p.Dir + "/nokey.pem"}, "redis.tls_key_file: cannot read"},
 	} {
-		_, err := c.f.Load("redis", "")
+		_, err := c.f.Load("redis.", "")
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want %q", c.f, err, c.want)
 		}

@@ -41,6 +41,7 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/processwide"
 	"github.com/subgate/subgate/pkg/strictjson"
+	"github.com/subgate/subgate/pkg/tlsconf"
 	"github.com/subgate/subgate/pkg/upstream"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -81,6 +82,8 @@ type Config struct {
 	MatchUser  string        `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
 	MatchClaim string        `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
 	Events     *EventsConfig `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	// TLS to an https identity_url: the CA bundle and client certificate.
+	tlsconf.Files
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
@@ -116,13 +119,17 @@ type Result struct {
 
 type entry = *Context
 
-// service is what routes with the same identity URL share: the HTTP client,
-// the cache and the concurrency bound.
+// EntityChecks: a client certificate comes with its key.
+func (Config) EntityChecks() []config.Check {
+	return []config.Check{config.MutuallyRequired("tls_cert_file", "tls_key_file")}
+}
+
+// service is what routes with the same identity URL share: the cache and
+// the concurrency bound.
 type service struct {
-	client *http.Client
-	cache  *lru.Cache[[32]byte, entry]
-	slots  chan struct{}
-	label  string // the identity URL as a metric label (metrics.URLLabel)
+	cache *lru.Cache[[32]byte, entry]
+	slots chan struct{}
+	label string // the identity URL as a metric label (metrics.URLLabel)
 
 	mu     sync.Mutex
 	byUser map[string]map[[32]byte]struct{} // cache keys per user id: what an identity event evicts
@@ -132,14 +139,38 @@ var services processwide.Map[string, *service]
 
 func shared(o Config) (*service, error) {
 	return services.Get(o.IdentityURL, func() (*service, error) {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.MaxIdleConnsPerHost = 64
-		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
-		s := &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
+		s := &service{slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
 		var err error
 		s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
 		return s, err
+	})
+}
+
+// httpClients are the identity clients, per identity URL and TLS files'
+// contents: a rotated certificate makes a new client (and pool) for the
+// instances started since, while the URL's cache lives on.
+var httpClients processwide.Map[string, *http.Client]
+
+// httpClient is the one place the identity service's HTTP client and
+// transport are made: its TLS (tls_* files, https only), its pool, no
+// proxy, no redirects followed.
+func httpClient(o Config) (*http.Client, error) {
+	https := strings.HasPrefix(o.IdentityURL, "https://")
+	if o.Files.Set() && !https {
+		return nil, fmt.Errorf("tls_ca_file, tls_cert_file and tls_key_file need an https identity_url, not %q", o.IdentityURL)
+	}
+	l, err := o.Files.Load("", "")
+	if err != nil {
+		return nil, err
+	}
+	return httpClients.Get(o.IdentityURL+"|"+l.Digest, func() (*http.Client, error) {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.MaxIdleConnsPerHost = 64
+		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
+		if l.Config != nil {
+			tr.TLSClientConfig = l.Config
+		}
+		return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 	})
 }
 
@@ -195,9 +226,10 @@ func (s *service) evictUser(user string) {
 
 // Client looks user contexts up for one route.
 type Client struct {
-	o   Config
-	svc *service
-	ev  *routeEvents // nil without events
+	o    Config
+	http *http.Client
+	svc  *service
+	ev   *routeEvents // nil without events
 }
 
 // NewClient validates o; routes with the same URL share one cache and
@@ -219,11 +251,15 @@ func NewClient(o Config) (*Client, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	hc, err := httpClient(o)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := shared(o)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{o: o, svc: svc}
+	c := &Client{o: o, http: hc, svc: svc}
 	if o.Events != nil {
 		if c.ev, err = followEvents(o, svc); err != nil {
 			return nil, err
@@ -434,7 +470,7 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 		req.Header.Set(name, v)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.svc.client.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		if c.o.ConnectionErrorsAs503 {
 			return unavailable, nil, nil
