@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/health"
 	"github.com/subgate/subgate/pkg/processwide"
 	"github.com/subgate/subgate/pkg/tlsconf"
 
@@ -215,9 +216,44 @@ func Shared(c Config, field string) (redis.UniversalClient, error) {
 		return nil, err
 	}
 	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword+"|"+tlsDigest, func() (sharedClient, error) {
-		return sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}, nil
+		s := sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}
+		health.Register(c.healthName(), func(ctx context.Context) error { return ping(ctx, s.client) })
+		return s, nil
 	})
 	return s.client, err
+}
+
+// healthName names a Redis in readiness reports: what identifies it,
+// without secrets. A client made anew for the same name (a rotated
+// password, new timeouts) takes over the old one's check.
+func (c Config) healthName() string {
+	n := "redis " + strings.Join(c.Addresses, ",")
+	if c.MasterName != "" {
+		n += " master " + c.MasterName
+	}
+	if c.Cluster {
+		n += " (cluster)"
+	}
+	if c.DB != 0 {
+		n += fmt.Sprintf(" db %d", c.DB)
+	}
+	if c.Username != "" {
+		n += " user " + c.Username
+	}
+	return n
+}
+
+// ping is a readiness check: PING answered (by every primary of a Cluster).
+func ping(ctx context.Context, c redis.UniversalClient) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			if err := n.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("%s: %w", n.Options().Addr, err)
+			}
+			return nil
+		})
+	}
+	return c.Ping(ctx).Err()
 }
 
 // Each calls fn for every client Shared has made in this process, with its

@@ -24,7 +24,7 @@ func tlsRedis(t *testing.T, p *tlstest.PKI) *redistest.Server {
 		Client: &tls.Config{RootCAs: p.Pool(), Certificates: []tls.Certificate{pair}}})
 }
 
-func ping(t *testing.T, c Config) error {
+func pingTLS(t *testing.T, c Config) error {
 	t.Helper()
 	c.DialTimeoutMs, c.ReadTimeoutMs, c.MaxRetries = 2000, 2000, -1
 	rdb, err := c.Client("redis")
@@ -47,12 +47,12 @@ func TestTLSToARealRedis(t *testing.T) {
 	srv := tlsRedis(t, p)
 	files := tlsconf.Files{CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey}
 	good := Config{Addresses: []string{srv.Addr}, TLS: true, Files: files}
-	if err := ping(t, good); err != nil {
+	if err := pingTLS(t, good); err != nil {
 		t.Fatalf("CA bundle and client certificate: %v", err)
 	}
 	named := good
 	named.TLSServerName = "localhost"
-	if err := ping(t, named); err != nil {
+	if err := pingTLS(t, named); err != nil {
 		t.Fatalf("tls_server_name localhost (in the certificate): %v", err)
 	}
 	rdb, err := Shared(good, "redis")
@@ -68,7 +68,7 @@ func TestTLSToARealRedis(t *testing.T) {
 		"plain TCP":             {Addresses: []string{srv.Addr}},
 		"another server name":   {Addresses: []string{srv.Addr}, TLS: true, TLSServerName: "redis.internal", Files: files},
 	} {
-		if err := ping(t, c); err == nil {
+		if err := pingTLS(t, c); err == nil {
 			t.Errorf("%s: PING succeeded", name)
 		}
 	}
@@ -82,11 +82,11 @@ func TestTLSToARealRedis(t *testing.T) {
 	sentinel := redistest.StartSentinelTLS(t, srv, "tlsmaster", redistest.TLSOptions{CertFile: p.ServerCert, KeyFile: p.ServerKey,
 		CAFile: p.CAFile, RequireClient: true, Client: &tls.Config{RootCAs: p.Pool(), Certificates: []tls.Certificate{pair}}})
 	viaSentinel := Config{Addresses: []string{sentinel.Addr}, MasterName: "tlsmaster", TLS: true, Files: files}
-	if err := ping(t, viaSentinel); err != nil {
+	if err := pingTLS(t, viaSentinel); err != nil {
 		t.Fatalf("through a TLS Sentinel: %v", err)
 	}
 	viaSentinel.Files = tlsconf.Files{CAFile: p.CAFile}
-	if err := ping(t, viaSentinel); err == nil {
+	if err := pingTLS(t, viaSentinel); err == nil {
 		t.Fatal("through a TLS Sentinel without a client certificate: PING succeeded")
 	}
 }
