@@ -14,6 +14,10 @@
 //	other 5xx           502 identity_error; never the cache
 //	connection failure  as 408, or as 503 when ConnErrorsAs503 is set
 //
+// The cache has two levels: the plugin server's own (local) and, with
+// shared_cache, a shared level in Redis read on a 503 when the local one
+// has no usable copy, under the same rules (see shared.go).
+//
 // A 2xx is a context only when it is one JSON object, valid UTF-8, without
 // a member name twice at any depth (readers disagree on which copy wins),
 // with a string user id, fitting the upstream header, and (match_user)
@@ -79,9 +83,10 @@ type Config struct {
 	// credentials (a cookie, say) on its own, and could name another user
 	// than the token jwt-claims verified; the upstream would then get two
 	// identities. On by default wherever a token was verified.
-	MatchUser  string        `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
-	MatchClaim string        `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
-	Events     *EventsConfig `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	MatchUser   string             `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
+	MatchClaim  string             `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
+	Events      *EventsConfig      `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	SharedCache *SharedCacheConfig `json:"shared_cache" doc:"A shared level of the fallback cache in Redis, for many Kong nodes: every success is written there too, and a 503 with no usable local copy reads it, so a user seen by any node is covered. Same rules: max_stale_seconds, identity events, credentials never stored."`
 	// TLS to an https identity_url: the CA bundle and client certificate.
 	tlsconf.Files
 
@@ -107,12 +112,15 @@ type Context struct {
 	// Asked is when the lookup that fetched it began (this process's
 	// clock): an identity event applied since may postdate the answer.
 	Asked time.Time
+
+	sharedAt time.Time // when this node last wrote it to the shared level (zero: never)
 }
 
 // Result is an allowed lookup.
 type Result struct {
 	*Context
 	Cached   bool
+	Shared   bool // served from the shared level (Cached too)
 	Attempts int
 	Lookup   time.Duration // the whole lookup, retries included
 }
@@ -138,12 +146,14 @@ type service struct {
 var services processwide.Map[string, *service]
 
 func shared(o Config) (*service, error) {
-	return services.Get(o.IdentityURL, func() (*service, error) {
-		s := &service{slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
-		var err error
-		s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
-		return s, err
-	})
+	return services.Get(o.IdentityURL, func() (*service, error) { return newService(o) })
+}
+
+func newService(o Config) (*service, error) {
+	s := &service{slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
+	var err error
+	s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
+	return s, err
 }
 
 // httpClients are the identity clients, per identity URL and TLS files'
@@ -226,10 +236,11 @@ func (s *service) evictUser(user string) {
 
 // Client looks user contexts up for one route.
 type Client struct {
-	o    Config
-	http *http.Client
-	svc  *service
-	ev   *routeEvents // nil without events
+	o      Config
+	http   *http.Client
+	svc    *service
+	ev     *routeEvents // nil without events
+	shared *sharedLevel // nil without shared_cache
 }
 
 // NewClient validates o; routes with the same URL share one cache and
@@ -260,9 +271,18 @@ func NewClient(o Config) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{o: o, http: hc, svc: svc}
+	if o.SharedCache != nil {
+		if c.shared, err = openShared(o); err != nil {
+			return nil, err
+		}
+	}
 	if o.Events != nil {
 		if c.ev, err = followEvents(o, svc); err != nil {
 			return nil, err
+		}
+		if c.shared != nil {
+			c.shared.noteWindow(EventsWindow(o))
+			c.ev.v.attachShared(c.shared)
 		}
 	}
 	return c, nil
@@ -323,8 +343,9 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
-	read := false // the fallback cache was read (counted once per lookup; see fallback)
-	refused := "" // why a cached context was not served (identity events), for the 503's cause
+	read := false       // the fallback cache was read (counted once per lookup; see fallback)
+	sharedRead := false // the shared level was read (once per lookup)
+	refused := ""       // why a cached context was not served (identity events), for the 503's cause
 	select {
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
@@ -348,20 +369,24 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 		case success:
 			if den := c.matches(got, want); den != nil {
 				if cacheable {
-					c.svc.cache.Remove(key) // these credentials now name another user: forget the old answer
+					c.forget(key) // these credentials now name another user: forget the old answer
 				}
 				lookups.Inc("rejected")
 				return nil, den
 			}
 			got.Asked = began
 			if cacheable {
+				prev, _ := c.svc.cache.Peek(key)
+				if c.shared != nil {
+					c.sharedWrite(key, got, prev)
+				}
 				c.svc.add(key, got)
 			}
 			lookups.Inc("fresh")
 			return &Result{Context: got, Attempts: attempt, Lookup: time.Since(began)}, nil
 		case final:
 			if cacheable && (den.Code == denial.IdentityUnauthorized || den.Code == denial.IdentityForbidden) {
-				c.svc.cache.Remove(key) // the identity service says no: forget what it said before
+				c.forget(key) // the identity service says no: forget what it said before
 			}
 			lookups.Inc("rejected")
 			return nil, den
@@ -375,6 +400,19 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 				if e != nil {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
+				}
+				if c.shared != nil && !sharedRead {
+					sharedRead = true
+					e, den := c.sharedFallback(ctx, key, want, &refused)
+					if den != nil {
+						lookups.Inc("rejected")
+						return nil, den
+					}
+					if e != nil {
+						cacheHits.Inc(c.svc.label)
+						lookups.Inc("shared_fallback")
+						return &Result{Context: e, Cached: true, Shared: true, Attempts: attempt, Lookup: time.Since(began)}, nil
+					}
 				}
 			}
 		}
@@ -410,6 +448,15 @@ func cancelled(ctx context.Context) *denial.Denial {
 	}
 	lookups.Inc("cancelled")
 	return denial.New(denial.IdentityTimeout, "").WithCause("identity lookup cancelled by its caller")
+}
+
+// forget drops the credentials' cached context, locally and in the shared
+// level.
+func (c *Client) forget(key [32]byte) {
+	c.svc.cache.Remove(key)
+	if c.shared != nil {
+		c.shared.remove(key)
+	}
 }
 
 // sleep waits the backoff for attempt (full jitter), false if the deadline
