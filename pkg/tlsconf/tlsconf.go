@@ -2,9 +2,13 @@
 // the identity service, a JWKS endpoint), from PEM files: a CA bundle that
 // replaces the system's roots, and a client certificate presented when the
 // server asks for one (mutual TLS). The files are read when an instance
-// starts; a digest of their contents is part of what shares a client, so a
-// rotated file takes effect with the next instance (a config change) or
-// plugin-server restart, never half-way through a connection pool.
+// starts, and a digest of their contents is part of what shares a client.
+// The client certificate is also re-read when its files change (looked at,
+// at a handshake, at most every ReloadEvery), so a certificate rotated in
+// place (cert-manager, a mounted Secret) reaches long-lived clients too (a
+// stream follower's): new connections present the new one. A new CA bundle
+// takes effect with the next instance (a config change) for shared clients,
+// and with a plugin-server restart for followers.
 package tlsconf
 
 import (
@@ -15,7 +19,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
+	"sync"
+	"time"
 )
 
 // Files name the PEM files of one TLS client. Embedded in a config struct,
@@ -81,7 +89,9 @@ func (f Files) Load(prefix, serverName string) (Loaded, error) {
 				// crypto/tls's messages name neither file's contents.
 				errs = append(errs, fmt.Errorf("%s / %s: %s and %s: %v", name("tls_cert_file"), name("tls_key_file"), f.CertFile, f.KeyFile, err))
 			} else {
-				c.Certificates = []tls.Certificate{pair}
+				kp := &keyPair{certFile: f.CertFile, keyFile: f.KeyFile, pair: &pair, checked: time.Now()}
+				kp.stamp = kp.stat()
+				c.GetClientCertificate = kp.get
 				h.Write(certPEM)
 				h.Write([]byte{0})
 				h.Write(keyPEM)
@@ -92,6 +102,51 @@ func (f Files) Load(prefix, serverName string) (Loaded, error) {
 		return Loaded{}, err
 	}
 	return Loaded{Config: c, Digest: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+// ReloadEvery is how often, at most, a client certificate's files are
+// looked at for a change.
+var ReloadEvery = 10 * time.Second
+
+// keyPair is a client certificate that follows its files.
+type keyPair struct {
+	certFile, keyFile string
+	mu                sync.Mutex
+	pair              *tls.Certificate
+	checked           time.Time
+	stamp             string // the files' sizes and modification times
+}
+
+func (k *keyPair) stat() string {
+	var b strings.Builder
+	for _, f := range []string{k.certFile, k.keyFile} {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d/%d;", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return b.String()
+}
+
+// get is the tls.Config's GetClientCertificate: the current pair, reloaded
+// when its files changed; a pair that does not load keeps the old one (and
+// says so), never none.
+func (k *keyPair) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if time.Since(k.checked) < ReloadEvery {
+		return k.pair, nil
+	}
+	k.checked = time.Now()
+	if st := k.stat(); st != k.stamp {
+		pair, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
+		if err != nil {
+			slog.Warn("tls: the client certificate's files changed but do not load; presenting the previous one",
+				slog.String("cert_file", k.certFile), slog.String("key_file", k.keyFile), slog.String("error", err.Error()))
+			return k.pair, nil
+		}
+		k.pair, k.stamp = &pair, st
+	}
+	return k.pair, nil
 }
 
 // caPool parses a bundle of PEM certificates; a bundle without one, or with

@@ -52,7 +52,7 @@ func TestLoadTrustsTheBundleAndPresentsTheClientCertificate(t *testing.T) {
 	if err := get(srv.URL, caOnly.Config); err == nil {
 		t.Fatal("a server that requires a client certificate accepted none")
 	}
-	if err := get(srv.URL, &tls.Config{Certificates: full.Config.Certificates}); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if err := get(srv.URL, &tls.Config{GetClientCertificate: full.Config.GetClientCertificate}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("the system's roots trusted the test CA: %v", err)
 	}
 	other := tlstest.New(t)
@@ -128,4 +128,48 @@ func writeFile(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A client certificate rotated in place is presented on the next
+// connections once ReloadEvery has passed, without a new Load; files that
+// do not load leave the previous certificate in use.
+func TestClientCertificateFollowsItsFiles(t *testing.T) {
+	p := tlstest.New(t)
+	var seen []string
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen = append(seen, r.TLS.PeerCertificates[0].SerialNumber.String())
+	}))
+	srv.TLS = p.ServerConfig(t, true)
+	srv.StartTLS()
+	defer srv.Close()
+	l, err := tlsconf.Files{CAFile: p.CAFile, CertFile: p.ClientCert, KeyFile: p.ClientKey}.Load("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := tlsconf.ReloadEvery
+	t.Cleanup(func() { tlsconf.ReloadEvery = old })
+	fresh := func() {
+		t.Helper()
+		// A new connection each time: a handshake asks for the certificate.
+		if err := get(srv.URL, l.Config); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fresh()
+	if _, _, err := p.Issue("client", false); err != nil {
+		t.Fatal(err)
+	}
+	fresh() // within ReloadEvery: the old one
+	tlsconf.ReloadEvery = 0
+	fresh()
+	if len(seen) != 3 || seen[0] != seen[1] || seen[1] == seen[2] {
+		t.Fatalf("serials presented: %v, want old, old, new", seen)
+	}
+	if err := os.WriteFile(p.ClientKey, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fresh()
+	if seen[3] != seen[2] {
+		t.Fatalf("a broken rotation replaced the certificate: %v", seen)
+	}
 }

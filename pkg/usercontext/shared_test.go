@@ -411,3 +411,71 @@ func pow(x float64, n int) float64 {
 	}
 	return r
 }
+
+// BenchmarkSharedLevel (real redis-server): the background write (seal and
+// the write script, one round trip) and the 503 read of the shared level
+// (GET and PTTL pipelined, unseal, parse), for a context of about 100 bytes;
+// and Redis's memory per entry, index and user set included.
+func BenchmarkSharedLevel(b *testing.B) {
+	srv := redistest.Start(b)
+	rc := redisconn.Config{Addresses: []string{srv.Addr}}
+	rdb, err := rc.Client("redis")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rdb.Close()
+	sc := SharedCacheConfig{Redis: rc}
+	config.Defaults(&sc)
+	l := newSharedLevel(rdb, sc, "http://identity/ctx")
+	o := Config{IdentityURL: "http://identity/ctx", Now: time.Now}
+	config.Defaults(&o)
+	c := &Client{o: o, shared: l}
+	raw := []byte(`{"user_id":"7d3e2a10-1c4b-4a5e-9f00-3c2b1a000001","roles":["customer"],"country":"DE","plan":"premium"}`)
+	keyOf := func(i int) [32]byte {
+		k, _ := c.key(map[string]string{"Authorization": fmt.Sprintf("Bearer token-%d", i)})
+		return k
+	}
+	b.Run("write", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			k := keyOf(i % 10000)
+			l.write(k, &Context{Raw: raw, UserID: fmt.Sprintf("user-%d", i%10000)}, 300*time.Second)
+			l.flush()
+		}
+	})
+	for i := range 1000 {
+		l.write(keyOf(i), &Context{Raw: raw, UserID: fmt.Sprintf("user-%d", i)}, 300*time.Second)
+	}
+	l.flush()
+	b.Run("read", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if e, _ := c.sharedFallback(context.Background(), keyOf(i%1000), "", new(string)); e == nil {
+				b.Fatal("miss")
+			}
+		}
+	})
+	b.Run("memory", func(b *testing.B) {
+		for b.Loop() {
+		}
+		ctx := context.Background()
+		rdb.FlushAll(ctx)
+		before, _ := rdb.Info(ctx, "memory").Result()
+		const n = 10000
+		for i := range n {
+			l.write(keyOf(i), &Context{Raw: raw, UserID: fmt.Sprintf("user-%d", i)}, 300*time.Second)
+		}
+		l.flush()
+		after, _ := rdb.Info(ctx, "memory").Result()
+		b.ReportMetric(float64(usedMemory(after)-usedMemory(before))/n, "redis-bytes/entry")
+	})
+}
+
+func usedMemory(info string) int64 {
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			var n int64
+			fmt.Sscan(v, &n)
+			return n
+		}
+	}
+	return 0
+}
