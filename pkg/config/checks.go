@@ -72,6 +72,11 @@ func MutuallyExclusive(fields ...string) Check {
 	return Check{kind: "mutually_exclusive", fields: fields}
 }
 
+// MutuallyRequired: all of the fields are set, or none.
+func MutuallyRequired(fields ...string) Check {
+	return Check{kind: "mutually_required", fields: fields}
+}
+
 // RequiredWhen: thenField is required when ifField equals eq.
 func RequiredWhen(ifField string, eq any, thenField string) Check {
 	return Conditional(ifField, Match{Eq: eq}, thenField, Match{Required: true}, "")
@@ -256,6 +261,10 @@ func (c Check) eval(v reflect.Value, fs []field) error {
 	case "mutually_exclusive":
 		if set > 1 {
 			return fmt.Errorf("only one or none of these fields must be set: %s", list)
+		}
+	case "mutually_required":
+		if set != 0 && set != len(c.fields) {
+			return fmt.Errorf("all or none of these fields must be set: %s", list)
 		}
 	case "conditional":
 		ifv, _ := lookup(c.ifField)

@@ -9,6 +9,7 @@ package jwtverify
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,8 +55,13 @@ type Set struct {
 // setOptions are the settings of a Set, taken from a Config.
 type setOptions struct {
 	Refresh, MinInterval, MaxStale, Timeout time.Duration
-	Client                                  *http.Client
-	Now                                     func() time.Time
+	Client                                  *http.Client // tests; nil: made from TLS
+	// TLS is the endpoint's TLS client configuration (jwks_tls_* files; nil:
+	// Go's defaults) and TLSDigest its files' digest: rotated files make a
+	// new set.
+	TLS       *tls.Config
+	TLSDigest string
+	Now       func() time.Time
 }
 
 var sets processwide.Map[string, *Set]
@@ -63,7 +69,7 @@ var sets processwide.Map[string, *Set]
 // sharedSet returns the process-wide Set for the URL and settings, started
 // on first use.
 func sharedSet(url string, o setOptions) *Set {
-	key := fmt.Sprintf("%s|%v|%v|%v|%v", url, o.Refresh, o.MinInterval, o.MaxStale, o.Timeout)
+	key := fmt.Sprintf("%s|%v|%v|%v|%v|%s", url, o.Refresh, o.MinInterval, o.MaxStale, o.Timeout, o.TLSDigest)
 	s, _ := sets.Get(key, func() (*Set, error) {
 		s := newSet(url, o)
 		s.Start()
@@ -88,7 +94,11 @@ func newSet(url string, o setOptions) *Set {
 		}
 	}
 	if o.Client == nil {
-		o.Client = &http.Client{Timeout: o.Timeout}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if o.TLS != nil {
+			tr.TLSClientConfig = o.TLS
+		}
+		o.Client = &http.Client{Timeout: o.Timeout, Transport: tr}
 	}
 	if o.Now == nil {
 		o.Now = time.Now

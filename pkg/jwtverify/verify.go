@@ -13,12 +13,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/tlsconf"
 )
 
 // Config is the verification part of a plugin's config: where the keys
@@ -31,6 +33,9 @@ type Config struct {
 	JWKSMinRefetchSeconds int      `json:"jwks_min_refetch_seconds" default:"30" kong:"between=1|3600" doc:"At most one refetch on an unknown kid per this interval."`
 	JWKSMaxStaleSeconds   int      `json:"jwks_max_stale_seconds" default:"3600" kong:"between=1|604800" doc:"How long the last good keys serve while the endpoint fails; then 503 keys_unavailable."`
 	JWKSTimeoutMs         int      `json:"jwks_timeout_ms" default:"5000" kong:"between=1|60000" doc:"Timeout of one JWKS fetch."`
+	JWKSTLSCAFile         string   `json:"jwks_tls_ca_file" doc:"PEM file of the CA certificates that verify an https jwks_url, instead of the system's roots; read at instance start."`
+	JWKSTLSCertFile       string   `json:"jwks_tls_cert_file" doc:"PEM file of the client certificate presented to the JWKS endpoint when it asks for one; with jwks_tls_key_file."`
+	JWKSTLSKeyFile        string   `json:"jwks_tls_key_file" doc:"PEM file of that client certificate's private key (unencrypted); with jwks_tls_cert_file."`
 	Issuers               []string `json:"issuers" doc:"Accepted iss values; empty accepts any."`
 	Audiences             []string `json:"audiences" doc:"Accepted aud values (any one suffices); empty accepts any."`
 	LeewaySeconds         int      `json:"leeway_seconds" default:"30" kong:"between=0|600" doc:"Clock skew allowed for exp, nbf and iat."`
@@ -51,9 +56,15 @@ type Config struct {
 	Now        func() time.Time `json:"-"` // tests
 }
 
-// EntityChecks: a verifier needs keys from somewhere (keys: [] is none).
+// EntityChecks: a verifier needs keys from somewhere (keys: [] is none); a
+// client certificate comes with its key.
 func (Config) EntityChecks() []config.Check {
-	return []config.Check{config.AtLeastOneOf("keys", "jwks_url")}
+	return []config.Check{config.AtLeastOneOf("keys", "jwks_url"), config.MutuallyRequired("jwks_tls_cert_file", "jwks_tls_key_file")}
+}
+
+// jwksTLS is the JWKS endpoint's TLS files.
+func (c *Config) jwksTLS() tlsconf.Files {
+	return tlsconf.Files{CAFile: c.JWKSTLSCAFile, CertFile: c.JWKSTLSCertFile, KeyFile: c.JWKSTLSKeyFile}
 }
 
 // Check: no kid twice (the token's kid would pick one of them), and a
@@ -169,12 +180,26 @@ func New(o Config) (*Verifier, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if o.JWKSURL == "" && o.jwksTLS().Set() {
+		return nil, errors.New("jwks_tls_ca_file, jwks_tls_cert_file and jwks_tls_key_file need a jwks_url")
+	}
 	if o.JWKSURL != "" {
-		v.set = sharedSet(o.JWKSURL, setOptions{
+		so := setOptions{
 			Refresh: seconds(o.JWKSRefreshSeconds), MinInterval: seconds(o.JWKSMinRefetchSeconds),
 			MaxStale: seconds(o.JWKSMaxStaleSeconds), Timeout: time.Duration(o.JWKSTimeoutMs) * time.Millisecond,
 			Client: o.JWKSClient, Now: o.Now,
-		})
+		}
+		if f := o.jwksTLS(); f.Set() {
+			if !strings.HasPrefix(o.JWKSURL, "https://") {
+				return nil, fmt.Errorf("jwks_tls_* files need an https jwks_url, not %q", o.JWKSURL)
+			}
+			l, err := f.Load("jwks_", "")
+			if err != nil {
+				return nil, err
+			}
+			so.TLS, so.TLSDigest = l.Config, l.Digest
+		}
+		v.set = sharedSet(o.JWKSURL, so)
 		for alg, a := range algorithms {
 			if a.minSecret == 0 { // a JWKS never supplies HMAC keys
 				methods[alg] = true

@@ -26,6 +26,7 @@ import (
 	"github.com/subgate/subgate/pkg/claims"
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/denial"
+	"github.com/subgate/subgate/pkg/health"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
@@ -102,6 +103,7 @@ func (i *Instance[C, D]) UnmarshalJSON(raw []byte) error {
 	if l, ok := any(&i.config).(interface{ DecisionLogging() string }); ok && l.DecisionLogging() != "" {
 		i.logging = l.DecisionLogging()
 	}
+	health.InstanceStarted(i.err)
 	if i.err != nil {
 		slog.Error("plugin misconfigured: every request on this route will be denied",
 			slog.String("plugin", i.plugin.Name), slog.String("route_id", i.meta.RouteID),

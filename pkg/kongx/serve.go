@@ -15,19 +15,21 @@ import (
 	"github.com/Kong/go-pdk/server"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/health"
 	"github.com/subgate/subgate/pkg/metrics"
 )
 
 // metricsAddr is a setting of the plugin server as a whole, so a flag of
 // the binary (set in kong.conf's pluginserver_<name>_start_cmd): nginx
 // clears the environment of the processes Kong starts.
-var metricsAddr = flag.String("metrics-addr", "", "serve Prometheus metrics on this address (host:port); empty: none")
+var metricsAddr = flag.String("metrics-addr", "", "serve Prometheus /metrics, and GET /live and /ready, on this address (host:port); empty: none")
 
 // Serve is a plugin binary's whole main. decl is the plugin's declared
 // config (a zero value of its type): -dump prints the Kong schema made from
 // it, with every field's attributes (go-pdk's own dump knows field types
-// only). Otherwise it opens the metrics listener when asked and hands over
-// to go-pdk's plugin server on <kong-prefix>/<binary name>.socket.
+// only). Otherwise it opens the metrics listener when asked (with the
+// health endpoints, see pkg/health) and hands over to go-pdk's plugin
+// server on <kong-prefix>/<binary name>.socket.
 func Serve(plugin string, constructor func() any, priority int, decl any) {
 	flag.Parse() // go-pdk's flags (-kong-prefix, -dump) and ours
 	if f := flag.Lookup("dump"); f != nil && f.Value.String() == "true" {
@@ -42,6 +44,7 @@ func Serve(plugin string, constructor func() any, priority int, decl any) {
 		go func() {
 			mux := http.NewServeMux()
 			mux.Handle("/metrics", metrics.Handler())
+			health.Add(mux) // GET /live, GET /ready: for probes and for whatever supervises the server
 			err := http.ListenAndServe(*metricsAddr, mux)
 			slog.Error("metrics listener stopped", slog.String("plugin", plugin), slog.String("error", err.Error()))
 		}()

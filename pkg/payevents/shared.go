@@ -1,10 +1,14 @@
 package payevents
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/health"
 	"github.com/subgate/subgate/pkg/processwide"
 
 	"github.com/subgate/subgate/pkg/redisconn"
@@ -46,8 +50,25 @@ func SharedOf(kind string, rc redisconn.Config, o FollowerOptions, h func() Hand
 		}
 		f := Follow(rdb, o, h())
 		f.Start()
+		health.Register(fmt.Sprintf("stream %s (%s events) on %s", o.Stream, kind, strings.Join(rc.Addresses, ",")), f.ready)
 		return f, nil
 	})
+}
+
+// readyAfter is how long a follower may go without an answer from Redis
+// before the plugin server's /ready says so: the default staleness bound of
+// the routes that follow a stream (their checks then fail closed).
+const readyAfter = 10 * time.Second
+
+// ready is the follower's readiness check (pkg/health).
+func (f *Follower) ready(context.Context) error {
+	if !f.caughtUp.Load() {
+		return errors.New("has not caught up with the stream since it started")
+	}
+	if f.Stale(readyAfter) {
+		return fmt.Errorf("no answer from Redis for %v (last at %s)", readyAfter, f.LastContact().UTC().Format(time.RFC3339))
+	}
+	return nil
 }
 
 // Bound is a staleness bound, for callers that hold one follower.

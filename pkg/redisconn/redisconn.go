@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/pkg/config"
+	"github.com/subgate/subgate/pkg/health"
 	"github.com/subgate/subgate/pkg/processwide"
+	"github.com/subgate/subgate/pkg/tlsconf"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -39,12 +41,13 @@ type Config struct {
 	SentinelPasswordFile string   `json:"sentinel_password_file" doc:"File holding the Sentinel password."`
 	SentinelPasswordEnv  string   `json:"sentinel_password_env" doc:"Environment variable holding the Sentinel password (nginx_main_env)."`
 	DB                   int      `json:"db" default:"0" kong:"between=0|15" doc:"Database number (0 with Cluster)."`
-	TLS                  bool     `json:"tls" default:"false" doc:"Connect with TLS 1.2+."`
-	TLSServerName        string   `json:"tls_server_name" doc:"Server name checked in the certificate."`
-	DialTimeoutMs        int      `json:"dial_timeout_ms" default:"200" kong:"between=1|60000" doc:"Connect timeout: a gateway waiting on Redis holds a Kong worker."`
-	ReadTimeoutMs        int      `json:"read_timeout_ms" default:"100" kong:"between=1|60000" doc:"Read and write timeout of one command."`
-	PoolSize             int      `json:"pool_size" default:"32" kong:"between=1|10000" doc:"Connections per plugin-server process and Redis."`
-	MaxRetries           int      `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
+	TLS                  bool     `json:"tls" default:"false" doc:"Connect with TLS 1.2+ (to the Sentinels too, with the same settings)."`
+	TLSServerName        string   `json:"tls_server_name" doc:"Server name checked in the certificate; empty: the host dialled (Cluster nodes are dialled at the addresses they announce)."`
+	tlsconf.Files
+	DialTimeoutMs int `json:"dial_timeout_ms" default:"200" kong:"between=1|60000" doc:"Connect timeout: a gateway waiting on Redis holds a Kong worker."`
+	ReadTimeoutMs int `json:"read_timeout_ms" default:"100" kong:"between=1|60000" doc:"Read and write timeout of one command."`
+	PoolSize      int `json:"pool_size" default:"32" kong:"between=1|10000" doc:"Connections per plugin-server process and Redis."`
+	MaxRetries    int `json:"max_retries" default:"1" kong:"between=-1|10" doc:"Retries of a failed command (-1: none)."`
 }
 
 // Address is the pattern of a Redis address: host:port (a host without a
@@ -62,6 +65,7 @@ func (Config) EntityChecks() []config.Check {
 			"cluster and master_name exclude each other (Cluster seeds or Sentinels)"),
 		config.Conditional("cluster", config.Match{Eq: true}, "db", config.Match{Eq: 0}, "Redis Cluster has database 0 only"),
 		config.Conditional("read_from_replicas", config.Match{Eq: true}, "cluster", config.Match{Eq: true}, "read_from_replicas needs cluster: true"),
+		config.MutuallyRequired("tls_cert_file", "tls_key_file"),
 	}
 }
 
@@ -101,11 +105,12 @@ func (c Config) secrets(field string) []secretField {
 	}
 }
 
-// universal validates c and builds the go-redis options, reading secrets.
-func (c Config) universal(field string) (*redis.UniversalOptions, error) {
+// universal validates c and builds the go-redis options, reading secrets
+// and TLS files; tlsDigest identifies the TLS files' contents.
+func (c Config) universal(field string) (_ *redis.UniversalOptions, tlsDigest string, _ error) {
 	config.FillZero(&c)
 	if err := config.Validate(&c); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var errs []error
 	u := &redis.UniversalOptions{
@@ -129,10 +134,18 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 			*s.to(u) = v
 		}
 	}
-	if c.TLS {
-		u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+	switch {
+	case c.TLS:
+		l, err := c.Files.Load(field+".", c.TLSServerName)
+		errs = append(errs, err)
+		u.TLSConfig, tlsDigest = l.Config, l.Digest
+		if u.TLSConfig == nil {
+			u.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.TLSServerName}
+		}
+	case c.Files.Set() || c.TLSServerName != "":
+		errs = append(errs, fmt.Errorf("%s: tls_server_name, tls_ca_file, tls_cert_file and tls_key_file need tls: true", field))
 	}
-	return u, errors.Join(errs...)
+	return u, tlsDigest, errors.Join(errs...)
 }
 
 // Client builds a new client (the caller owns and closes it): for a
@@ -141,7 +154,7 @@ func (c Config) universal(field string) (*redis.UniversalOptions, error) {
 // says: a stream follower that read a replica could miss an event the
 // primary acknowledged and then lost in a failover, or see it late.
 func (c Config) Client(field string) (redis.UniversalClient, error) {
-	u, err := c.universal(field)
+	u, _, err := c.universal(field)
 	if err != nil {
 		return nil, err
 	}
@@ -222,17 +235,52 @@ type sharedClient struct {
 var clients processwide.Map[string, sharedClient]
 
 // Shared validates c and returns the process-wide client for these
-// settings (the secrets read now, so a rotated file makes a new client).
-// Callers must not Close it: other instances share it.
+// settings (the secrets and TLS files read now, so a rotated file makes a
+// new client). Callers must not Close it: other instances share it.
 func Shared(c Config, field string) (redis.UniversalClient, error) {
-	u, err := c.universal(field)
+	u, tlsDigest, err := c.universal(field)
 	if err != nil {
 		return nil, err
 	}
-	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword, func() (sharedClient, error) {
-		return sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}, nil
+	s, err := clients.Get(c.Key()+"|"+u.Password+"|"+u.SentinelPassword+"|"+tlsDigest, func() (sharedClient, error) {
+		s := sharedClient{c.build(u, c.ReadFromReplicas), strings.Join(c.Addresses, ","), c.MasterName}
+		health.Register(c.healthName(), func(ctx context.Context) error { return ping(ctx, s.client) })
+		return s, nil
 	})
 	return s.client, err
+}
+
+// healthName names a Redis in readiness reports: what identifies it,
+// without secrets. A client made anew for the same name (a rotated
+// password, new timeouts) takes over the old one's check.
+func (c Config) healthName() string {
+	n := "redis " + strings.Join(c.Addresses, ",")
+	if c.MasterName != "" {
+		n += " master " + c.MasterName
+	}
+	if c.Cluster {
+		n += " (cluster)"
+	}
+	if c.DB != 0 {
+		n += fmt.Sprintf(" db %d", c.DB)
+	}
+	if c.Username != "" {
+		n += " user " + c.Username
+	}
+	return n
+}
+
+// ping is a readiness check: PING answered (by every primary of a Cluster).
+func ping(ctx context.Context, c redis.UniversalClient) error {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			if err := n.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("%s: %w", n.Options().Addr, err)
+			}
+			return nil
+		})
+	}
+	return c.Ping(ctx).Err()
 }
 
 // Each calls fn for every client Shared has made in this process, with its

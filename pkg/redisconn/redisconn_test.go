@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/subgate/subgate/pkg/health"
 )
 
 // The Redis password reaches the client from each of its sources, and a
@@ -47,5 +49,34 @@ func TestPasswordSources(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "pw-0123456789") {
 			t.Errorf("%s: err %v, want %q", name, err, tc.want)
 		}
+	}
+}
+
+// Shared registers the client's readiness check (pkg/health) under a name
+// without secrets: it passes while Redis answers and fails when it does not.
+func TestSharedClientsReportReadiness(t *testing.T) {
+	m := miniredis.RunT(t)
+	addr := m.Addr()
+	if _, err := Shared(Config{Addresses: []string{addr}, DB: 3, Password: "pw-0123456789"}, "redis"); err != nil {
+		t.Fatal(err)
+	}
+	m.RequireAuth("pw-0123456789")
+	find := func() health.Result {
+		res, _ := health.Ready(context.Background())
+		for _, r := range res {
+			if strings.Contains(r.Name, addr) {
+				return r
+			}
+		}
+		t.Fatalf("no readiness check for %s in %v", addr, res)
+		return health.Result{}
+	}
+	r := find()
+	if r.Err != nil || r.Name != "redis "+addr+" db 3" {
+		t.Fatalf("%+v", r)
+	}
+	m.Close()
+	if r := find(); r.Err == nil {
+		t.Fatal("a stopped Redis is ready")
 	}
 }

@@ -80,7 +80,7 @@ func LaunchCluster(bin, cli, dir string, o ClusterOptions) (_ *Cluster, err erro
 // launchNode starts one cluster node in dir, on other ports when the ones
 // picked were taken meanwhile (see Launch).
 func launchNode(bin, dir string, o ClusterOptions) (*Server, error) {
-	return launch(bin, dir, func() ([]string, error) {
+	return launch(bin, dir, nil, func() ([]string, error) {
 		bus, err := freeAddr()
 		if err != nil {
 			return nil, err

@@ -10,6 +10,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,7 @@ type Server struct {
 	bin    string
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited (its one Wait)
+	tls    *tls.Config   // how to reach Addr (nil: plain TCP)
 }
 
 // Launch runs redis-server from bin in dir on a free loopback port, with
@@ -39,12 +41,48 @@ type Server struct {
 // pick ports at the same time, so a server that exits at start (its port
 // taken meanwhile) is started again on another port, a few times.
 func Launch(bin, dir string, extra ...string) (*Server, error) {
-	return launch(bin, dir, func() ([]string, error) { return extra, nil })
+	return launch(bin, dir, nil, func() ([]string, error) { return extra, nil })
+}
+
+// TLSOptions say how a TLS server is set up (see StartTLS).
+type TLSOptions struct {
+	CertFile, KeyFile string // the server's certificate and key (PEM)
+	// CAFile verifies client certificates; with RequireClient set, a
+	// client without one this CA issued is refused at the handshake.
+	CAFile        string
+	RequireClient bool
+	// Client is how the harness itself reaches the server to see it answer
+	// (trusting the server, with a client certificate when required).
+	Client *tls.Config
+}
+
+// LaunchTLS is Launch with TLS only: the address is redis-server's
+// tls-port, and its plain port is off.
+func LaunchTLS(bin, dir string, o TLSOptions, extra ...string) (*Server, error) {
+	auth := "no"
+	if o.RequireClient {
+		auth = "yes"
+	}
+	args := append([]string{"--tls-cert-file", o.CertFile, "--tls-key-file", o.KeyFile, "--tls-ca-cert-file", o.CAFile,
+		"--tls-auth-clients", auth}, extra...)
+	return launch(bin, dir, o.Client, func() ([]string, error) { return args, nil })
+}
+
+// StartTLS runs a TLS-only redis-server for a test (see LaunchTLS).
+func StartTLS(tb testing.TB, o TLSOptions, extra ...string) *Server {
+	tb.Helper()
+	s, err := LaunchTLS(binary(tb), tb.TempDir(), o, extra...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
 }
 
 // launch is Launch with the extra arguments made anew for each attempt (a
-// cluster node picks a new cluster-bus port too).
-func launch(bin, dir string, extra func() ([]string, error)) (*Server, error) {
+// cluster node picks a new cluster-bus port too); with tc, the port is
+// redis-server's tls-port (the plain port off), reached with tc.
+func launch(bin, dir string, tc *tls.Config, extra func() ([]string, error)) (*Server, error) {
 	var err error
 	for range 5 {
 		var addr string
@@ -56,9 +94,13 @@ func launch(bin, dir string, extra func() ([]string, error)) (*Server, error) {
 			return nil, err
 		}
 		_, port, _ := net.SplitHostPort(addr)
-		args := append([]string{"--port", port, "--bind", "127.0.0.1", "--dir", dir,
-			"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"}, more...)
-		s := &Server{Addr: addr, Dir: dir, bin: bin, args: args}
+		ports := []string{"--port", port}
+		if tc != nil {
+			ports = []string{"--port", "0", "--tls-port", port}
+		}
+		args := append(append(ports, "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "yes", "--loglevel", "warning"), more...)
+		s := &Server{Addr: addr, Dir: dir, bin: bin, args: args, tls: tc}
 		if err = s.start(); !errors.Is(err, ErrExited) {
 			return s, err
 		}
@@ -74,6 +116,13 @@ var ErrExited = errors.New("redistest: the server exited while starting")
 // a quorum of one; clients configured with that master name find the master
 // through it, as in production.
 func LaunchSentinel(bin, dir string, master *Server, name string) (*Server, error) {
+	return LaunchSentinelTLS(bin, dir, master, name, nil)
+}
+
+// LaunchSentinelTLS is LaunchSentinel with TLS (o nil: none): the Sentinel
+// listens with TLS only, requires client certificates as o says, and
+// reaches the TLS master with its certificate as its client certificate.
+func LaunchSentinelTLS(bin, dir string, master *Server, name string, o *TLSOptions) (*Server, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -81,12 +130,23 @@ func LaunchSentinel(bin, dir string, master *Server, name string) (*Server, erro
 	_, port, _ := net.SplitHostPort(addr)
 	mhost, mport, _ := net.SplitHostPort(master.Addr)
 	conf := filepath.Join(dir, "sentinel.conf")
-	body := fmt.Sprintf("port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
-		port, dir, name, mhost, mport, name)
+	listen := "port " + port + "\n"
+	var tc *tls.Config
+	if o != nil {
+		auth := "no"
+		if o.RequireClient {
+			auth = "yes"
+		}
+		listen = fmt.Sprintf("port 0\ntls-port %s\ntls-replication yes\ntls-auth-clients %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n",
+			port, auth, o.CertFile, o.KeyFile, o.CAFile)
+		tc = o.Client
+	}
+	body := fmt.Sprintf("%sbind 127.0.0.1\ndir %s\nsentinel monitor %s %s %s 1\nsentinel down-after-milliseconds %s 5000\n",
+		listen, dir, name, mhost, mport, name)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		return nil, err
 	}
-	s := &Server{Addr: addr, Dir: dir, bin: bin, args: []string{conf, "--sentinel"}}
+	s := &Server{Addr: addr, Dir: dir, bin: bin, args: []string{conf, "--sentinel"}, tls: tc}
 	return s, s.start()
 }
 
@@ -113,7 +173,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("%w: %s on %s; log:\n%s", ErrExited, s.bin, s.Addr, log)
 		default:
 		}
-		if pingOK(s.Addr) {
+		if pingOK(s.Addr, s.tls) {
 			return nil
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -154,6 +214,18 @@ func StartSentinel(tb testing.TB, master *Server, name string) *Server {
 	return s
 }
 
+// StartSentinelTLS runs a TLS Sentinel for master for a test (see
+// LaunchSentinelTLS).
+func StartSentinelTLS(tb testing.TB, master *Server, name string, o TLSOptions) *Server {
+	tb.Helper()
+	s, err := LaunchSentinelTLS(binary(tb), tb.TempDir(), master, name, &o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
 // Restart starts the server again on the same address after Stop.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
@@ -174,8 +246,14 @@ func binary(tb testing.TB) string {
 	return bin
 }
 
-func pingOK(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+func pingOK(addr string, tc *tls.Config) bool {
+	var c net.Conn
+	var err error
+	if tc != nil {
+		c, err = tls.DialWithDialer(&net.Dialer{Timeout: 200 * time.Millisecond}, "tcp", addr, tc)
+	} else {
+		c, err = net.DialTimeout("tcp", addr, 200*time.Millisecond)
+	}
 	if err != nil {
 		return false
 	}

@@ -70,6 +70,9 @@ func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.A
 	if res.Cached {
 		audit.Add(slog.Duration("cache_age", time.Since(res.StoredAt).Round(time.Millisecond)))
 	}
+	if res.Shared {
+		audit.Add(slog.String("cache_level", "shared")) // another node's lookup, from Redis
+	}
 	return check.Decision{Upstream: up}, nil
 }
 

@@ -136,10 +136,11 @@ type evictions struct {
 	mu       sync.Mutex
 	applied  map[string]time.Time
 	services map[*service]struct{}
+	shared   map[*sharedLevel]struct{}
 }
 
 func newEvictions() *evictions {
-	return &evictions{applied: map[string]time.Time{}, services: map[*service]struct{}{}}
+	return &evictions{applied: map[string]time.Time{}, services: map[*service]struct{}{}, shared: map[*sharedLevel]struct{}{}}
 }
 
 // Len is the number of users with an event in the window (a gauge).
@@ -158,9 +159,16 @@ func (v *evictions) Handle(m redis.XMessage) error {
 	for s := range v.services {
 		svcs = append(svcs, s)
 	}
+	levels := make([]*sharedLevel, 0, len(v.shared))
+	for l := range v.shared {
+		levels = append(levels, l)
+	}
 	v.mu.Unlock()
 	for _, s := range svcs {
 		s.evictUser(e.UserID)
+	}
+	for _, l := range levels {
+		l.userEvent(e.UserID) // in the background: the follower does not wait for Redis
 	}
 	if !e.Type.valid() {
 		slog.Warn("identity events: unknown event type; the user's cached contexts were evicted anyway",
@@ -186,6 +194,23 @@ func (v *evictions) attach(s *service) {
 	v.mu.Lock()
 	v.services[s] = struct{}{}
 	v.mu.Unlock()
+}
+
+// attachShared makes v delete from the shared level l too.
+func (v *evictions) attachShared(l *sharedLevel) {
+	v.mu.Lock()
+	v.shared[l] = struct{}{}
+	v.mu.Unlock()
+}
+
+// recent reports whether an event for user was applied within the window
+// (Prune forgets older ones): the shared level is then not used for the
+// user, whose entries come from other nodes' lookups, timed by other clocks.
+func (v *evictions) recent(user string) bool {
+	v.mu.Lock()
+	_, ok := v.applied[user]
+	v.mu.Unlock()
+	return ok
 }
 
 // covers reports whether an event for user was applied at or after asked,

@@ -82,3 +82,42 @@ func TestIdentityEventsOnCluster(t *testing.T) {
 		}
 	}
 }
+
+// The shared level on a real Redis Cluster: one identity URL's keys share a
+// hash tag, so its scripts (write within the bound, an event's deletion and
+// tombstone) run in one slot; a user seen by node A serves node B on a 503,
+// and a deleted user serves no node.
+func TestSharedLevelOnCluster(t *testing.T) {
+	c := redistest.StartCluster(t, redistest.ClusterOptions{Primaries: 3})
+	s := sceneOn(t, redisconn.Config{Addresses: c.Seeds()[:1], Cluster: true})
+	a, b := s.node(t, true, true, nil), s.node(t, true, true, nil)
+	waitUntil(t, "the followers' first sync", func() bool { return a.ev.f.AwaitFirstSync() && b.ev.f.AwaitFirstSync() })
+	for _, u := range []string{"alice", "bob", "carol"} {
+		lookupAs(a, u)
+	}
+	if n := s.entries(t); n != 3 {
+		t.Fatalf("%d entries on the cluster", n)
+	}
+	pub, err := NewPublisher(s.rdb, "", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(context.Background(), Event{Type: UserBlocked, UserID: "alice", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the event applied", func() bool { return a.ev.f.Applied() == 1 && b.ev.f.Applied() == 1 })
+	a.shared.flush()
+	b.shared.flush()
+	s.id.set(answer{status: 503})
+	if _, den := lookupAs(b, "alice"); den == nil {
+		t.Fatal("blocked alice served from the shared level")
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if res, den := lookupAs(b, u); den != nil || !res.Shared {
+			t.Fatalf("%s on B: %+v %v", u, res, den)
+		}
+	}
+	if n := s.entries(t); n != 2 {
+		t.Fatalf("%d entries after the block, want 2", n)
+	}
+}

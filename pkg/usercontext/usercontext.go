@@ -14,6 +14,10 @@
 //	other 5xx           502 identity_error; never the cache
 //	connection failure  as 408, or as 503 when ConnErrorsAs503 is set
 //
+// The cache has two levels: the plugin server's own (local) and, with
+// shared_cache, a shared level in Redis read on a 503 when the local one
+// has no usable copy, under the same rules (see shared.go).
+//
 // A 2xx is a context only when it is one JSON object, valid UTF-8, without
 // a member name twice at any depth (readers disagree on which copy wins),
 // with a string user id, fitting the upstream header, and (match_user)
@@ -42,6 +46,7 @@ import (
 	"github.com/subgate/subgate/pkg/config"
 	"github.com/subgate/subgate/pkg/processwide"
 	"github.com/subgate/subgate/pkg/strictjson"
+	"github.com/subgate/subgate/pkg/tlsconf"
 	"github.com/subgate/subgate/pkg/upstream"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -79,9 +84,12 @@ type Config struct {
 	// credentials (a cookie, say) on its own, and could name another user
 	// than the token jwt-claims verified; the upstream would then get two
 	// identities. On by default wherever a token was verified.
-	MatchUser  string        `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
-	MatchClaim string        `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
-	Events     *EventsConfig `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	MatchUser   string             `json:"match_user" default:"verified" kong:"one_of=verified|required|off" doc:"The answer's user id must be the caller jwt-claims verified, else 403 identity_user_mismatch: verified checks when the route verified a token, required also refuses a request without one (401 claims_missing), off never checks."`
+	MatchClaim  string             `json:"match_claim" doc:"Verified claim the answer's user id must equal; empty: the customer id jwt-claims verified (its customer_id_claim)."`
+	Events      *EventsConfig      `json:"events" doc:"The identity events: a user's deletion, block or role change evicts their cached contexts; while the events are stale the cache is not served."`
+	SharedCache *SharedCacheConfig `json:"shared_cache" doc:"A shared level of the fallback cache in Redis, for many Kong nodes: every success is written there too, and a 503 with no usable local copy reads it, so a user seen by any node is covered. Same rules: max_stale_seconds, identity events, credentials never stored."`
+	// TLS to an https identity_url: the CA bundle and client certificate.
+	tlsconf.Files
 
 	Now func() time.Time `json:"-"` // tests
 	config.Decisions
@@ -120,25 +128,32 @@ type Context struct {
 	// Asked is when the lookup that fetched it began (this process's
 	// clock): an identity event applied since may postdate the answer.
 	Asked time.Time
+
+	sharedAt time.Time // when this node last wrote it to the shared level (zero: never)
 }
 
 // Result is an allowed lookup.
 type Result struct {
 	*Context
 	Cached   bool
+	Shared   bool // served from the shared level (Cached too)
 	Attempts int
 	Lookup   time.Duration // the whole lookup, retries included
 }
 
 type entry = *Context
 
-// service is what routes with the same identity URL share: the HTTP client,
-// the cache and the concurrency bound.
+// EntityChecks: a client certificate comes with its key.
+func (Config) EntityChecks() []config.Check {
+	return []config.Check{config.MutuallyRequired("tls_cert_file", "tls_key_file")}
+}
+
+// service is what routes with the same identity URL share: the cache and
+// the concurrency bound.
 type service struct {
-	client *http.Client
-	cache  *lru.Cache[[32]byte, entry]
-	slots  chan struct{}
-	label  string // the identity URL as a metric label (metrics.URLLabel)
+	cache *lru.Cache[[32]byte, entry]
+	slots chan struct{}
+	label string // the identity URL as a metric label (metrics.URLLabel)
 
 	mu     sync.Mutex
 	byUser map[string]map[[32]byte]struct{} // cache keys per user id: what an identity event evicts
@@ -147,15 +162,41 @@ type service struct {
 var services processwide.Map[string, *service]
 
 func shared(o Config) (*service, error) {
-	return services.Get(o.IdentityURL, func() (*service, error) {
+	return services.Get(o.IdentityURL, func() (*service, error) { return newService(o) })
+}
+
+func newService(o Config) (*service, error) {
+	s := &service{slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
+	var err error
+	s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
+	return s, err
+}
+
+// httpClients are the identity clients, per identity URL and TLS files'
+// contents: a rotated certificate makes a new client (and pool) for the
+// instances started since, while the URL's cache lives on.
+var httpClients processwide.Map[string, *http.Client]
+
+// httpClient is the one place the identity service's HTTP client and
+// transport are made: its TLS (tls_* files, https only), its pool, no
+// proxy, no redirects followed.
+func httpClient(o Config) (*http.Client, error) {
+	https := strings.HasPrefix(o.IdentityURL, "https://")
+	if o.Files.Set() && !https {
+		return nil, fmt.Errorf("tls_ca_file, tls_cert_file and tls_key_file need an https identity_url, not %q", o.IdentityURL)
+	}
+	l, err := o.Files.Load("", "")
+	if err != nil {
+		return nil, err
+	}
+	return httpClients.Get(o.IdentityURL+"|"+l.Digest, func() (*http.Client, error) {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 64
 		tr.Proxy = nil // the identity service is internal; never route it through an environment proxy
-		s := &service{client: &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-			slots: make(chan struct{}, o.MaxConcurrent), label: metrics.URLLabel(o.IdentityURL), byUser: map[string]map[[32]byte]struct{}{}}
-		var err error
-		s.cache, err = lru.NewWithEvict(o.CacheSize, s.evicted)
-		return s, err
+		if l.Config != nil {
+			tr.TLSClientConfig = l.Config
+		}
+		return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, nil
 	})
 }
 
@@ -211,9 +252,11 @@ func (s *service) evictUser(user string) {
 
 // Client looks user contexts up for one route.
 type Client struct {
-	o   Config
-	svc *service
-	ev  *routeEvents // nil without events
+	o      Config
+	http   *http.Client
+	svc    *service
+	ev     *routeEvents // nil without events
+	shared *sharedLevel // nil without shared_cache
 }
 
 // NewClient validates o; routes with the same URL share one cache and
@@ -226,14 +269,27 @@ func NewClient(o Config) (*Client, error) {
 	if err := config.Validate(&o); err != nil { // the declaration and Check, for Go callers
 		return nil, err
 	}
+	hc, err := httpClient(o)
+	if err != nil {
+		return nil, err
+	}
 	svc, err := shared(o)
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{o: o, svc: svc}
+	c := &Client{o: o, http: hc, svc: svc}
+	if o.SharedCache != nil {
+		if c.shared, err = openShared(o); err != nil {
+			return nil, err
+		}
+	}
 	if o.Events != nil {
 		if c.ev, err = followEvents(o, svc); err != nil {
 			return nil, err
+		}
+		if c.shared != nil {
+			c.shared.noteWindow(EventsWindow(o))
+			c.ev.v.attachShared(c.shared)
 		}
 	}
 	return c, nil
@@ -294,8 +350,9 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 	ctx, cancel := context.WithTimeout(ctx, ms(c.o.DeadlineMs))
 	defer cancel()
 	key, cacheable := c.key(creds)
-	read := false // the fallback cache was read (counted once per lookup; see fallback)
-	refused := "" // why a cached context was not served (identity events), for the 503's cause
+	read := false       // the fallback cache was read (counted once per lookup; see fallback)
+	sharedRead := false // the shared level was read (once per lookup)
+	refused := ""       // why a cached context was not served (identity events), for the 503's cause
 	select {
 	case c.svc.slots <- struct{}{}:
 		defer func() { <-c.svc.slots }()
@@ -319,20 +376,24 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 		case success:
 			if den := c.matches(got, want); den != nil {
 				if cacheable {
-					c.svc.cache.Remove(key) // these credentials now name another user: forget the old answer
+					c.forget(key) // these credentials now name another user: forget the old answer
 				}
 				lookups.Inc("rejected")
 				return nil, den
 			}
 			got.Asked = began
 			if cacheable {
+				prev, _ := c.svc.cache.Peek(key)
+				if c.shared != nil {
+					c.sharedWrite(key, got, prev)
+				}
 				c.svc.add(key, got)
 			}
 			lookups.Inc("fresh")
 			return &Result{Context: got, Attempts: attempt, Lookup: time.Since(began)}, nil
 		case final:
 			if cacheable && (den.Code == denial.IdentityUnauthorized || den.Code == denial.IdentityForbidden) {
-				c.svc.cache.Remove(key) // the identity service says no: forget what it said before
+				c.forget(key) // the identity service says no: forget what it said before
 			}
 			lookups.Inc("rejected")
 			return nil, den
@@ -346,6 +407,19 @@ func (c *Client) lookup(ctx context.Context, creds map[string]string, want strin
 				if e != nil {
 					lookups.Inc("cache_fallback")
 					return &Result{Context: e, Cached: true, Attempts: attempt, Lookup: time.Since(began)}, nil
+				}
+				if c.shared != nil && !sharedRead {
+					sharedRead = true
+					e, den := c.sharedFallback(ctx, key, want, &refused)
+					if den != nil {
+						lookups.Inc("rejected")
+						return nil, den
+					}
+					if e != nil {
+						cacheHits.Inc(c.svc.label)
+						lookups.Inc("shared_fallback")
+						return &Result{Context: e, Cached: true, Shared: true, Attempts: attempt, Lookup: time.Since(began)}, nil
+					}
 				}
 			}
 		}
@@ -381,6 +455,15 @@ func cancelled(ctx context.Context) *denial.Denial {
 	}
 	lookups.Inc("cancelled")
 	return denial.New(denial.IdentityTimeout, "").WithCause("identity lookup cancelled by its caller")
+}
+
+// forget drops the credentials' cached context, locally and in the shared
+// level.
+func (c *Client) forget(key [32]byte) {
+	c.svc.cache.Remove(key)
+	if c.shared != nil {
+		c.shared.remove(key)
+	}
 }
 
 // sleep waits the backoff for attempt (full jitter), false if the deadline
@@ -441,7 +524,7 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 		req.Header.Set(name, v)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := c.svc.client.Do(req)
+	resp, err := c.http.Do(req)
 	if err != nil {
 		if c.o.ConnectionErrorsAs503 {
 			return unavailable, nil, nil

@@ -98,8 +98,8 @@ func TestSchemaSectionsOptionalButJWT(t *testing.T) {
 			t.Errorf("schema lacks %s", want)
 		}
 	}
-	if n := strings.Count(string(b), `"required":false,"type":"record"`); n != 4 {
-		t.Errorf("%d optional records, want 4 (ownership, payment, identity, and identity's events)", n)
+	if n := strings.Count(string(b), `"required":false,"type":"record"`); n != 5 {
+		t.Errorf("%d optional records, want 5 (ownership, payment, identity, and identity's events and shared_cache)", n)
 	}
 }
 
