@@ -167,9 +167,11 @@ func New(c Config) (*Decider, error) {
 // (only a check that names the headers it reads, the identity check, is
 // started early), some section must lie between, and none of those may
 // own a header it reads, since in the chain it would read their values.
+// It must not read the path: that is a PDK call, and only the request's
+// own goroutine talks to Kong.
 func overlappable(sections []section, i int) bool {
 	hr, ok := sections[i].Decider.(headerReader)
-	if i < 2 || !ok {
+	if i < 2 || !ok || sections[i].Reads()&check.Path != 0 {
 		return false
 	}
 	reads := map[string]bool{}
@@ -261,7 +263,7 @@ func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.A
 					defer cancel() // a denial before an early section's place cancels it
 					started = make([]*job, len(d.sections))
 				}
-				started[j] = e.start(ctx, &check.Request{Headers: maps.Clone(req.Headers), Path: req.Path, Claims: req.Claims})
+				started[j] = e.start(ctx, &check.Request{Headers: maps.Clone(req.Headers), Claims: req.Claims})
 			}
 		}
 	}

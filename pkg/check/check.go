@@ -43,10 +43,28 @@ type Request struct {
 	// Headers has lower-case names, values in order. A check may read it
 	// only; pkg/chain changes it between checks as Kong would.
 	Headers map[string][]string
-	Path    string
-	Claims  *claims.Verified
+	// Path is the normalized path; a check reads it with ReadPath. The
+	// adapter may leave it to LoadPath (one PDK call, made on first use),
+	// so that the path's round trip to Kong overlaps the lookups started
+	// before a check needs it (pkg/chain: the identity GET).
+	Path     string
+	LoadPath func() (string, *denial.Denial)
+	Claims   *claims.Verified
 	// Preflight: a CORS preflight, when Reads asks.
 	Preflight bool
+}
+
+// ReadPath returns the path, loading it on first use; a path that cannot
+// be read is a denial (not UTF-8: request_bytes_invalid).
+func (r *Request) ReadPath() (string, *denial.Denial) {
+	if r.LoadPath != nil {
+		p, den := r.LoadPath()
+		if den != nil {
+			return "", den
+		}
+		r.Path, r.LoadPath = p, nil
+	}
+	return r.Path, nil
 }
 
 // Decision is an allowed request's outcome.

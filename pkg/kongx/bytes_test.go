@@ -3,6 +3,7 @@ package kongx_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +102,13 @@ func TestNotUTF8IsRefusedWith400(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			logs := capture(t)
 			var seen *check.Request
-			p := newProbe(t, `{}`, c.reads, func(req *check.Request) *denial.Denial { seen = req; return nil })
+			p := newProbe(t, `{}`, c.reads, func(req *check.Request) *denial.Denial {
+				if _, den := req.ReadPath(); den != nil {
+					return den
+				}
+				seen = req
+				return nil
+			})
 			env, err := test.New(t, test.Request{Method: "GET", Url: "http://gw/x", Headers: http.Header{}})
 			if err != nil {
 				t.Fatal(err)
@@ -140,5 +147,33 @@ func TestNotUTF8IsRefusedWith400(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The path is read when a check first asks for it, not before the check
+// runs: in subgate its round trip to Kong overlaps the identity GET the
+// chain started once the token verified (pkg/chain).
+func TestPathIsReadWhenACheckAsks(t *testing.T) {
+	var k *rawKong
+	called := func(method string) bool {
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		return slices.Contains(k.calls, method)
+	}
+	var before, after bool
+	p := newProbe(t, `{}`, check.Headers|check.Path, func(req *check.Request) *denial.Denial {
+		before = called("kong.request.get_path")
+		path, den := req.ReadPath()
+		after = called("kong.request.get_path") && path == "/subscriptions/4242"
+		return den
+	})
+	env, err := test.New(t, test.Request{Method: "GET", Url: "http://gw/x", Headers: http.Header{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = &rawKong{TestEnv: env, headers: map[string][]string{"x-note": {"a"}}, path: "/subscriptions/4242"}
+	p.Access(pdk.Init(bridgetest.MockFunc(k)))
+	if before || !after || env.ClientRes.Status != 0 {
+		t.Fatalf("get_path before the check ran: %v; read when asked: %v; status %d; calls %v", before, after, env.ClientRes.Status, k.calls)
 	}
 }

@@ -122,7 +122,8 @@ func (i *Instance[C, D]) Config() C { return i.config }
 func (i *Instance[C, D]) Decider() D { return i.decider }
 
 // Access decides the request: it reads what the decider reads (one PDK
-// call each for the headers, the path and the claims), asks the decider,
+// call each for the headers, the claims and, when a check reads it, the
+// path), asks the decider,
 // stores the claims it verified for the plugins after it (one call; only
 // jwt-claims establishes them) and sets the owned upstream headers (one
 // call, when the route owns any). A decision that authenticates the caller
@@ -269,7 +270,8 @@ const maxHeaders = 1000
 
 // read reads what a decider reads, in this order: every request header in
 // one PDK call (kong.request.get_headers; names lower-cased, values in
-// order), the normalized path (one call), the verified claims (one call).
+// order), the verified claims (one call); the normalized path (one call)
+// is left to the first check that reads it (check.Request.ReadPath).
 // A request whose header lines reach maxHeaders may have been cut short,
 // and a second token header past the cut would reach the upstream
 // unchecked: it is refused (431), never decided on part of its headers. A
@@ -296,14 +298,7 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 		}
 	}
 	if reads&check.Path != 0 {
-		path, err := kong.Request.GetPath()
-		if notUTF8(err) {
-			return nil, badPath(kong)
-		}
-		if err != nil {
-			return nil, denial.New(denial.InternalError, "could not read the request path").WithCause(err.Error())
-		}
-		req.Path = path
+		req.LoadPath = func() (string, *denial.Denial) { return readPath(kong) }
 	}
 	if reads&(check.Claims|check.OptionalClaims) != 0 {
 		v, passed, den := loadClaims(kong, plugin, reads&check.Claims == 0)
@@ -313,6 +308,19 @@ func read(kong *pdk.PDK, reads check.Reads, plugin string) (*check.Request, *den
 		req.Claims, req.Preflight = v, passed
 	}
 	return req, nil
+}
+
+// readPath reads the normalized path (one PDK call), when a check first
+// asks for it (check.Request.ReadPath).
+func readPath(kong *pdk.PDK) (string, *denial.Denial) {
+	path, err := kong.Request.GetPath()
+	if notUTF8(err) {
+		return "", badPath(kong)
+	}
+	if err != nil {
+		return "", denial.New(denial.InternalError, "could not read the request path").WithCause(err.Error())
+	}
+	return path, nil
 }
 
 func checkHeaderCount(h map[string][]string) *denial.Denial {

@@ -121,7 +121,11 @@ func (d *Decider) Owned() []string { return d.owned }
 // Decide lets the request through only when the caller owns the
 // subscription its path names.
 func (d *Decider) Decide(ctx context.Context, req *check.Request, audit *check.Audit) (check.Decision, *denial.Denial) {
-	res, den := d.lookup(ctx, req.Path, req.Claims)
+	path, den := req.ReadPath()
+	if den != nil {
+		return check.Decision{}, den
+	}
+	res, den := d.lookup(ctx, path, req.Claims)
 	if den != nil {
 		return check.Decision{}, den
 	}
