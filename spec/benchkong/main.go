@@ -87,6 +87,7 @@ const extraRoutes = `
               identity_url: http://identity:8080/context
               context_header: X-User-Context
               upstream: {X-Customer-Id: "%[1]s", X-Country: "DE", X-User-Context-Source: identity, X-User-Id: "%[1]s", X-User-Country: "DE"}
+              remove: [X-Payment-Token]
       - name: bench-sequential
         paths: [/sq/coach]
         strip_path: false

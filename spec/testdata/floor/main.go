@@ -29,9 +29,11 @@ import (
 type Config struct {
 	Redis       redisconn.Config `json:"redis" kong:"required"`
 	IdentityURL string           `json:"identity_url" kong:"required"`
-	// Upstream is what set_headers sends: each name with its value ("":
-	// removed, as subgate removes an owned header it has no value for).
+	// Upstream is what set_headers sends, each name with its value; Remove
+	// the names it clears, as subgate clears an owned header it has no value
+	// for (the payment token's).
 	Upstream map[string]string `json:"upstream"`
+	Remove   []string          `json:"remove"`
 	// ContextHeader gets the identity service's answer, as subgate's
 	// context_header does.
 	ContextHeader string `json:"context_header" default:"X-User-Context"`
@@ -90,12 +92,12 @@ func (c *Config) Access(kong *pdk.PDK) {
 			body = strings.TrimSpace(string(b))
 		}
 	}
-	up := make(map[string][]string, len(c.Upstream)+1)
+	up := make(map[string][]string, len(c.Upstream)+len(c.Remove)+1)
 	for name, v := range c.Upstream {
+		up[name] = []string{v}
+	}
+	for _, name := range c.Remove {
 		up[name] = []string{}
-		if v != "" {
-			up[name] = []string{v}
-		}
 	}
 	up[c.ContextHeader] = []string{body}
 	_ = kong.ServiceRequest.SetHeaders(up)
