@@ -83,3 +83,23 @@ func TestJWKSRefusesAlgOtherThanPublished(t *testing.T) {
 	_, err := v.Verify(h.sign(t, "a", claimsAt(t0)))
 	wantKind(t, err, InvalidSignature)
 }
+
+// A Verifier with a test's clock owns its key set: a second one on the same
+// URL (as when a later test's server reuses a closed one's port) fetches
+// for itself instead of taking the first one's keys, fetched on the first
+// one's clock (CI once failed a payment test on such a set: JWKS
+// unreachable).
+func TestHookedVerifiersDoNotShareKeySets(t *testing.T) {
+	a, b := newSigner(t, "ES256"), newSigner(t, "ES256")
+	url, publish, _ := jwksServer(t)
+	publish(ecJWK("a", a))
+	first := mustVerifier(t, Config{JWKSURL: url, Now: fixedNow(t0)})
+	if _, err := first.Verify(a.sign(t, "a", claimsAt(t0))); err != nil {
+		t.Fatal(err)
+	}
+	publish(ecJWK("b", b))
+	second := mustVerifier(t, Config{JWKSURL: url, Now: fixedNow(t0)})
+	if _, err := second.Verify(b.sign(t, "b", claimsAt(t0))); err != nil {
+		t.Fatalf("the second verifier used the first one's keys: %v", err)
+	}
+}

@@ -159,6 +159,10 @@ type cached struct {
 // terms of the configuration.
 func New(o Config) (*Verifier, error) {
 	config.FillZero(&o)
+	// A clock or client a test injects is not a setting the process-wide
+	// key names, so such a Verifier gets a key set of its own: shared, it
+	// could get another test's set whose closed server had the same port.
+	hooked := o.Now != nil || o.JWKSClient != nil
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -199,7 +203,12 @@ func New(o Config) (*Verifier, error) {
 			}
 			so.TLS, so.TLSDigest = l.Config, l.Digest
 		}
-		v.set = sharedSet(o.JWKSURL, so)
+		if hooked {
+			v.set = newSet(o.JWKSURL, so)
+			v.set.Start()
+		} else {
+			v.set = sharedSet(o.JWKSURL, so)
+		}
 		for alg, a := range algorithms {
 			if a.minSecret == 0 { // a JWKS never supplies HMAC keys
 				methods[alg] = true
