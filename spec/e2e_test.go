@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/subgate/subgate/spec/kongsim"
+	"github.com/subgate/subgate/spec/realkong"
 	"github.com/subgate/subgate/spec/stack"
 )
 
@@ -64,10 +65,10 @@ func binaries(t *testing.T) string {
 // setup starts the stack with the stand-in for Kong.
 func setup(t *testing.T) *world { return setupWith(t, stack.Options{}) }
 
-// setupKong starts the stack with a real Kong (see requireKong).
+// setupKong starts the stack with a real Kong (see realkong.Require).
 func setupKong(t *testing.T, o stack.Options) *world {
 	t.Helper()
-	o.Kong = requireKong(t)
+	o.Kong = realkong.Require(t)
 	return setupWith(t, o)
 }
 

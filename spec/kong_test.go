@@ -3,7 +3,6 @@ package spec
 import (
 	"io"
 	"net/http"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -15,27 +14,12 @@ import (
 	"github.com/subgate/subgate/spec/stack"
 )
 
-// requireKong returns a real Kong's executable (realkong.Find), or skips
-// the test saying how to get one; with SUBGATE_REQUIRE_KONG=1 (CI: make
-// test) a missing Kong fails it.
-func requireKong(t testing.TB) string {
-	t.Helper()
-	if k := realkong.Find(); k != "" {
-		return k
-	}
-	if os.Getenv("SUBGATE_REQUIRE_KONG") == "1" {
-		t.Fatal(realkong.Hint + " (SUBGATE_REQUIRE_KONG=1)")
-	}
-	t.Skip(realkong.Hint)
-	return ""
-}
-
 // eachGateway runs f as two subtests: through the stand-in ("stand-in",
 // kong "") and through a real Kong ("kong"; skipped or failed as
-// requireKong says).
+// realkong.Require says).
 func eachGateway(t *testing.T, f func(t *testing.T, kong string)) {
 	t.Run("stand-in", func(t *testing.T) { f(t, "") })
-	t.Run("kong", func(t *testing.T) { f(t, requireKong(t)) })
+	t.Run("kong", func(t *testing.T) { f(t, realkong.Require(t)) })
 }
 
 // startEdge starts the gateway o describes with the shipped plugins.env

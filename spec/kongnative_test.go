@@ -83,7 +83,7 @@ func code(body []byte) string {
 // never), and a caller Kong has no consumer for is refused
 // (consumer_unknown) or, where the route says, counted by credential alone.
 func TestConsumerMappingThroughKong(t *testing.T) {
-	kong := requireKong(t)
+	kong := realkong.Require(t)
 	upstream := httptest.NewServer(demosvc.Echo())
 	t.Cleanup(upstream.Close)
 	fileLog := filepath.Join(t.TempDir(), "kong-access.log")
@@ -304,7 +304,7 @@ func TestPreflightThroughKong(t *testing.T) {
 // parse` refuses and accepts the same, once Kong/kong#7583 (it fails on any
 // external plugin in 3.9.3) is worked around as realkong.ConfigParse does.
 func TestKongConventionsThroughKong(t *testing.T) {
-	kong := requireKong(t)
+	kong := realkong.Require(t)
 	plugins := []string{"jwt-claims", "subscription-owner", "payment-token", "user-context", "subgate"}
 	e := startEdge(t, stack.EdgeOptions{Plugins: plugins, KongYML: []byte("_format_version: \"3.0\"\n"), Kong: kong})
 	withPlugins := func(protocols string, routeProtocols string, names ...string) []byte {
@@ -345,7 +345,7 @@ func TestKongConventionsThroughKong(t *testing.T) {
 // it set upstream), after cors (which answers preflights first). The
 // README's table is this.
 func TestPrioritiesAmongKongsPlugins(t *testing.T) {
-	kong := requireKong(t)
+	kong := realkong.Require(t)
 	ours := map[string]int{"jwt-claims": kongx.PriorityJWTClaims, "subscription-owner": kongx.PrioritySubscriptionOwner,
 		"payment-token": kongx.PriorityPaymentToken, "user-context": kongx.PriorityUserContext, "subgate": kongx.PrioritySubgate}
 	names := make([]string, 0, len(ours))
@@ -424,7 +424,7 @@ func TestPrioritiesAmongKongsPlugins(t *testing.T) {
 // each plugin config: the plugin's instance_name where the operator gave
 // one, else Kong's route id (no PDK call; the allow path stays 3 calls).
 func TestMetricsByRouteThroughKong(t *testing.T) {
-	kong := requireKong(t)
+	kong := realkong.Require(t)
 	o := observeEchoOn(t, kong, fmt.Sprintf(`
       - name: named
         paths: [/named]

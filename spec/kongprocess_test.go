@@ -68,7 +68,7 @@ func TestKongAdminAPIWhole(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	start = strings.Replace(start, d.SocketDir, dir, 1)
-	k, err := realkong.Start(realkong.Options{Exe: requireKong(t), DeclarativeConfig: []byte("_format_version: \"3.0\"\n"), Env: []string{
+	k, err := realkong.Start(realkong.Options{Exe: realkong.Require(t), DeclarativeConfig: []byte("_format_version: \"3.0\"\n"), Env: []string{
 		"KONG_PLUGINS=bundled,jwt-claims", "KONG_PLUGINSERVER_NAMES=jwt-claims",
 		"KONG_PLUGINSERVER_JWT_CLAIMS_SOCKET=" + dir + "/jwt-claims.socket",
 		"KONG_PLUGINSERVER_JWT_CLAIMS_QUERY_CMD=" + query, "KONG_PLUGINSERVER_JWT_CLAIMS_START_CMD=" + start}})
@@ -359,7 +359,7 @@ func TestKongTwoWorkers(t *testing.T) {
 // the supervisor then stops the servers and exits with Kong's status, and no
 // process is left behind.
 func TestKongUnderTheSupervisorStopsClean(t *testing.T) {
-	exe := requireKong(t)
+	exe := realkong.Require(t)
 	bin := binaries(t)
 	sup := filepath.Join(bin, "subgate-pluginservers")
 	if _, err := os.Stat(sup); err != nil {
@@ -446,7 +446,7 @@ func jsonDecode(resp *http.Response, v any) error {
 // subgate-pluginservers -user nobody (their sockets, in a directory nobody
 // may write, are then nobody's). The README says the same.
 func TestKongAsRootWithWorkersAsNobody(t *testing.T) {
-	kong := requireKong(t)
+	kong := realkong.Require(t)
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}

@@ -48,7 +48,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "the repository root (kong/, docker/, spec/testdata)")
 	flag.StringVar(&o.kong, "kong", realkong.Find(), "the Kong executable")
 	flag.StringVar(&o.base, "base", "", "a git revision whose subgate is measured beside this one as shape \"base\" (\"\": none)")
-	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds")
+	flag.IntVar(&o.rounds, "rounds", 3, "interleaved rounds (0: start everything, hold the floor to subgate, measure nothing)")
 	flag.DurationVar(&o.duration, "duration", 2*time.Second, "measured time per shape, concurrency and worker count in a round")
 	flag.DurationVar(&o.warmup, "warmup", 300*time.Millisecond, "unmeasured load before each measurement")
 	flag.StringVar(&o.conc, "conc", "1,8,32", "concurrencies")
@@ -233,6 +233,9 @@ func run(o options) error {
 	}
 	if err := floorMatchesSubgate(st, rewritten, allow); err != nil {
 		return err
+	}
+	if o.rounds == 0 {
+		return nil
 	}
 
 	b := &bench{st: st, kongs: kongs, o: o}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/subgate/subgate/spec/realkong"
 )
 
 // The CPU of a process from /proc grows as it works.
@@ -37,5 +39,20 @@ func TestRatiosWithinRounds(t *testing.T) {
 	}
 	if _, ok := b.ratio(ratio{num: "subgate", den: "chain", m: p50}, 1, 1); ok {
 		t.Fatal("a ratio with an unmeasured shape")
+	}
+}
+
+// The floor is held to subgate through a real Kong before anything is
+// measured (floorMatchesSubgate): run here, `make test` catches a subgate
+// change the floor no longer matches, instead of the next bench-kong run.
+func TestFloorMatchesSubgate(t *testing.T) {
+	kong := realkong.Require(t)
+	bin := os.Getenv("SUBGATE_BIN")
+	if bin == "" {
+		t.Skip("set SUBGATE_BIN to the built plugins (make test does)")
+	}
+	err := run(options{bin: bin, repo: "../..", kong: kong, shapes: "floor,subgate", conc: "1", workers: "1", rounds: 0})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"testing"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -55,6 +56,20 @@ func Find() string {
 	if k, err := exec.LookPath("kong"); err == nil {
 		return k
 	}
+	return ""
+}
+
+// Require returns Find's Kong for a test, or skips it saying how to get
+// one; with SUBGATE_REQUIRE_KONG=1 (CI: make test) a missing Kong fails it.
+func Require(t testing.TB) string {
+	t.Helper()
+	if k := Find(); k != "" {
+		return k
+	}
+	if os.Getenv("SUBGATE_REQUIRE_KONG") == "1" {
+		t.Fatal(Hint + " (SUBGATE_REQUIRE_KONG=1)")
+	}
+	t.Skip(Hint)
 	return ""
 }
 

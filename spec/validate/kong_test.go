@@ -11,20 +11,6 @@ import (
 	"github.com/subgate/subgate/spec/realkong"
 )
 
-// requireKong is a real Kong (realkong.Find), or a skip that says how to
-// get one; SUBGATE_REQUIRE_KONG=1 (make test) makes a missing one fatal.
-func requireKong(t *testing.T) string {
-	t.Helper()
-	if k := realkong.Find(); k != "" {
-		return k
-	}
-	if os.Getenv("SUBGATE_REQUIRE_KONG") == "1" {
-		t.Fatal(realkong.Hint + " (SUBGATE_REQUIRE_KONG=1)")
-	}
-	t.Skip(realkong.Hint)
-	return ""
-}
-
 // The checker (pkg/kongschema, what make validate runs) held to Kong
 // (issue 20 part 3): every bad fixture is refused by `kong config parse`
 // too, with the message its `# kong:` line quotes, unless that line says
@@ -33,7 +19,7 @@ func requireKong(t *testing.T) string {
 // enforce instead; TestBadFixturesFail shows they do. Every good fixture,
 // and the shipped kong.yml, is accepted by both.
 func TestFixturesHeldToKong(t *testing.T) {
-	kong, bin := requireKong(t), binDir(t)
+	kong, bin := realkong.Require(t), binDir(t)
 	schemas, problems := loadSchemas(bin)
 	if len(problems) > 0 {
 		t.Fatal(problems)
