@@ -61,7 +61,7 @@ func TestConformancePaymentTokenIsExplicitlyTyped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bearer.Verify(issued.Token); jwtverify.KindOf(err) != jwtverify.Malformed {
+	if _, err := bearer.Verify(issued.Token); err == nil || jwtverify.KindOf(err) != jwtverify.Malformed { // KindOf(nil) is Malformed
 		t.Fatalf("a bearer verifier with the payment keys: %v", err)
 	}
 }
