@@ -26,6 +26,9 @@ var identityAnswerScenarios = []scenario{
 	{"an identity answer with a byte that is not UTF-8 is 502 identity_error, not 500", func(t *testing.T, w *world, s *shape) {
 		identityRefused(t, w, s, "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000022", demosvc.ModeInvalidUTF8, 502, "identity_error")
 	}},
+	{"an identity answer escaping a lone surrogate is 502 identity_error", func(t *testing.T, w *world, s *shape) {
+		identityRefused(t, w, s, "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000024", demosvc.ModeLoneSurrogate, 502, "identity_error")
+	}},
 	{"an identity answer naming another user is 403 identity_user_mismatch and evicts the copy", func(t *testing.T, w *world, s *shape) {
 		identityRefused(t, w, s, "7d3e2a10-1c4b-4a5e-9f00-3c2b1a000023", demosvc.ModeOtherUser, 403, "identity_user_mismatch")
 	}},
@@ -75,7 +78,7 @@ func identityAnswers(t *testing.T, kong string) {
 	// audit line), the 502's in Kong's error log at notice, no error-level
 	// line, no 500.
 	out, log := w.Output.String(), strings.Join(w.PluginLog(), "\n")
-	for _, want := range []string{"context repeats a member name", "context is not valid UTF-8", "names user \\\"" + demosvc.OtherUser} {
+	for _, want := range []string{"context repeats a member name", "context is not valid UTF-8", "context escapes a lone UTF-16 surrogate", "names user \\\"" + demosvc.OtherUser} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the audit lines lack %q", want)
 		}

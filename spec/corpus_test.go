@@ -282,6 +282,8 @@ func corpus() []attack {
 		claim("a sub with CRLF", map[string]any{"sub": "alice\r\nX-Admin: 1"}, 401, "token_claim_missing"),
 		claim("a sub of 300 bytes", map[string]any{"sub": strings.Repeat("a", 300)}, 401, "token_claim_missing"),
 		claim("jti as a number", map[string]any{"jti": 1}, 401, "token_malformed"),
+		claim("an escaped lone surrogate in a claim", map[string]any{"name": json.RawMessage(`"caf\ud800"`)}, 401, "token_malformed"),
+		claim("an escaped surrogate pair in a claim", map[string]any{"name": json.RawMessage(`"\ud83d\ude00"`)}, 200, ""),
 		claim("country as a number reads as its digits", map[string]any{"country": 49}, 200, ""),
 		claim("no iat, no lifetime bound on the route", map[string]any{"iat": nil}, 200, ""),
 	)
@@ -480,6 +482,8 @@ func corpus() []attack {
 		answer("200, a second value after the object", reply(200, "application/json", `{"user_id":"SUB"} {"user_id":"x"}`), 502, "identity_error"),
 		answer("200, a member twice, nested", reply(200, "application/json", `{"user_id":"SUB","profile":{"tier":"free","tier":"gold"}}`), 502, "identity_error"),
 		answer("200, user_id twice", reply(200, "application/json", `{"user_id":"`+demosvc.OtherUser+`","user_id":"SUB"}`), 502, "identity_error"),
+		answer("200, an escaped lone surrogate", reply(200, "application/json", `{"user_id":"SUB","name":"caf\udc00"}`), 502, "identity_error"),
+		answer("200, an escaped surrogate pair", reply(200, "application/json", `{"user_id":"SUB","name":"\ud83d\ude00"}`), 200, ""),
 		answer("200, a byte that is not UTF-8", reply(200, "application/json", "{\"user_id\":\"SUB\",\"name\":\"caf\xe9\"}"), 502, "identity_error"),
 		answer("200, larger than max_body_bytes", reply(200, "application/json", `{"user_id":"SUB","pad":"`+strings.Repeat("x", 70000)+`"}`), 502, "identity_error"),
 		answer("200, too large for the context header", reply(200, "application/json", `{"user_id":"SUB","pad":"`+strings.Repeat("x", 5000)+`"}`), 502, "identity_error"),

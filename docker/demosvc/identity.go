@@ -117,21 +117,23 @@ func (i *Identity) Token(customer, country string, ttl time.Duration, extra map[
 	return t.SignedString(i.key)
 }
 
-// The /context answers SetMode switches between. The last three are
+// The /context answers SetMode switches between. The last four are
 // misbehaving identity services, for the gateway's refusals: a 200 whose
 // JSON names user_id twice (another user first, the caller last: a
 // last-wins parser such as Go's reads the caller, a first-wins one the
-// other user), one with a byte that is not UTF-8, one naming OtherUser.
+// other user), one with a byte that is not UTF-8, one escaping a lone
+// surrogate, one naming OtherUser.
 const (
 	ModeOK              = "ok"
 	Mode503             = "503"
 	Mode408             = "408"
 	ModeDuplicateMember = "duplicate_member"
 	ModeInvalidUTF8     = "invalid_utf8"
+	ModeLoneSurrogate   = "lone_surrogate"
 	ModeOtherUser       = "other_user"
 )
 
-var modes = []string{ModeOK, Mode503, Mode408, ModeDuplicateMember, ModeInvalidUTF8, ModeOtherUser}
+var modes = []string{ModeOK, Mode503, Mode408, ModeDuplicateMember, ModeInvalidUTF8, ModeLoneSurrogate, ModeOtherUser}
 
 // OtherUser is the user the misbehaving modes name instead of the caller.
 const OtherUser = "7d3e2a10-1c4b-4a5e-9f00-3c2b1a0000ff"
@@ -164,7 +166,7 @@ func (i *Identity) JWKS() []byte {
 //	GET  /.well-known/jwks.json        the signing key
 //	POST /token {"customer_id","country","ttl_seconds"}   a JWT (demo login)
 //	GET  /context                      the caller's user context (Bearer JWT)
-//	POST /admin/mode {"mode": "ok"|"503"|"408"|"duplicate_member"|"invalid_utf8"|"other_user"}
+//	POST /admin/mode {"mode": "ok"|"503"|"408"|"duplicate_member"|"invalid_utf8"|"lone_surrogate"|"other_user"}
 //	POST /admin/events {"type": "deleted"|"blocked"|"role_changed", "user_id", "roles": [...]}
 //	                                   change a user and publish the identity event
 //
@@ -242,6 +244,11 @@ func (i *Identity) Handler() http.Handler {
 			b, _ := json.Marshal(ctx)
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(append(b[:len(b)-1], []byte(",\"display_name\":\"caf\xff\"}")...))
+			return
+		case ModeLoneSurrogate:
+			b, _ := json.Marshal(ctx)
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(append(b[:len(b)-1], []byte(`,"display_name":"caf\ud800"}`)...))
 			return
 		}
 		writeJSON(w, http.StatusOK, ctx)

@@ -2,6 +2,7 @@ package jwtverify
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"unicode/utf8"
 
@@ -46,7 +47,8 @@ func mediaType(v string) string {
 
 // checkJWS refuses a token whose header or payload repeats a member name
 // (RFC 7515 4, RFC 7519 4: a parser MUST reject or use the last; rejecting
-// means no two readers of one token can disagree on its alg or sub), is not
+// means no two readers of one token can disagree on its alg or sub) or
+// escapes a lone surrogate (Go reads U+FFFD, other readers the escape), is not
 // UTF-8 (RFC 7515 5.2 step 3, RFC 8725 3.7; Go's JSON decoder would
 // silently replace bad bytes), whose header has "crit" (4.1.11: a
 // recipient MUST reject extensions it does not understand, and subgate
@@ -78,7 +80,10 @@ func checkJWS(raw string, header map[string]any, want string) error {
 		if err != nil || !utf8.Valid(b) {
 			return refuse(Malformed, "token is not a well-formed JWT")
 		}
-		if err := strictjson.UniqueMembers(b); err != nil {
+		switch err := strictjson.Unambiguous(b); {
+		case errors.Is(err, strictjson.ErrSurrogate):
+			return refuse(Malformed, "the token escapes a lone UTF-16 surrogate")
+		case err != nil:
 			return refuse(Malformed, "the token repeats a JSON member name")
 		}
 	}

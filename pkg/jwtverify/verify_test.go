@@ -398,8 +398,8 @@ func TestSecretSources(t *testing.T) {
 }
 
 // RFC 7515 rules golang-jwt leaves to the application: a repeated member
-// name (in the header or the claims, at any depth) and a "crit" header are
-// refused, even when the signature is good.
+// name (in the header or the claims, at any depth), an escaped lone
+// surrogate and a "crit" header are refused, even when the signature is good.
 func TestJWSRulesBeyondGolangJWT(t *testing.T) {
 	h := newSigner(t, "HS256")
 	v := mustVerifier(t, Config{Keys: []Key{h.key(t, "h1")}, Now: fixedNow(t0)})
@@ -411,17 +411,24 @@ func TestJWSRulesBeyondGolangJWT(t *testing.T) {
 		return in + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	}
 	exp := fmt.Sprint(t0.Add(time.Hour).Unix())
-	good := signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","exp":`+exp+`}`)
-	if _, err := v.Verify(good); err != nil {
-		t.Fatalf("the hand-signed control token: %v", err)
+	for _, good := range []string{
+		signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","exp":`+exp+`}`),
+		signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a\ud83d\ude00\\ud800","exp":`+exp+`}`), // a pair, an escaped backslash
+	} {
+		if _, err := v.Verify(good); err != nil {
+			t.Fatalf("a hand-signed control token: %v", err)
+		}
 	}
 	for name, tok := range map[string]string{
 		"alg twice in the header": signed(`{"alg":"HS256","alg":"HS256","kid":"h1"}`, `{"sub":"a","exp":`+exp+`}`),
 		"sub twice in the claims": signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","sub":"b","exp":`+exp+`}`),
 		"a nested repeat":         signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a","x":{"y":1,"y":2},"exp":`+exp+`}`),
 		"crit header":             signed(`{"alg":"HS256","kid":"h1","crit":["exp"],"exp":1}`, `{"sub":"a","exp":`+exp+`}`),
+		"a lone surrogate in sub": signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"a\ud800","exp":`+exp+`}`),
+		"a lone low surrogate":    signed(`{"alg":"HS256","kid":"h1"}`, `{"sub":"\udc00a","exp":`+exp+`}`),
+		"one in the header":       signed(`{"alg":"HS256","kid":"h1","x":"\udbff"}`, `{"sub":"a","exp":`+exp+`}`),
 	} {
-		if _, err := v.Verify(tok); KindOf(err) != Malformed {
+		if _, err := v.Verify(tok); err == nil || KindOf(err) != Malformed { // KindOf(nil) is Malformed
 			t.Errorf("%s: err %v, want Malformed", name, err)
 		}
 	}

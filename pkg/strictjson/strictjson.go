@@ -1,22 +1,26 @@
-// Package strictjson holds the JSON rule both of subgate's readers of
-// foreign JSON apply: a text that repeats a member name is refused, because
-// readers disagree on which copy wins (RFC 8259 4: "the behavior of software
-// that receives such an object is unpredictable"; encoding/json keeps the
-// last, many parsers the first). The gateway would decide on one value while
-// the upstream reads the other. pkg/jwtverify refuses such a token header
-// or payload; pkg/usercontext such an identity answer.
+// Package strictjson holds the JSON rules both of subgate's readers of
+// foreign JSON apply, refusing a text that readers disagree on, so that the
+// gateway never decides on one value while the upstream reads another:
+// a member name twice (RFC 8259 4: "the behavior of software that receives
+// such an object is unpredictable"; encoding/json keeps the last copy, many
+// parsers the first), and a \u escape of a lone UTF-16 surrogate (RFC 8259
+// 8.2: encoding/json reads U+FFFD, JavaScript and Python the surrogate).
+// pkg/jwtverify refuses such a token header or payload; pkg/usercontext such
+// an identity answer.
 package strictjson
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 )
 
-// The errors of UniqueMembers.
+// The errors of Unambiguous.
 var (
 	ErrDuplicate = errors.New("duplicate member name")
+	ErrSurrogate = errors.New("escaped lone UTF-16 surrogate")
 	ErrSyntax    = errors.New("not one JSON value")
 )
 
@@ -24,14 +28,15 @@ var (
 // refused by the decoder every caller also runs.
 const maxDepth = 10000
 
-// UniqueMembers fails (ErrDuplicate) on a JSON text with an object that
-// repeats a member name, at any depth; names are compared decoded ("a" and
-// "\u0061" are one name). It scans the bytes itself: encoding/json's token
-// reader cost more than half of an uncached HS256 verification. Only names
-// with escapes are decoded (by encoding/json); the others are compared in
-// place. It is not a validator (a malformed number passes): callers decode
-// the text with encoding/json as well.
-func UniqueMembers(b []byte) error {
+// Unambiguous fails on a JSON text with an object that repeats a member
+// name at any depth (ErrDuplicate; names are compared decoded: "a" and
+// "\u0061" are one name), or with a string, name or value, that escapes a
+// lone surrogate (ErrSurrogate). It scans the bytes itself: encoding/json's
+// token reader cost more than half of an uncached HS256 verification. Only
+// strings with escapes are decoded (by encoding/json); the others are
+// compared in place. It is not a validator (a malformed number passes):
+// callers decode the text with encoding/json as well.
+func Unambiguous(b []byte) error {
 	s := jsonScan{b: b}
 	if err := s.value(0); err != nil {
 		return err
@@ -156,6 +161,9 @@ func (s *jsonScan) str() ([]byte, error) {
 			if !escaped {
 				return raw[1 : len(raw)-1], nil
 			}
+			if loneSurrogate(raw) {
+				return nil, ErrSurrogate
+			}
 			var v string
 			if err := json.Unmarshal(raw, &v); err != nil {
 				return nil, ErrSyntax
@@ -164,4 +172,47 @@ func (s *jsonScan) str() ([]byte, error) {
 		}
 	}
 	return nil, ErrSyntax
+}
+
+// loneSurrogate reports whether a quoted string escapes a UTF-16 surrogate
+// that is not a high one directly followed by an escaped low one.
+func loneSurrogate(raw []byte) bool {
+	high := false // the previous escape was a high surrogate
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			if high {
+				return true
+			}
+			continue
+		}
+		i++
+		if i >= len(raw) || raw[i] != 'u' || i+4 >= len(raw) {
+			if high {
+				return true
+			}
+			continue
+		}
+		v, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
+		if err != nil {
+			return false // malformed: the caller's decoder refuses it
+		}
+		i += 4
+		switch {
+		case v >= 0xd800 && v < 0xdc00:
+			if high {
+				return true
+			}
+			high = true
+		case v >= 0xdc00 && v < 0xe000:
+			if !high {
+				return true
+			}
+			high = false
+		default:
+			if high {
+				return true
+			}
+		}
+	}
+	return high
 }

@@ -14,7 +14,8 @@ import (
 // identity_error) and never cached: a member twice at any depth (the
 // gateway keeps the last copy, many upstream parsers the first), a byte
 // that is not UTF-8 (the gateway would read U+FFFD, the upstream the raw
-// JSON; Kong's protocol refuses it in a header: a 500 before), a context
+// JSON; Kong's protocol refuses it in a header: a 500 before), an escaped
+// lone surrogate (U+FFFD to the gateway, the surrogate upstream), a context
 // that cannot travel in the upstream header.
 func TestAmbiguousAnswersAreRefusedAndNeverCached(t *testing.T) {
 	id := newIdentity(t, ok("u1"))
@@ -29,6 +30,8 @@ func TestAmbiguousAnswersAreRefusedAndNeverCached(t *testing.T) {
 		"invalid byte in name":   "{\"user_id\":\"alice\",\"n\xffme\":1}",
 		"overlong encoding":      "{\"user_id\":\"alice\",\"x\":\"\xc0\xaf\"}",
 		"surrogate as UTF-8":     "{\"user_id\":\"alice\",\"x\":\"\xed\xa0\x80\"}",
+		"escaped lone surrogate": `{"user_id":"alice\ud800"}`,
+		"escaped lone low one":   `{"user_id":"alice","n":{"\udc00":1}}`,
 		"too large for header":   `{"user_id":"alice","pad":"` + strings.Repeat("x", 200) + `"}`,
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -48,6 +51,7 @@ func TestAmbiguousAnswersAreRefusedAndNeverCached(t *testing.T) {
 	for name, body := range map[string]string{
 		"same name, other objects": `{"user_id":"alice","a":{"role":"x"},"b":{"role":"y"}}`,
 		"non-ASCII":                `{"user_id":"alice","name":"café","city":"\u00e9vry"}`,
+		"an escaped pair":          `{"user_id":"alice","emoji":"\ud83d\ude00","path":"c:\\ud800"}`,
 	} {
 		id.set(answer{status: 200, body: body})
 		if out, d := c.Lookup(context.Background(), map[string]string{"Authorization": "Bearer " + name}); d != nil || out.UserID != "alice" {

@@ -562,7 +562,8 @@ func (c *Client) attempt(ctx context.Context, creds map[string]string) (class, *
 // valid UTF-8 (encoding/json would replace a bad byte in what the gateway
 // reads, while the raw JSON goes upstream as it came, and Kong's protocol
 // refuses it in a header), no member name twice at any depth (the gateway
-// would read the last copy, an upstream parser maybe the first), an object
+// would read the last copy, an upstream parser maybe the first), no escaped
+// lone surrogate (the gateway would read U+FFFD, the upstream the escape), an object
 // with a non-empty string user id, fitting the upstream header. Anything
 // else is an error, never a login, and never cached.
 func (c *Client) parse(contentType string, body []byte) (*Context, error) {
@@ -575,8 +576,11 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	if !utf8.Valid(body) {
 		return nil, errors.New("context is not valid UTF-8")
 	}
-	if err := strictjson.UniqueMembers(body); errors.Is(err, strictjson.ErrDuplicate) {
+	switch err := strictjson.Unambiguous(body); {
+	case errors.Is(err, strictjson.ErrDuplicate):
 		return nil, errors.New("context repeats a member name")
+	case errors.Is(err, strictjson.ErrSurrogate):
+		return nil, errors.New("context escapes a lone UTF-16 surrogate")
 	}
 	var fields map[string]any
 	if err := json.Unmarshal(body, &fields); err != nil { // one value, white space around it only
