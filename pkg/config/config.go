@@ -487,21 +487,21 @@ func validate(errs *[]error, path string, v reflect.Value, fs []field, unresolve
 	// algorithm, a pattern that starts with /): only on a record without
 	// errors so far.
 	if ck, ok := as[Checker](v); ok && len(*errs) == n {
-		for _, err := range flatten(ck.Check()) {
+		for _, err := range Flatten(ck.Check()) {
 			*errs = append(*errs, fmt.Errorf("%s: %w", path, err))
 		}
 	}
 }
 
-// flatten lists a joined error's errors (nil: none).
-func flatten(err error) []error {
+// Flatten lists a joined error's errors (nil: none).
+func Flatten(err error) []error {
 	if err == nil {
 		return nil
 	}
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		var out []error
 		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
+			out = append(out, Flatten(e)...)
 		}
 		return out
 	}

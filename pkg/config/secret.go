@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -62,9 +63,9 @@ func (s Secret) Read() (string, error) {
 	case s.Value != "":
 		return s.Value, nil
 	case s.File != "":
-		b, err := os.ReadFile(s.File)
+		b, err := ReadFile(s.Field+"_file", s.File)
 		if err != nil {
-			return "", fmt.Errorf("%s_file: cannot read %s: %v", s.Field, s.File, pathError(err))
+			return "", err
 		}
 		v := strings.TrimRight(string(b), "\r\n") // files written by editors and echo end in a newline
 		if v == "" {
@@ -81,12 +82,18 @@ func (s Secret) Read() (string, error) {
 	return v, nil
 }
 
-// pathError drops the path from an *os.PathError (the message names it once).
-func pathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
+// ReadFile reads the file a setting names, with an error that names the
+// setting and the file once (an *os.PathError's message would repeat it).
+func ReadFile(field, file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: cannot read %s: %v", field, file, err)
 	}
-	return err
+	return b, nil
 }
 
 // IsReference reports whether s is a Kong vault reference (kong/pdk/vault.lua

@@ -26,22 +26,11 @@ func (p *Plugin[C, D]) Check(raw []byte) []string {
 	config.Defaults(&c)
 	var out []string
 	if err := config.DecodeUnresolved(raw, &c); err != nil {
-		for _, e := range flattenErr(err) {
+		for _, e := range config.Flatten(err) {
 			out = append(out, e.Error())
 		}
 	}
 	return out
-}
-
-func flattenErr(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flattenErr(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // checkMain is -check's main: the exit status.

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/subgate/subgate/pkg/config"
 )
 
 // Files name the PEM files of one TLS client. Embedded in a config struct,
@@ -64,9 +66,9 @@ func (f Files) Load(prefix, serverName string) (Loaded, error) {
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
 	var errs []error
 	if f.CAFile != "" {
-		b, err := os.ReadFile(f.CAFile)
+		b, err := config.ReadFile(name("tls_ca_file"), f.CAFile)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: cannot read %s: %v", name("tls_ca_file"), f.CAFile, pathError(err)))
+			errs = append(errs, err)
 		} else if pool, err := caPool(b); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %v", name("tls_ca_file"), f.CAFile, err))
 		} else {
@@ -76,13 +78,13 @@ func (f Files) Load(prefix, serverName string) (Loaded, error) {
 	}
 	h.Write([]byte{0})
 	if f.CertFile != "" {
-		certPEM, err1 := os.ReadFile(f.CertFile)
-		keyPEM, err2 := os.ReadFile(f.KeyFile)
+		certPEM, err1 := config.ReadFile(name("tls_cert_file"), f.CertFile)
+		keyPEM, err2 := config.ReadFile(name("tls_key_file"), f.KeyFile)
 		switch {
 		case err1 != nil:
-			errs = append(errs, fmt.Errorf("%s: cannot read %s: %v", name("tls_cert_file"), f.CertFile, pathError(err1)))
+			errs = append(errs, err1)
 		case err2 != nil:
-			errs = append(errs, fmt.Errorf("%s: cannot read %s: %v", name("tls_key_file"), f.KeyFile, pathError(err2)))
+			errs = append(errs, err2)
 		default:
 			pair, err := tls.X509KeyPair(certPEM, keyPEM)
 			if err != nil {
@@ -175,13 +177,4 @@ func caPool(b []byte) (*x509.CertPool, error) {
 		return nil, errors.New("holds no PEM certificate")
 	}
 	return pool, nil
-}
-
-// pathError drops the path from an *os.PathError (the message names it once).
-func pathError(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }
