@@ -15,6 +15,8 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf16"
 )
 
 // The errors of Unambiguous.
@@ -177,42 +179,33 @@ func (s *jsonScan) str() ([]byte, error) {
 // loneSurrogate reports whether a quoted string escapes a UTF-16 surrogate
 // that is not a high one directly followed by an escaped low one.
 func loneSurrogate(raw []byte) bool {
-	high := false // the previous escape was a high surrogate
 	for i := 0; i < len(raw); i++ {
 		if raw[i] != '\\' {
-			if high {
-				return true
-			}
 			continue
 		}
-		i++
-		if i >= len(raw) || raw[i] != 'u' || i+4 >= len(raw) {
-			if high {
-				return true
-			}
-			continue
-		}
-		v, err := strconv.ParseUint(string(raw[i+1:i+5]), 16, 16)
-		if err != nil {
-			return false // malformed: the caller's decoder refuses it
-		}
-		i += 4
+		r := escapedUnit(raw, i)
 		switch {
-		case v >= 0xd800 && v < 0xdc00:
-			if high {
-				return true
-			}
-			high = true
-		case v >= 0xdc00 && v < 0xe000:
-			if !high {
-				return true
-			}
-			high = false
+		case r < 0: // another escape: skip its letter
+			i++
+		case !utf16.IsSurrogate(r):
+			i += 5
+		case utf16.DecodeRune(r, escapedUnit(raw, i+6)) == unicode.ReplacementChar:
+			return true // a low one first, or a high one without its low one
 		default:
-			if high {
-				return true
-			}
+			i += 11
 		}
 	}
-	return high
+	return false
+}
+
+// escapedUnit is the code unit of the \uXXXX escape at raw[i], or -1.
+func escapedUnit(raw []byte, i int) rune {
+	if i+5 >= len(raw) || raw[i] != '\\' || raw[i+1] != 'u' {
+		return -1
+	}
+	v, err := strconv.ParseUint(string(raw[i+2:i+6]), 16, 16)
+	if err != nil {
+		return -1 // malformed: the caller's decoder refuses it
+	}
+	return rune(v)
 }
