@@ -1,8 +1,11 @@
 package kongx
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,4 +32,83 @@ func TestSerializedGroups(t *testing.T) {
 			t.Errorf("serialized %s lacks %s", b, want)
 		}
 	}
+}
+
+// The hand-written decision line says what slog's JSONHandler says for the
+// same record (the time aside): every field, its JSON type and value, for
+// allows, denials and facts of every kind the checks record, and strings
+// that need escaping.
+func TestAuditLineIsSlogs(t *testing.T) {
+	deny := &Record{Plugin: "payment-token", Code: "token_expired", Status: 401, RequestID: "r1",
+		Cause: "exp \"2026\" <passed>\n\x01", Latency: 1500 * time.Microsecond,
+		Audit: check.Audit{CustomerID: "caf\xe9 \u2028"}}
+	internal := &Record{Plugin: "subgate", Code: "internal_error", Status: 500}
+	odd := &Record{Plugin: "jwt-claims", Allowed: true}
+	odd.Add(slog.Group("empty"), slog.Group("", slog.String("inlined", "yes")), slog.Float64("ratio", 0.25),
+		slog.Uint64("n", 7), slog.Time("at", time.Date(2026, 12, 4, 1, 2, 3, 4, time.UTC)), slog.Any("list", []int{1, 2}),
+		slog.Group("outer", slog.Group("inner", slog.Bool("deep", false))))
+	for _, r := range []*Record{allowRecord(), deny, internal, odd} {
+		var got, want strings.Builder
+		SetOutput(&got)
+		logRecord(r)
+		ref := slog.New(slog.NewJSONHandler(&want, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		ref.LogAttrs(context.Background(), slogLevel(r), "decision", slogAttrs(r)...)
+		SetOutput(io.Discard)
+		if !strings.HasSuffix(got.String(), "}\n") || strings.Count(got.String(), "\n") != 1 {
+			t.Fatalf("not one line: %q", got.String())
+		}
+		g, w := decodeLine(t, got.String()), decodeLine(t, want.String())
+		if _, err := time.Parse(time.RFC3339Nano, g["time"].(string)); err != nil {
+			t.Errorf("time: %v", err)
+		}
+		delete(g, "time")
+		delete(w, "time")
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("line\n %s\nslog writes\n %s", got.String(), want.String())
+		}
+	}
+}
+
+func decodeLine(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber() // 1.5 and 1.50 differ as text only
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return m
+}
+
+// slogLevel and slogAttrs are the decision line as it was written through
+// slog (the reference).
+func slogLevel(r *Record) slog.Level {
+	switch {
+	case r.Status >= 500:
+		return slog.LevelError
+	case r.Allowed:
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}
+
+func slogAttrs(r *Record) []slog.Attr {
+	decision := "deny"
+	if r.Allowed {
+		decision = "allow"
+	}
+	attrs := []slog.Attr{slog.String("plugin", r.Plugin), slog.String("decision", decision),
+		slog.Float64("latency_ms", float64(r.Latency.Microseconds())/1000)}
+	for _, kv := range [...][2]string{
+		{"route_id", r.RouteID}, {"service_id", r.ServiceID}, {"instance", r.Instance},
+		{"code", string(r.Code)}, {"customer_id", r.CustomerID}, {"request_id", r.RequestID}, {"cause", r.Cause},
+	} {
+		if kv[1] != "" {
+			attrs = append(attrs, slog.String(kv[0], kv[1]))
+		}
+	}
+	if r.Status != 0 {
+		attrs = append(attrs, slog.Int("status", r.Status))
+	}
+	return append(attrs, r.Facts...)
 }
