@@ -209,3 +209,34 @@ func escapedUnit(raw []byte, i int) rune {
 	}
 	return rune(v)
 }
+
+// Member returns the raw value of the top-level member name of an object
+// (names compared decoded), false when b is no object or lacks it. b is a
+// text Unambiguous and a validator (json.Valid, json.Compact) accepted:
+// Member reads, it does not check.
+func Member(b []byte, name string) ([]byte, bool) {
+	s := jsonScan{b: b}
+	if s.next() != '{' {
+		return nil, false
+	}
+	s.i++
+	for s.next() == '"' {
+		n, err := s.str()
+		if err != nil || s.next() != ':' {
+			return nil, false
+		}
+		s.i++
+		s.ws()
+		start := s.i
+		if s.value(1) != nil {
+			return nil, false
+		}
+		if string(n) == name {
+			return b[start:s.i], true
+		}
+		if s.next() == ',' {
+			s.i++
+		}
+	}
+	return nil, false
+}

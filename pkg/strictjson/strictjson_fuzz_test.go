@@ -115,3 +115,51 @@ func mustMarshal(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// Member finds top-level members only, by decoded name, and reads nothing
+// out of what is not an object.
+func TestMember(t *testing.T) {
+	doc := ` { "a" : 1 , "n" : { "b" : 2 } , "l" : [ "b" , {"b":3} ] , "\u0063" : "x\"y" , "e" : {} } `
+	for name, want := range map[string]string{"a": "1", "n": `{ "b" : 2 }`, "l": `[ "b" , {"b":3} ]`, "c": `"x\"y"`, "e": "{}"} {
+		if got, ok := Member([]byte(doc), name); !ok || string(got) != want {
+			t.Errorf("%s: %q %v, want %q", name, got, ok, want)
+		}
+	}
+	for _, miss := range []struct{ doc, name string }{{doc, "b"}, {doc, "A"}, {doc, ""}, {`["a",1]`, "a"}, {`"a"`, "a"}, {`{}`, "a"}, {``, "a"}} {
+		if got, ok := Member([]byte(miss.doc), miss.name); ok {
+			t.Errorf("%s in %s: %q", miss.name, miss.doc, got)
+		}
+	}
+}
+
+// FuzzMember: on a text Unambiguous and encoding/json accept, each
+// top-level member Member returns decodes to what encoding/json reads for
+// it, and Member finds every member encoding/json reads.
+func FuzzMember(f *testing.F) {
+	for _, s := range []string{`{"a":1}`, `{"a":{"a":2},"b":[1,{"c":3}]}`, ` { "\u0061" : "x" , "b" : null } `, `{"":true}`, `[1]`, `"a"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var whole map[string]json.RawMessage
+		if Unambiguous(b) != nil || json.Unmarshal(b, &whole) != nil || whole == nil {
+			return
+		}
+		for name, want := range whole {
+			got, ok := Member(b, name)
+			if !ok {
+				t.Fatalf("%q: member %q not found", b, name)
+			}
+			if !bytes.Equal(compact(t, got), compact(t, want)) {
+				t.Fatalf("%q: member %q is %q, encoding/json reads %q", b, name, got, want)
+			}
+		}
+	})
+}
+
+func compact(t *testing.T, b []byte) []byte {
+	var out bytes.Buffer
+	if err := json.Compact(&out, b); err != nil {
+		t.Fatalf("%q: %v", b, err)
+	}
+	return out.Bytes()
+}

@@ -126,7 +126,7 @@ func (d *Decider) lookup(ctx context.Context, clientHeaders map[string][]string,
 	}
 	up[http.CanonicalHeaderKey(d.client.o.SourceHeader)] = src
 	for field, h := range d.client.o.FieldHeaders {
-		if v, ok := upstream.Scalar(out.Fields[field]); ok && upstream.Safe(v) {
+		if v, ok := upstream.Scalar(out.Field(field)); ok && upstream.Safe(v) {
 			up[http.CanonicalHeaderKey(h)] = v
 		}
 	}

@@ -121,8 +121,7 @@ func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
 // Context is a validated user context.
 type Context struct {
-	Raw      []byte         // the identity service's JSON, compacted
-	Fields   map[string]any // decoded
+	Raw      []byte // the identity service's JSON, compacted
 	UserID   string
 	StoredAt time.Time // when it was fetched
 	// Asked is when the lookup that fetched it began (this process's
@@ -130,6 +129,16 @@ type Context struct {
 	Asked time.Time
 
 	sharedAt time.Time // when this node last wrote it to the shared level (zero: never)
+}
+
+// Field is the top-level member name of the context, decoded (nil: none).
+// A route reads few members, so none is decoded before it is read.
+func (e *Context) Field(name string) any {
+	var v any
+	if raw, ok := strictjson.Member(e.Raw, name); ok {
+		_ = json.Unmarshal(raw, &v) // parse validated the whole text
+	}
+	return v
 }
 
 // Result is an allowed lookup.
@@ -582,22 +591,22 @@ func (c *Client) parse(contentType string, body []byte) (*Context, error) {
 	case errors.Is(err, strictjson.ErrSurrogate):
 		return nil, errors.New("context escapes a lone UTF-16 surrogate")
 	}
-	var fields map[string]any
-	if err := json.Unmarshal(body, &fields); err != nil { // one value, white space around it only
+	// Compact validates the syntax (one value, white space around it only);
+	// only the members a route reads are decoded (Context.Field).
+	compact := bytes.NewBuffer(make([]byte, 0, len(body)))
+	if err := json.Compact(compact, body); err != nil || compact.Bytes()[0] != '{' {
 		return nil, errors.New("not one JSON object")
 	}
-	id, _ := fields[c.o.UserIDField].(string)
+	e := &Context{Raw: compact.Bytes()}
+	id, _ := e.Field(c.o.UserIDField).(string)
 	if id == "" {
 		return nil, fmt.Errorf("no %q in the context", c.o.UserIDField)
 	}
-	compact := bytes.NewBuffer(make([]byte, 0, len(body)))
-	if err := json.Compact(compact, body); err != nil {
-		return nil, err
-	}
-	if !c.fits(compact.Bytes()) {
+	if !c.fits(e.Raw) {
 		return nil, errors.New("context does not fit the upstream header")
 	}
-	return &Context{Raw: compact.Bytes(), Fields: fields, UserID: id, StoredAt: c.o.Now()}, nil
+	e.UserID, e.StoredAt = id, c.o.Now()
+	return e, nil
 }
 
 // isJSON reports whether a content type is JSON (application/json or

@@ -95,16 +95,16 @@ func wantCode(t *testing.T, d *denial.Denial, code denial.Code, status int) {
 func TestFreshAnswerReplacesTheCacheAndNeverReadsIt(t *testing.T) {
 	id := newIdentity(t, answer{status: 200, body: `{"user_id":"u1","v":1}`})
 	c := client(t, id.srv.URL, nil)
-	if out, d := c.Lookup(context.Background(), creds); d != nil || out.Cached || out.Fields["v"] != float64(1) {
+	if out, d := c.Lookup(context.Background(), creds); d != nil || out.Cached || out.Field("v") != float64(1) {
 		t.Fatalf("%+v %v", out, d)
 	}
 	id.set(answer{status: 200, body: `{"user_id":"u1","v":2}`})
-	if out, _ := c.Lookup(context.Background(), creds); out.Cached || out.Fields["v"] != float64(2) {
+	if out, _ := c.Lookup(context.Background(), creds); out.Cached || out.Field("v") != float64(2) {
 		t.Fatalf("2xx must be fresh: %+v", out)
 	}
 	id.set(answer{status: 503})
 	out, d := c.Lookup(context.Background(), creds)
-	if d != nil || !out.Cached || out.Fields["v"] != float64(2) {
+	if d != nil || !out.Cached || out.Field("v") != float64(2) {
 		t.Fatalf("on 503 the latest success must serve: %+v %v", out, d)
 	}
 	if id.hits.Load() != 1 {
