@@ -134,10 +134,15 @@ type Context struct {
 // Field is the top-level member name of the context, decoded (nil: none).
 // A route reads few members, so none is decoded before it is read.
 func (e *Context) Field(name string) any {
-	var v any
-	if raw, ok := strictjson.Member(e.Raw, name); ok {
-		_ = json.Unmarshal(raw, &v) // parse validated the whole text
+	raw, ok := strictjson.Member(e.Raw, name)
+	if !ok {
+		return nil
 	}
+	if len(raw) > 1 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]) // ids and codes: nothing to decode
+	}
+	var v any
+	_ = json.Unmarshal(raw, &v) // parse validated the whole text
 	return v
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -367,5 +368,17 @@ func TestTraceContextIsForwarded(t *testing.T) {
 	}
 	if got[1].Get("Traceparent") != "" {
 		t.Fatalf("a traceparent was invented: %v", got[1])
+	}
+}
+
+// Field reads a top-level member as encoding/json decodes it, plain
+// strings without decoding.
+func TestField(t *testing.T) {
+	e := &Context{Raw: []byte(`{"id":"u1","esc":"a\"b\u00e9","n":1.5,"ok":false,"o":{"id":"inner"},"l":[1]}`)}
+	for name, want := range map[string]any{"id": "u1", "esc": "a\"bé", "n": 1.5, "ok": false,
+		"o": map[string]any{"id": "inner"}, "l": []any{1.0}, "missing": nil, "ID": nil} {
+		if got := e.Field(name); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: %#v, want %#v", name, got, want)
+		}
 	}
 }
