@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/subgate/subgate/pkg/check"
@@ -40,20 +41,28 @@ type Record struct {
 
 func init() { SetOutput(os.Stderr) }
 
-// out is where the decision lines go, set with slog's default logger.
-var out struct {
+// out is where every line goes: the decision lines (logRecord) and slog's
+// write through it, one lock for both, so lines never interleave.
+var out atomic.Pointer[lockedWriter]
+
+type lockedWriter struct {
 	sync.Mutex
 	w io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.Lock()
+	defer l.Unlock()
+	return l.w.Write(p)
 }
 
 // SetOutput sends all log lines, the decisions and the operational events
 // of every package (through slog's default logger), to w as JSON (tests
 // point it at a buffer).
 func SetOutput(w io.Writer) {
-	out.Lock()
-	out.w = w
-	out.Unlock()
-	slog.SetDefault(slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	lw := &lockedWriter{w: w}
+	out.Store(lw)
+	slog.SetDefault(slog.New(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug})))
 }
 
 var linePool = sync.Pool{New: func() any { return new([]byte) }}
@@ -95,9 +104,7 @@ func logRecord(r *Record) {
 	}
 	b = appendAttrs(b, r.Facts)
 	b = append(b, "}\n"...)
-	out.Lock()
-	_, _ = out.w.Write(b)
-	out.Unlock()
+	_, _ = out.Load().Write(b)
 	*bp = b
 	linePool.Put(bp)
 }

@@ -1,12 +1,14 @@
 package kongx
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -111,4 +113,35 @@ func slogAttrs(r *Record) []slog.Attr {
 		attrs = append(attrs, slog.Int("status", r.Status))
 	}
 	return append(attrs, r.Facts...)
+}
+
+// Decision lines and slog's lines share one lock: written at once from
+// two goroutines into a plain buffer, every line arrives whole (and -race
+// sees no concurrent write).
+func TestLinesShareOneLock(t *testing.T) {
+	var buf bytes.Buffer
+	SetOutput(&buf)
+	defer SetOutput(io.Discard)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			logRecord(allowRecord())
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 200 {
+			slog.Info("operational", slog.String("k", "v"))
+		}
+	}()
+	wg.Wait()
+	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
+	if len(lines) != 400 {
+		t.Fatalf("%d lines, want 400", len(lines))
+	}
+	for _, l := range lines {
+		decodeLine(t, l)
+	}
 }
